@@ -1,0 +1,113 @@
+"""Checkpoints that are written atomically and checked when loaded.
+
+A file holds a header (format, kind, configuration, metadata), the tensors, and a
+SHA-256 of the tensors' bytes. Loading refuses a file that is corrupt, of another
+kind, or made for another configuration, and says exactly what differs.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+FORMAT = "dopatut-checkpoint-v1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be used: corrupt, of another kind, or for another configuration."""
+
+
+def _digest(state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(key.encode())
+        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path, state: dict[str, torch.Tensor], kind: str, config: dict, meta: dict | None = None) -> Path:
+    state = {k: v.detach().cpu().clone() for k, v in state.items()}
+    payload = {"format": FORMAT, "kind": kind, "config": config, "meta": meta or {},
+               "state": state, "sha256": _digest(state)}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def _differences(expected: dict, found: dict) -> list[str]:
+    keys = sorted(set(expected) | set(found))
+    return [f"{k}: expected {expected.get(k, '<missing>')!r}, file has {found.get(k, '<missing>')!r}"
+            for k in keys if expected.get(k, "<missing>") != found.get(k, "<missing>")]
+
+
+def load_checkpoint(path, kind: str, config: dict | None = None,
+                    shapes: dict[str, tuple] | None = None) -> dict:
+    """Load and check a checkpoint. Returns the payload (with 'state', 'config', 'meta')."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path} is corrupt or truncated ({type(err).__name__}: {err}); "
+                              "delete it and it will be rebuilt") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a dopatut checkpoint (expected format {FORMAT!r})")
+    if payload["kind"] != kind:
+        raise CheckpointError(f"{path} holds a {payload['kind']!r}, expected a {kind!r}")
+    if _digest(payload["state"]) != payload["sha256"]:
+        raise CheckpointError(f"{path}: tensors do not match their checksum; the file is corrupt, delete it")
+    if config is not None and payload["config"] != config:
+        raise CheckpointError(f"{path} was made for another configuration:\n  " +
+                              "\n  ".join(_differences(config, payload["config"])))
+    if shapes is not None:
+        found = {k: tuple(v.shape) for k, v in payload["state"].items()}
+        diffs = _differences({k: tuple(v) for k, v in shapes.items()}, found)
+        if diffs:
+            raise CheckpointError(f"{path} does not fit the model (tensor shapes):\n  " + "\n  ".join(diffs))
+    return payload
+
+
+def save_gates(path, gates, meta: dict | None = None) -> Path:
+    """Save one mode's GateSet alone (a few kB), apart from the base."""
+    config = {name: {"width": g.width} for name, g in gates.items()}
+    return save_checkpoint(path, gates.state_dict(), "gates", config, meta)
+
+
+def load_gates(path, model, **gate_kwargs):
+    """Load a GateSet saved by `save_gates` and check that it fits `model`'s hidden layers."""
+    from .gate import GateSet  # local: checkpoints sits below gate in the import order
+
+    payload = load_checkpoint(path, "gates")
+    layers = list(payload["config"])
+    gates = GateSet.for_model(model, layers=layers, **gate_kwargs)
+    expected = {k: tuple(v.shape) for k, v in gates.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in payload["state"].items()}
+    diffs = _differences(expected, found)
+    if diffs:
+        raise CheckpointError(f"{path}: gates do not fit the model:\n  " + "\n  ".join(diffs))
+    gates.load_state_dict(payload["state"])
+    return gates

@@ -1,0 +1,105 @@
+"""LoRA for nn.Linear, written from scratch in the shape of PEFT's LoRA layer.
+
+    y = W x + b + (alpha / r) * B A x,   A: (r, in) random,  B: (out, r) zeros
+
+B starts at zero, so at init the layer is exactly the frozen base. `merge` folds
+B A into W for inference at the base's cost; `unmerge` takes it back out.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    rank: int = 4
+    alpha: float | None = None  # None: alpha = rank, a scaling of 1
+
+    def __post_init__(self):
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise ValueError(f"rank must be an int >= 1, got {self.rank!r}")
+        if self.alpha is not None and not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0 (or None for alpha = rank), got {self.alpha!r}")
+
+    @property
+    def scaling(self) -> float:
+        return (self.rank if self.alpha is None else self.alpha) / self.rank
+
+
+class LoRALinear(nn.Module):
+    def __init__(self, base: nn.Linear, config: LoRAConfig = LoRAConfig()):
+        super().__init__()
+        if not isinstance(base, nn.Linear):
+            raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
+        self.base = base
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.config = config
+        self.scaling = config.scaling
+        self.lora_A = nn.Parameter(torch.empty(config.rank, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, config.rank))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # PEFT's default for A
+        self.merged = False
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B @ self.lora_A) * self.scaling
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The effective weight W + delta, whether merged or not."""
+        return self.base.weight if self.merged else self.base.weight + self.delta_weight()
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.base.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        if self.merged:
+            return y
+        return y + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if self.merged:
+            raise RuntimeError("LoRA layer is already merged")
+        self.base.weight += self.delta_weight()
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if not self.merged:
+            raise RuntimeError("LoRA layer is not merged")
+        self.base.weight -= self.delta_weight()
+        self.merged = False
+
+    def extra_repr(self) -> str:
+        return f"rank={self.config.rank}, scaling={self.scaling:g}, merged={self.merged}"
+
+
+def lora_layers(model: nn.Module) -> list[LoRALinear]:
+    return [m for m in model.modules() if isinstance(m, LoRALinear)]
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    for layer in lora_layers(model):
+        layer.merge()
+    return model
+
+
+def unmerge_lora(model: nn.Module) -> nn.Module:
+    for layer in lora_layers(model):
+        layer.unmerge()
+    return model

@@ -1,0 +1,22 @@
+"""Small helpers for the book's notebooks that work the same in the book build, locally and in Colab."""
+from __future__ import annotations
+
+import sys
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def glue(name: str, value, display: bool = False):
+    """Store `value` for the book's prose; without myst-nb (as in Colab) just return it.
+
+    Glue numbers, not strings (a string shows with quotes), and format in the prose:
+    {glue:text}`dopamine_acc45:.1%` or {glue:text}`n_trainable:,.0f`.
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return value
+    myst_glue(name, value, display=display)
+    return value

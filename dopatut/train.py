@@ -1,0 +1,126 @@
+"""One fast training loop for every method: batches sliced from tensors, seeded, with progress bars."""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import batches
+from .gate import gate_activity, gates_of, set_temperature, temperature_at
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    sparsity: float = 0.0  # weight of the mean gate value added to the loss
+    temperature: tuple[float, float] = (1.0, 0.1)  # gate temperature, annealed geometrically start -> end
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.sparsity < 0:
+            raise ValueError(f"sparsity must be >= 0, got {self.sparsity!r}")
+        object.__setattr__(self, "temperature", tuple(self.temperature))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "temperature": list(self.temperature)}
+
+
+@dataclass
+class History:
+    loss: list[float] = field(default_factory=list)  # mean training loss per epoch
+    accuracy: dict[str, list[float]] = field(default_factory=dict)  # per evaluation set, per epoch
+    seconds: float = 0.0
+
+    def final(self, name: str) -> float:
+        return self.accuracy[name][-1]
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch generator for shuffling."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 10_000) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 10_000) -> float:
+    """Accuracy in [0, 1]."""
+    return (predict_logits(model, x, batch_size).argmax(1) == y).float().mean().item()
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig = TrainConfig(),
+        eval_sets: dict | None = None, progress: bool = True, desc: str | None = None) -> History:
+    """Train the trainable parameters of `model` on (x, y) with Adam and cross-entropy.
+
+    eval_sets: name -> (x, y), evaluated after every epoch. Gates, if any, are trained soft
+    with an annealed temperature, and left soft at the final temperature.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters; apply a method first (e.g. apply_method(base, 'dopamine'))")
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+    eval_sets = eval_sets or {}
+    generator = seed_everything(config.seed)
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    gated = bool(gates_of(model))
+    steps_per_epoch = -(-len(x) // config.batch_size)
+    total = config.epochs * steps_per_epoch
+    history = History(accuracy={name: [] for name in eval_sets})
+    start, step = time.perf_counter(), 0
+    bar = tqdm(total=total, desc=desc or getattr(model, "method", "training"), disable=not progress, leave=True)
+    model.train()
+    for _ in range(config.epochs):
+        loss_sum = torch.zeros(())
+        for xb, yb in batches(x, y, config.batch_size, generator):
+            if gated:
+                set_temperature(model, temperature_at(step / max(total - 1, 1), *config.temperature))
+            loss = F.cross_entropy(model(xb), yb)
+            if gated and config.sparsity > 0:
+                loss = loss + config.sparsity * gate_activity(model)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach().cpu()
+            step += 1
+            bar.update(1)
+        history.loss.append(loss_sum.item() / steps_per_epoch)
+        for name, (xe, ye) in eval_sets.items():
+            history.accuracy[name].append(evaluate(model, xe, ye))
+        bar.set_postfix(loss=f"{history.loss[-1]:.3f}",
+                        **{name: f"{acc[-1]:.2%}" for name, acc in history.accuracy.items()})
+    bar.close()
+    history.seconds = time.perf_counter() - start
+    return history
