@@ -116,9 +116,10 @@ def specialise(base: FoundationMLP, method: str, angle_deg: float = 45.0, seed: 
 
 
 def run_seed(seed: int, methods=("frozen", "dopamine", "lora"), angle_deg: float = 45.0,
-             spec: FoundationSpec = FoundationSpec(), lora_rank: int = 4, progress: bool = True) -> dict[str, Result]:
-    """One seed of the whole pipeline: the foundation, then each method specialised to `angle_deg`."""
+             spec: FoundationSpec = FoundationSpec(), lora_rank: int = 4, epochs: int = 3,
+             progress: bool = True) -> dict[str, Result]:
+    """One seed of the whole pipeline: the foundation, then each method specialised to `angle_deg` for `epochs`."""
     base = foundation(seed, spec, progress=progress)
     eval_angles = tuple(sorted({*spec.angles, float(angle_deg)}))
-    return {m: specialise(base, m, angle_deg, seed, eval_angles=eval_angles, progress=progress,
+    return {m: specialise(base, m, angle_deg, seed, recommended_config(m, seed, epochs), eval_angles, progress,
                           **({"rank": lora_rank} if m == "lora" else {}))[1] for m in methods}
