@@ -95,6 +95,7 @@ def strongly_active_fraction(model: FoundationMLP, x: torch.Tensor,
             continue
         out = s["output"].abs().sort(dim=1, descending=True).values
         cum = out.cumsum(1) / out.sum(1, keepdim=True).clamp_min(1e-12)
-        k = (cum < share).sum(1) + 1
+        # smallest k with cum[k-1] >= share (a relative tolerance absorbs rounding), never more than the firing units
+        k = torch.minimum((cum < share * (1 - 1e-6)).sum(1) + 1, (out > 0).sum(1))
         result[name] = (k.float() / out.shape[1]).mean().item()
     return result

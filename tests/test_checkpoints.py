@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from dopatut.checkpoints import CheckpointError, load_checkpoint, load_gates, save_checkpoint, save_gates
+from dopatut.gate import GateSet
+from dopatut.model import FoundationMLP, MLPConfig
+
+
+def shapes(model):
+    return {k: v.shape for k, v in model.state_dict().items()}
+
+
+def test_round_trip_and_no_temporary_files_left(tmp_path, small_model):
+    path = save_checkpoint(tmp_path / "f.pt", small_model.state_dict(), "foundation", {"hidden": [32, 16]}, {"acc": 0.9})
+    payload = load_checkpoint(path, "foundation", {"hidden": [32, 16]}, shapes(small_model))
+    assert payload["meta"] == {"acc": 0.9}
+    assert all(torch.equal(v, small_model.state_dict()[k]) for k, v in payload["state"].items())
+    assert [p.name for p in tmp_path.iterdir()] == ["f.pt"]
+
+
+def test_truncated_file_raises_a_clear_error(tmp_path, small_model):
+    path = save_checkpoint(tmp_path / "f.pt", small_model.state_dict(), "foundation", {})
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="corrupt or truncated.*delete it"):
+        load_checkpoint(path, "foundation")
+
+
+def test_changed_tensor_fails_the_checksum(tmp_path, small_model):
+    path = save_checkpoint(tmp_path / "f.pt", small_model.state_dict(), "foundation", {})
+    payload = torch.load(path, weights_only=True)
+    payload["state"]["head.bias"][0] += 1.0
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(path, "foundation")
+
+
+def test_other_configuration_names_the_difference(tmp_path, small_model):
+    path = save_checkpoint(tmp_path / "f.pt", small_model.state_dict(), "foundation", {"hidden": [32, 16], "seed": 0})
+    with pytest.raises(CheckpointError, match=r"hidden: expected \[256, 256\], file has \[32, 16\]"):
+        load_checkpoint(path, "foundation", {"hidden": [256, 256], "seed": 0})
+    with pytest.raises(CheckpointError, match="holds a 'foundation', expected a 'gates'"):
+        load_checkpoint(path, "gates")
+
+
+def test_width_mismatch_names_the_shapes(tmp_path, small_model):
+    path = save_checkpoint(tmp_path / "f.pt", small_model.state_dict(), "foundation", {})
+    other = FoundationMLP(MLPConfig(hidden=(64, 16)))
+    with pytest.raises(CheckpointError, match=r"hidden.hidden1.linear.weight: expected \(64, 784\), file has \(32, 784\)"):
+        load_checkpoint(path, "foundation", shapes=shapes(other))
+
+
+def test_not_a_checkpoint(tmp_path):
+    path = tmp_path / "x.pt"
+    torch.save({"a": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match="not a dopatut checkpoint"):
+        load_checkpoint(path, "foundation")
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt", "foundation")
+
+
+def test_gates_save_apart_from_the_base_and_check_the_fit(tmp_path, small_model):
+    gates = GateSet.for_model(small_model)
+    with torch.no_grad():
+        gates["hidden2"].threshold.uniform_()
+    path = save_gates(tmp_path / "g.pt", gates)
+    assert path.stat().st_size < 20_000
+    loaded = load_gates(path, small_model)
+    assert torch.equal(loaded["hidden2"].threshold, gates["hidden2"].threshold)
+    with pytest.raises(CheckpointError, match="gates do not fit the model"):
+        load_gates(path, FoundationMLP(MLPConfig(hidden=(32, 8))))

@@ -1,0 +1,54 @@
+import pytest
+import torch
+from torch import nn
+
+from dopatut.lora import LoRAConfig, LoRALinear, merge_lora, unmerge_lora
+from dopatut.methods import apply_method
+
+
+def randomise_b(model):
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, LoRALinear):
+                m.lora_B.copy_(torch.randn(m.lora_B.shape, generator=g) * 0.1)
+
+
+def test_lora_at_init_is_exactly_the_base(small_model, inputs):
+    lora = apply_method(small_model, "lora", rank=4, verbose=False)
+    assert torch.equal(lora(inputs), small_model(inputs))
+
+
+def test_merged_equals_unmerged_and_unmerge_restores_weights(small_model, inputs):
+    lora = apply_method(small_model, "lora", rank=3, alpha=6, verbose=False)
+    randomise_b(lora)
+    unmerged = lora(inputs)
+    assert not torch.allclose(unmerged, small_model(inputs))
+    w_before = lora.hidden["hidden1"].linear.base.weight.clone()
+    merge_lora(lora)
+    assert torch.allclose(lora(inputs), unmerged, atol=1e-5)
+    unmerge_lora(lora)
+    assert torch.allclose(lora.hidden["hidden1"].linear.base.weight, w_before, atol=1e-6)
+    assert torch.allclose(lora(inputs), unmerged, atol=1e-5)
+
+
+def test_effective_weight_includes_delta(small_model):
+    layer = LoRALinear(nn.Linear(5, 4), LoRAConfig(rank=2, alpha=4))
+    with torch.no_grad():
+        layer.lora_B.fill_(0.5)
+    x = torch.randn(3, 5)
+    assert torch.allclose(layer(x), x @ layer.weight.t() + layer.bias, atol=1e-6)
+    assert layer.scaling == 2.0
+
+
+@pytest.mark.parametrize("rank", [0, -2, 1.5])
+def test_rank_below_one_is_refused(rank):
+    with pytest.raises(ValueError, match="rank must be an int >= 1"):
+        LoRAConfig(rank=rank)
+
+
+def test_double_merge_is_refused():
+    layer = LoRALinear(nn.Linear(3, 3))
+    layer.merge()
+    with pytest.raises(RuntimeError, match="already merged"):
+        layer.merge()

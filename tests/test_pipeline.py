@@ -1,0 +1,54 @@
+from dataclasses import replace
+
+import pytest
+import torch
+
+from dopatut.model import MLPConfig
+from dopatut.pipeline import FoundationSpec, foundation, foundation_path, specialise
+from dopatut.train import TrainConfig
+
+SPEC = FoundationSpec(model=MLPConfig(hidden=(32, 32)), train=TrainConfig(epochs=1, batch_size=512))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_foundation_is_trained_once_then_loaded(cache, monkeypatch, capsys):
+    monkeypatch.setenv("DOPATUT_CACHE", str(cache))
+    first = foundation(0, SPEC, progress=False)
+    assert foundation_path(SPEC, 0).exists()
+    second = foundation(0, SPEC)
+    assert "loaded from" in capsys.readouterr().out
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert not any(p.requires_grad for p in second.parameters())
+    assert set(second.meta["accuracy"]) == {"0", "45"} and second.meta["accuracy"]["45"] > 0.8
+
+
+def test_cache_key_separates_configurations_and_seeds():
+    paths = {foundation_path(SPEC, 0), foundation_path(SPEC, 1),
+             foundation_path(replace(SPEC, angles=(0.0,)), 0),
+             foundation_path(replace(SPEC, train=TrainConfig(epochs=2, batch_size=512)), 0)}
+    assert len(paths) == 4
+
+
+def test_corrupt_cache_is_retrained(cache, monkeypatch, capsys):
+    monkeypatch.setenv("DOPATUT_CACHE", str(cache))
+    foundation(0, SPEC, progress=False)
+    foundation_path(SPEC, 0).write_bytes(b"garbage")
+    model = foundation(0, SPEC, progress=False)
+    assert "unusable, retraining" in capsys.readouterr().out
+    assert model.meta["accuracy"]["45"] > 0.8
+
+
+def test_specialise_reports_hard_and_soft_accuracy(cache, monkeypatch):
+    monkeypatch.setenv("DOPATUT_CACHE", str(cache))
+    base = foundation(0, SPEC, progress=False)
+    model, result = specialise(base, "dopamine", 45, seed=0, config=TrainConfig(epochs=1, lr=1e-2, batch_size=512),
+                               progress=False)
+    assert result.n_trainable == 2 * (32 + 32)
+    assert set(result.accuracy) == set(result.soft_accuracy) == {"0", "45"}
+    _, frozen = specialise(base, "frozen", 45, progress=False)
+    assert frozen.n_trainable == 0 and frozen.soft_accuracy == {}
+    assert frozen.accuracy["45"] == pytest.approx(base.meta["accuracy"]["45"])

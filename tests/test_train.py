@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from dopatut.data import mixture, mode_data
+from dopatut.gate import hardened
+from dopatut.methods import apply_method
+from dopatut.model import FoundationMLP, MLPConfig, base_state_dict, freeze
+from dopatut.train import TrainConfig, evaluate, fit, seed_everything
+
+N_TRAIN, N_TEST = 12_000, 5_000
+
+
+@pytest.fixture(scope="module")
+def sliced():
+    x, y, _ = mixture("train", (0, 45), seed=0, limit=N_TRAIN)
+    return (x, y), mode_data("train", 45, limit=N_TRAIN), mode_data("test", 45, limit=N_TEST)
+
+
+@pytest.fixture(scope="module")
+def base(sliced):
+    seed_everything(0)
+    model = FoundationMLP(MLPConfig(hidden=(128, 128)))
+    fit(model, *sliced[0], TrainConfig(epochs=2, seed=0), progress=False)
+    return freeze(model)
+
+
+def train_twice(base, data, method):
+    runs = []
+    for _ in range(2):
+        seed_everything(0)
+        model = apply_method(base, method, verbose=False)
+        history = fit(model, *data, TrainConfig(epochs=1, lr=1e-2, seed=7), progress=False)
+        runs.append((model.state_dict(), history.loss))
+    return runs
+
+
+@pytest.mark.parametrize("method", ["dopamine", "lora"])
+def test_same_seed_same_numbers(base, sliced, method):
+    (sd1, loss1), (sd2, loss2) = train_twice(base, sliced[1], method)
+    assert loss1 == loss2
+    assert all(torch.equal(sd1[k], sd2[k]) for k in sd1)
+
+
+def test_dopamine_training_keeps_base_weights_bitwise_and_beats_frozen_at_45(base, sliced):
+    frozen_acc = evaluate(base, *sliced[2])
+    model = apply_method(base, "dopamine", verbose=False)
+    before = {k: v.clone() for k, v in base_state_dict(model).items()}
+    history = fit(model, *sliced[1], TrainConfig(epochs=2, lr=1e-2, seed=0), eval_sets={"45": sliced[2]},
+                  progress=False)
+    after = base_state_dict(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    with hardened(model):
+        hard_acc = evaluate(model, *sliced[2])
+    assert history.final("45") > frozen_acc + 0.005
+    assert hard_acc > frozen_acc + 0.005
+    assert len(history.loss) == 2 and history.loss[1] < history.loss[0]
+
+
+def test_fit_refuses_a_model_with_nothing_to_train(base, sliced):
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        fit(base, *sliced[1], progress=False)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0}, "epochs must be an int >= 1, got 0"),
+    ({"lr": -1.0}, "lr must be > 0"),
+    ({"batch_size": 0}, "batch_size must be an int >= 1"),
+    ({"sparsity": -0.1}, "sparsity must be >= 0"),
+])
+def test_bad_config_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_sparsity_penalty_lowers_gate_activity(base, sliced):
+    x, y = sliced[1]
+    activity = []
+    for sparsity in (0.0, 1.0):
+        model = apply_method(base, "dopamine", verbose=False)
+        fit(model, x, y, TrainConfig(epochs=1, lr=1e-2, seed=0, sparsity=sparsity), progress=False)
+        with hardened(model), torch.no_grad():
+            model(x[:2000])
+            activity.append(sum(g.last_gate.mean().item() for g in
+                                (model.hidden["hidden1"].gate, model.hidden["hidden2"].gate)))
+    assert activity[1] < activity[0]
