@@ -5,7 +5,7 @@
 import sys
 from pathlib import Path
 
-MARKERS = ("Traceback (most recent call last)", "output traceback", "output stderr", "ename", "Error in callback")
+MARKERS = ("Traceback (most recent call last)", "output traceback", "output error")
 
 
 def problems(html_dir: Path) -> list[str]:
