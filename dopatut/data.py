@@ -45,6 +45,8 @@ def data_root() -> Path:
 
 
 def _from_torchvision_dir(root: Path, download: bool) -> tuple:
+    if not download and not (root / "MNIST" / "raw").is_dir():
+        raise FileNotFoundError(f"no folder {root / 'MNIST' / 'raw'}")  # checked before the slow import
     from torchvision.datasets import MNIST as TVMNIST  # optional dependency
 
     train = TVMNIST(str(root), train=True, download=download)
