@@ -88,3 +88,24 @@ def test_batches_cover_every_sample_once():
     assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         list(data.batches(x, y, 0))
+
+
+def write_idx(path, tensor):
+    import struct
+    dims = tensor.shape
+    header = struct.pack(">HBB", 0, 0x08, len(dims)) + b"".join(struct.pack(">I", d) for d in dims)
+    path.write_bytes(header + tensor.to(torch.uint8).numpy().tobytes())
+
+
+def test_mnist_in_torchvision_layout_is_used_first(monkeypatch, tmp_path):
+    real = data.load_mnist()
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, t in (("train-images-idx3-ubyte", real.train_images), ("train-labels-idx1-ubyte", real.train_labels),
+                    ("t10k-images-idx3-ubyte", real.test_images), ("t10k-labels-idx1-ubyte", real.test_labels)):
+        write_idx(raw / name, t)
+    monkeypatch.setattr(data, "_MNIST", None)
+    monkeypatch.setenv("DOPATUT_DATA", str(tmp_path))
+    loaded = data.load_mnist()
+    assert loaded.source.startswith("torchvision files under")
+    assert torch.equal(loaded.test_images, real.test_images) and torch.equal(loaded.train_labels, real.train_labels)
