@@ -103,7 +103,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
     bar = tqdm(total=total, desc=desc or getattr(model, "method", "training"), disable=not progress, leave=True)
     model.train()
     for _ in range(config.epochs):
-        loss_sum = torch.zeros(())
+        loss_sum = torch.zeros((), device=x.device)  # summed on the device: no sync per step
         for xb, yb in batches(x, y, config.batch_size, generator):
             if gated:
                 set_temperature(model, temperature_at(step / max(total - 1, 1), *config.temperature))
@@ -113,7 +113,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.detach().cpu()
+            loss_sum += loss.detach()
             step += 1
             bar.update(1)
         history.loss.append(loss_sum.item() / steps_per_epoch)
