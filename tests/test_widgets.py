@@ -1,0 +1,193 @@
+"""The explorer's state, driven from code: what its views would show, checked without a browser."""
+import pytest
+import torch
+
+from dopatut.gate import GateSet, attach, gates_of, hardened
+from dopatut.methods import apply_method
+from dopatut.model import FoundationMLP, MLPConfig, freeze
+from dopatut.train import predict_logits
+from dopatut.widgets import AttributionExplorer, input_patterns, layer_picture, render, static_explorer
+
+
+def random_models(seed=0):
+    """A small untrained base, the same base with random hard-gate thresholds and gains, and a LoRA copy."""
+    torch.manual_seed(seed)
+    base = freeze(FoundationMLP(MLPConfig(hidden=(32, 24))))
+    gated = apply_method(base, "dopamine", verbose=False)
+    with torch.no_grad():
+        for gate in gates_of(gated):
+            gate.threshold.uniform_(-0.2, 0.4)
+            gate.gain.uniform_(0.5, 2.0)
+    lora = apply_method(base, "lora", rank=2, verbose=False)
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    return {"frozen": base, "dopamine 45°": gated, "lora": lora}
+
+
+@pytest.fixture(scope="module")
+def models():
+    return random_models()
+
+
+@pytest.fixture
+def explorer(models):
+    return AttributionExplorer(models, digit_index=3, angle_deg=30, model_name="dopamine 45°")
+
+
+@pytest.mark.parametrize("name", ["frozen", "dopamine 45°", "lora"])
+def test_contributions_plus_bias_are_the_logit(explorer, name):
+    explorer.model_name = name
+    logits = explorer.logits()
+    for c in range(10):
+        contrib, bias = explorer.contributions(c)
+        assert contrib.sum() + bias == pytest.approx(float(logits[c]), abs=1e-4)
+
+
+def test_silencing_the_top_neuron_removes_exactly_its_contribution(explorer):
+    before_p, before_logits = explorer.probabilities(), explorer.logits()
+    c = explorer.prediction
+    neuron, value = explorer.top_neurons(1)[0]
+    assert value > 0
+    explorer.silence(explorer.last_layer, neuron)
+    after_logits = explorer.logits()
+    assert not torch.allclose(explorer.probabilities(), before_p)
+    assert float(before_logits[c] - after_logits[c]) == pytest.approx(value, abs=1e-4)
+    contrib, bias = explorer.contributions(c)
+    assert contrib[neuron] == 0
+    assert contrib.sum() + bias == pytest.approx(float(after_logits[c]), abs=1e-4)
+    view = explorer.layers()[explorer.last_layer]
+    assert view.output[neuron] == 0 and view.silenced == [neuron]
+    assert neuron not in [n for n, _ in explorer.top_neurons(5, c)]
+    explorer.unsilence(explorer.last_layer, neuron)
+    assert torch.allclose(explorer.logits(), before_logits)
+
+
+def test_silencing_a_first_layer_neuron_changes_the_last_layer(explorer):
+    first = list(explorer.layers())[0]
+    fired = torch.nonzero(explorer.layers()[first].firing).flatten()
+    before = explorer.layers()[explorer.last_layer].drive.clone()
+    for n in fired.tolist():
+        explorer.silence(first, n)
+    assert explorer.layers()[first].firing.sum() == 0
+    assert not torch.allclose(explorer.layers()[explorer.last_layer].drive, before)
+    explorer.clear_silenced()
+    assert torch.allclose(explorer.layers()[explorer.last_layer].drive, before)
+
+
+def test_views_use_hard_gates_and_leave_the_model_soft(explorer, models):
+    gated = models["dopamine 45°"]
+    assert not any(g.hard for g in gates_of(gated))
+    with hardened(gated):
+        expected = predict_logits(gated, explorer.inputs())[0]
+    assert torch.allclose(explorer.logits(), expected)
+    assert not any(g.hard for g in gates_of(gated))
+    view = explorer.layers()["hidden1"]
+    assert set(view.gate.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(view.gated_off, (view.drive > 0) & (view.drive <= gated.hidden["hidden1"].gate.threshold))
+    assert torch.equal(view.gain, gated.hidden["hidden1"].gate.gain)
+    assert explorer.layers()["hidden1"].gate is not None
+    explorer.model_name = "frozen"
+    assert explorer.layers()["hidden1"].gate is None and not explorer.layers()["hidden1"].gated_off.any()
+
+
+def test_exact_contributions_agree_with_captum(explorer):
+    captum = pytest.importorskip("captum.attr")
+    for name in ("frozen", "dopamine 45°", "lora"):
+        explorer.model_name = name
+        model = explorer.model
+        with hardened(model):
+            lgxa = captum.LayerGradientXActivation(model, model.hidden[explorer.last_layer])
+            for c in (explorer.prediction, (explorer.prediction + 1) % 10):
+                theirs = lgxa.attribute(explorer.inputs().requires_grad_(True), target=c)[0]
+                ours, _ = explorer.contributions(c)
+                assert torch.allclose(ours, theirs.detach(), atol=1e-5), name
+
+
+@pytest.mark.parametrize("layer", ["hidden1", "hidden2"])
+def test_receptive_field_is_the_local_gradient_of_the_drive(explorer, layer):
+    model = explorer.model
+    x = explorer.inputs().requires_grad_(True)
+    drive = {}
+    handle = model.hidden[layer].linear.register_forward_hook(lambda m, i, o: drive.setdefault("z", o))
+    with hardened(model):
+        model(x)
+    handle.remove()
+    for neuron in (0, 5):
+        grad, = torch.autograd.grad(drive["z"][0, neuron], x, retain_graph=True)
+        assert torch.allclose(explorer.receptive_field(layer, neuron), grad.reshape(28, 28), atol=1e-5)
+    if layer == "hidden1":
+        assert torch.equal(explorer.receptive_field(layer, 5).flatten(), model.hidden["hidden1"].linear.weight[5])
+    assert input_patterns(model, explorer.inputs(), layer).shape == (model.hidden[layer].width, 784)
+
+
+def test_navigation(explorer):
+    explorer.digit_index = 0
+    labels = explorer.labels
+    i = explorer.next_digit(7)
+    assert labels[i] == 7 and not (labels[1:i] == 7).any()
+    assert explorer.next_digit(7) > i
+    explorer.digit_index = len(labels) - 1
+    assert explorer.next_digit(int(labels[0])) == 0  # wraps around
+    explorer.model_name = "frozen"
+    j = explorer.next_mistake()
+    assert explorer.prediction != explorer.label and explorer.digit_index == j
+
+
+def test_bad_state_is_refused(explorer):
+    with pytest.raises(ValueError, match="digit_index"):
+        explorer.digit_index = 10_000
+    with pytest.raises(ValueError, match="unknown model"):
+        explorer.model_name = "dopamine 90°"
+    with pytest.raises(ValueError, match=r"neuron must be in \[0, 24\)"):
+        explorer.silence("hidden2", 24)
+    with pytest.raises(ValueError, match="unknown hidden layer"):
+        explorer.silence("hidden3", 0)
+    with pytest.raises(TypeError, match="angle_deg"):
+        explorer.angle_deg = float("nan")
+    with pytest.raises(ValueError, match="at least one model"):
+        AttributionExplorer({})
+
+
+def test_layer_picture_marks_gated_and_silenced_neurons(explorer):
+    explorer.silence("hidden1", 2)
+    view = explorer.layers()["hidden1"]
+    rgb = layer_picture(view).reshape(-1, 3)
+    assert tuple(rgb[2]) == (0.85, 0.1, 0.1)
+    off = torch.nonzero(view.gated_off).flatten().tolist()
+    assert off and all(tuple(rgb[i]) == (0.35, 0.55, 0.95) for i in off if i != 2)
+    assert render(explorer)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_static_explorer_links_sliders_to_precomputed_pictures(explorer):
+    import ipywidgets as w
+    explorer.silence("hidden2", 1)
+    state = (explorer.digit_index, explorer.angle_deg, explorer.model_name, dict(explorer.silenced))
+    box = static_explorer(explorer, [0, 1, 2], [0, 45], ["frozen", "lora"])
+    assert (explorer.digit_index, explorer.angle_deg, explorer.model_name, explorer.silenced) == state
+    model, (digit, angle), views = box.children[0], box.children[1].children, box.children[2]
+    assert isinstance(views, w.Stack) and len(views.children) == 2
+    assert all(len(d.children) == 2 for m in views.children for d in m.children)
+    # every picture is the render of its own state
+    explorer.clear_silenced()
+    explorer.digit_index, explorer.angle_deg, explorer.model_name = 2, 45, "lora"
+    assert views.children[1].children[2].children[1].value == render(explorer)
+    links = {(type(l.source[0]).__name__, l.source[1], type(l.target[0]).__name__) for l in box.links}
+    assert links == {("ToggleButtons", "index", "Stack"), ("IntSlider", "value", "Stack"),
+                     ("SelectionSlider", "index", "Stack")}
+    assert len(box.links) == 1 + 2 + 2 * 3
+
+
+def test_live_view_ticks_silence_neurons(explorer):
+    from dopatut.widgets import explorer_view
+    view = explorer_view(explorer, top_k=3)
+    picture, ticks = view.children[3], view.children[5]
+    before = picture.value
+    neuron = explorer.top_neurons(1)[0][0]
+    ticks.children[0].value = True  # what a click does
+    assert explorer.silenced == {explorer.last_layer: {neuron}}
+    assert picture.value != before
+    model = view.children[2]
+    model.value = "frozen"
+    assert explorer.model_name == "frozen"
