@@ -1,0 +1,114 @@
+import pytest
+import torch
+
+from dopatut.gate import GateSet, Modes, attach, hardened
+from dopatut.model import FoundationMLP, MLPConfig
+from dopatut.prune import (drive_bounds, firing_rates, flops_per_input, inference_seconds, never_fire, pixel_box,
+                           prune, silent_on)
+
+
+@pytest.fixture
+def gated(small_model):
+    """A small model with hard gates whose thresholds silence a good share of neurons."""
+    gates = GateSet.for_model(small_model, hard=True)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for g in gates.values():
+            g.threshold.copy_(torch.rand(g.width, generator=gen) * 3 - 0.5)
+            g.gain.copy_(torch.rand(g.width, generator=gen) * 3 - 1)  # some gains negative
+    return attach(small_model, gates)
+
+
+def test_pruned_model_gives_the_gated_outputs_on_the_inputs_it_was_measured_on(gated, inputs):
+    silent = silent_on(gated, inputs)
+    assert sum(m.sum() for m in silent.values()) > 0, "the fixture should silence some neurons"
+    small = prune(gated, silent)
+    assert small.config.hidden == tuple(int((~m).sum()) for m in silent.values())
+    with hardened(gated):
+        dense = gated(inputs)
+    assert torch.allclose(small(inputs), dense, atol=1e-5, rtol=0)
+    assert torch.equal(small(inputs).argmax(1), dense.argmax(1))
+
+
+def test_pruning_a_neuron_that_fires_changes_the_outputs(gated, inputs):
+    silent = silent_on(gated, inputs)
+    rates = firing_rates(gated, inputs)
+    busiest = int(rates["hidden2"].argmax())
+    silent["hidden2"] = silent["hidden2"].clone()
+    silent["hidden2"][busiest] = True
+    with hardened(gated):
+        dense = gated(inputs)
+    assert not torch.allclose(prune(gated, silent)(inputs), dense, atol=1e-5)
+
+
+def test_max_firing_rate_selects_the_rarely_firing_neurons(gated, inputs):
+    rates = firing_rates(gated, inputs)
+    masks = silent_on(gated, inputs, max_firing_rate=0.1)
+    for name, rate in rates.items():
+        assert torch.equal(masks[name], rate <= 0.1)
+    with pytest.raises(ValueError, match="max_firing_rate"):
+        silent_on(gated, inputs, max_firing_rate=1.5)
+
+
+def test_certified_neurons_never_fire_anywhere_in_the_box(gated):
+    with torch.no_grad():  # make a few neurons certainly silent: a huge threshold, a zero gain
+        gated.hidden["hidden1"].gate.threshold[:3] = 1e4
+        gated.hidden["hidden2"].gate.gain[0] = 0.0
+    certified = never_fire(gated)
+    assert certified["hidden1"][:3].all() and certified["hidden2"][0]
+    low, high = pixel_box()
+    corners = torch.where(torch.rand(4000, 784, generator=torch.Generator().manual_seed(3)) < 0.5, low, high)
+    x = torch.cat([corners, low + (high - low) * torch.rand(4000, 784)])
+    fired = {k: ~m for k, m in silent_on(gated, x).items()}
+    for name in certified:
+        assert not (certified[name] & fired[name]).any()
+    small = prune(gated, certified)
+    with hardened(gated):
+        assert torch.allclose(small(x), gated(x), atol=1e-5, rtol=0)
+
+
+def test_drive_bounds_contain_every_drive(gated):
+    low, high = pixel_box()
+    x = low + (high - low) * torch.rand(2000, 784, generator=torch.Generator().manual_seed(4))
+    bounds = drive_bounds(gated, low, high)
+    with hardened(gated):
+        h = x
+        for name, layer in gated.hidden_layers().items():
+            z = layer.linear(h)
+            assert (z >= bounds[name][0] - 1e-4).all() and (z <= bounds[name][1] + 1e-4).all()
+            h = layer(h)
+
+
+def test_flops_and_timing_of_a_pruned_model(gated, inputs):
+    silent = silent_on(gated, inputs)
+    small = prune(gated, silent)
+    k1, k2 = small.config.hidden
+    assert flops_per_input(small) == 2 * (784 * k1 + k1 * k2 + k2 * 10)
+    assert flops_per_input(gated) == 2 * (784 * 32 + 32 * 16 + 16 * 10)
+    assert inference_seconds(small, inputs, repeats=3) > 0
+
+
+def test_prune_rejects_wrong_masks_and_lora(gated, small_model):
+    with pytest.raises(ValueError, match="expected \\(32,\\)"):
+        prune(gated, {"hidden1": torch.zeros(5, dtype=torch.bool)})
+    with pytest.raises(ValueError, match="hidden9"):
+        prune(gated, {"hidden9": torch.zeros(5, dtype=torch.bool)})
+    from dopatut.methods import apply_method
+    with pytest.raises(TypeError, match="merge LoRA"):
+        prune(apply_method(FoundationMLP(MLPConfig(hidden=(8,))), "lora", verbose=False), {})
+
+
+def test_a_mode_switch_restores_exactly_the_earlier_outputs(small_model, inputs):
+    modes = Modes(small_model)
+    for name, shift in (("a", 0.3), ("b", -0.2)):
+        gates = GateSet.for_model(small_model, hard=True)
+        with torch.no_grad():
+            for g in gates.values():
+                g.threshold += shift
+                g.gain *= 1 + shift
+        modes.add(name, gates)
+    first = modes.use("a")(inputs).clone()
+    other = modes.use("b")(inputs)
+    assert not torch.equal(first, other)
+    modes.off()
+    assert torch.equal(modes.use("a")(inputs), first)
