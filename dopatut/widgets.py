@@ -216,6 +216,37 @@ class AttributionExplorer:
         values, idx = contrib.topk(min(k, len(contrib)))
         return [(int(i), float(v)) for i, v in zip(idx, values)]
 
+    def gradient_x_activation(self, layer: str, class_idx: int | None = None) -> torch.Tensor:
+        """h_i * d logit / d h_i for each neuron of `layer` (Captum's LayerGradientXActivation).
+        For the last hidden layer this is the exact contribution; for an earlier layer it is only the
+        local linear share, since silencing a neuron can switch gates further up."""
+        c = self.prediction if class_idx is None else class_idx
+        captured = {}
+
+        def keep(module, inputs, output):
+            captured["h"] = output.detach().requires_grad_(True)
+            return captured["h"]
+
+        handle = self._layers()[layer].register_forward_hook(keep)
+        try:
+            with torch.enable_grad():
+                logit = self._run(lambda m, x: m(x))[0, c]
+                grad, = torch.autograd.grad(logit, captured["h"])
+        finally:
+            handle.remove()
+        return (captured["h"] * grad).detach()[0]
+
+    def silencing_effects(self, layer: str, neurons, class_idx: int | None = None) -> torch.Tensor:
+        """How much the logit of `class_idx` drops when each listed neuron alone is silenced."""
+        c = self.prediction if class_idx is None else class_idx
+        before, effects = float(self.logits()[c]), []
+        for n in neurons:
+            extra = {**self._silenced_lists()}
+            extra[layer] = sorted({*extra.get(layer, []), int(n)})
+            with hardened(self.model), silenced(self.model, extra):
+                effects.append(before - float(predict_logits(self.model, self.inputs())[0, c]))
+        return torch.tensor(effects)
+
     @property
     def last_layer(self) -> str:
         return list(self._layers())[-1]
@@ -227,6 +258,14 @@ class AttributionExplorer:
     def receptive_fields(self, layer: str, neurons) -> torch.Tensor:
         """Receptive fields of several neurons of `layer` at once: (len(neurons), 28, 28)."""
         return self._run(lambda m, x: input_patterns(m, x, layer, neurons)).reshape(-1, 28, 28)
+
+
+@torch.no_grad()
+def firing_rates(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per hidden layer, the fraction of the inputs x for which each neuron fires (hard gates): (width,)."""
+    with hardened(model):
+        states = hidden_states(model, x)
+    return {name: (s["output"] != 0).float().mean(0) for name, s in states.items() if name != "logits"}
 
 
 # --- pictures ---------------------------------------------------------------------------------

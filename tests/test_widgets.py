@@ -191,3 +191,35 @@ def test_live_view_ticks_silence_neurons(explorer):
     model = view.children[2]
     model.value = "frozen"
     assert explorer.model_name == "frozen"
+
+
+def test_gradient_x_activation_is_exact_on_the_last_layer_only_locally_on_the_first(explorer):
+    c = explorer.prediction
+    contrib, _ = explorer.contributions(c)
+    assert torch.allclose(explorer.gradient_x_activation(explorer.last_layer, c), contrib, atol=1e-5)
+    gxa = explorer.gradient_x_activation("hidden1", c)
+    fired = torch.nonzero(explorer.layers()["hidden1"].firing).flatten().tolist()
+    effects = explorer.silencing_effects("hidden1", fired, c)
+    on_before = explorer.layers()["hidden2"].firing
+    same_gates = []
+    for n in fired:
+        explorer.silence("hidden1", n)
+        same_gates.append(torch.equal(explorer.layers()["hidden2"].firing, on_before))
+        explorer.clear_silenced()
+    same_gates = torch.tensor(same_gates)
+    assert same_gates.any()
+    # where no second-layer neuron switches, the drop is exactly gradient x activation
+    assert torch.allclose(effects[same_gates], gxa[fired][same_gates], atol=1e-4)
+
+
+def test_firing_rates_count_neurons_that_fire(models):
+    from dopatut.data import mode_data
+    from dopatut.widgets import firing_rates
+    x, _ = mode_data("test", 0, limit=200)
+    gated = models["dopamine 45°"]
+    rates = firing_rates(gated, x)
+    with hardened(gated):
+        h1 = torch.relu(gated.hidden["hidden1"].linear(x))
+        expected = (h1 > 0) & (gated.hidden["hidden1"].linear(x) > gated.hidden["hidden1"].gate.threshold)
+    assert torch.allclose(rates["hidden1"], expected.float().mean(0))
+    assert rates["hidden2"].shape == (24,) and not any(g.hard for g in gates_of(gated))
