@@ -1,0 +1,102 @@
+"""Counting the work of a training step, timing it, and reading the benchmark's results.
+
+FLOPs of one training sample through a stack of linear layers (in_i -> out_i), a multiply-add counted as 2:
+
+    forward         2 * sum_i in_i * out_i
+    weight grads    2 * sum_i in_i * out_i     (every layer trained)
+    input grads     2 * sum_i in_i * out_i     for every layer but the first: the images need no gradient
+
+So full training costs 6 * sum(in * out) - 2 * in_1 * out_1 per sample: the usual "6 x parameters"
+less the first layer's input gradient. Biases, ReLU, softmax and Adam are left out (they are < 1%).
+benchmarks/bench.py uses these; the book's appendix reads the table it writes with `load_results`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "latest.json"
+
+
+def linear_shapes(model: nn.Module) -> list[tuple[int, int]]:
+    """(in_features, out_features) of each nn.Linear of `model`, in forward order."""
+    shapes = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
+    if not shapes:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layers to count")
+    return shapes
+
+
+def training_flops(shapes, n_samples: int, first_input_grad: bool = False) -> int:
+    """Matmul FLOPs of training every layer of an MLP with `shapes` on `n_samples` samples (see module doc)."""
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    macs = [i * o for i, o in shapes]
+    per_sample = 2 * sum(macs) + 2 * sum(macs) + 2 * (sum(macs) if first_input_grad else sum(macs[1:]))
+    return per_sample * n_samples
+
+
+def forward_flops(shapes, n_samples: int) -> int:
+    """Matmul FLOPs of one forward pass (inference) of `n_samples` samples."""
+    return 2 * sum(i * o for i, o in shapes) * n_samples
+
+
+def best_seconds(fn, repeats: int = 3, warmup: int = 1) -> float:
+    """The fastest of `repeats` timed calls of fn() after `warmup` untimed ones: the least disturbed run."""
+    return interleaved_best({"fn": fn}, repeats, warmup)["fn"]
+
+
+def interleaved_best(fns: dict, repeats: int = 3, warmup: int = 1, clock=time.perf_counter) -> dict:
+    """{name: fastest seconds of fn()}, timing the functions in turn each round, so a busy spell hits them alike."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    best = {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = clock()
+            fn()
+            best[name] = min(best.get(name, float("inf")), clock() - start)
+    return best
+
+
+def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of the fastest (size x size) @ (size x size) float32 matmul: the machine's practical peak."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2 * size**3 / best_seconds(lambda: a @ b, repeats)
+
+
+def load_results(path: str | Path = RESULTS) -> dict:
+    """The benchmark's results as written by benchmarks/bench.py."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `python benchmarks/bench.py` to write it")
+    return json.loads(path.read_text())
+
+
+def _cell(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def goals_table(results: dict) -> str:
+    """The goals of the results as a markdown table: what, measured, target, met."""
+    lines = ["| goal | measured | target | met |", "| --- | ---: | ---: | :---: |"]
+    for g in results["goals"]:
+        met = "-" if g.get("met") is None else ("yes" if g["met"] else "**no**")
+        lines.append(f"| {g['name']} | {_cell(g.get('value'), g['fmt'])}{g.get('unit', '')} | "
+                     f"{g['op']} {format(g['target'], g['fmt'])}{g.get('unit', '')} | {met} |")
+    return "\n".join(lines)
+
+
+def measures_table(results: dict) -> str:
+    """Every side-by-side measurement as a markdown table: what, dopatut, reference, ratio."""
+    lines = ["| measure | dopatut | reference | ratio |", "| --- | ---: | ---: | ---: |"]
+    for row in results["rows"]:
+        ratio = "-" if row.get("ratio") is None else f"{row['ratio']:.2f}x"
+        lines.append(f"| {row['name']} | {row['dopatut']} | {row.get('reference') or '-'} | {ratio} |")
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""dopatut.perf and the pure parts of benchmarks/bench.py. Nothing here is timed."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from dopatut.data import load_mnist, rotate, to_inputs
+from dopatut.model import FoundationMLP, MLPConfig
+from dopatut.perf import (RESULTS, forward_flops, goals_table, interleaved_best, linear_shapes, load_results,
+                          measures_table, training_flops)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_flops_by_hand():
+    shapes = linear_shapes(FoundationMLP())
+    assert shapes == [(784, 256), (256, 256), (256, 10)]
+    macs = 784 * 256 + 256 * 256 + 256 * 10  # 268,800 multiply-adds per sample
+    # forward + weight grads for all three layers, input grads for the last two only
+    assert training_flops(shapes, 1) == 2 * macs + 2 * macs + 2 * (256 * 256 + 256 * 10) == 1_211_392
+    assert training_flops(shapes, 128) == 128 * 1_211_392
+    assert training_flops(shapes, 1, first_input_grad=True) == 6 * macs
+    assert forward_flops(shapes, 10) == 10 * 2 * macs
+
+
+@pytest.mark.parametrize("hidden", [(256, 256), (64,), (32, 16, 8)])
+def test_training_flops_agree_with_torch_counter(hidden):
+    torch.manual_seed(0)
+    model = FoundationMLP(MLPConfig(hidden=hidden))
+    x, y = torch.randn(32, 784), torch.randint(0, 10, (32,))
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    assert counter.get_total_flops() == training_flops(linear_shapes(model), 32)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    assert counter.get_total_flops() == forward_flops(linear_shapes(model), 32)
+
+
+def test_counting_errors_name_the_problem():
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        linear_shapes(nn.ReLU())
+    with pytest.raises(ValueError, match="got -1"):
+        training_flops([(2, 3)], -1)
+
+
+def test_interleaved_best_takes_each_functions_fastest_round_in_turn():
+    calls = []
+    durations = {"a": iter([9, 5, 7, 6]), "b": iter([9, 3, 4, 8])}  # first of each is the warm-up
+    now = [0.0]
+
+    def make(name):
+        def fn():
+            calls.append(name)
+            now[0] += next(durations[name])
+        return fn
+    best = interleaved_best({"a": make("a"), "b": make("b")}, repeats=3, warmup=1, clock=lambda: now[0])
+    assert best == {"a": 5, "b": 3}
+    assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        interleaved_best({}, repeats=0)
+
+
+def test_pil_pipeline_computes_the_same_inputs_as_dopatut(bench):
+    mnist = load_mnist(verbose=False)
+    images, labels = mnist.train_images[:50], mnist.train_labels[:50]
+    usual = torch.stack([bench.PILDigits(images, labels, 45.0)[i][0].flatten() for i in range(50)])
+    ours = to_inputs(rotate(images, 45.0))
+    grey_level = 1 / 255 / 0.3081  # one grey level in normalised units
+    assert (usual - ours).abs().mean() < grey_level  # same rotation, same normalisation
+    assert (usual - ours).abs().max() < 16 * grey_level
+    assert (usual - to_inputs(rotate(images, -45.0))).abs().mean() > 10 * grey_level  # and the right direction
+    assert bench.PILDigits(images, labels, 45.0)[3][1] == int(labels[3])
+
+
+def test_goal_and_ratio(bench):
+    assert bench.goal("x", 6.0, ">=", 5, ".1f")["met"] is True
+    assert bench.goal("x", 4.9, ">=", 5, ".1f")["met"] is False
+    assert bench.goal("x", 30.0, "<", 30, ".1f")["met"] is False
+    assert bench.goal("x", None, "<", 30, ".1f")["met"] is None
+    with pytest.raises(ValueError, match="got '>'"):
+        bench.goal("x", 1, ">", 0, ".1f")
+    assert bench.ratio(6, 3) == 2 and bench.ratio(1, 0) is None and bench.ratio(None, 2) is None
+
+
+def test_parse_durations_sums_phases_per_notebook(bench):
+    out = ("============ slowest durations ============\n"
+           "12.50s call     book/02_foundation.ipynb::02_foundation\n"
+           "0.50s setup    book/02_foundation.ipynb::02_foundation\n"
+           "3.00s call     book/01_modes.ipynb::01_modes\n"
+           "1 passed in 16.0s\n")
+    assert bench.parse_durations(out) == {"02_foundation.ipynb": 13.0, "01_modes.ipynb": 3.0}
+
+
+def fake_results():
+    return {
+        "meta": {"date": "2026-01-01 00:00 UTC", "host": "h", "cpu": "c", "threads": 2, "torch": "t",
+                 "load_start": 0.1, "load_end": 0.2, "seconds": 100.0},
+        "throughput": {"n_samples": 100, "samples_per_s": {"dopatut": 30_000.0, "usual, num_workers=0": 3_000.0,
+                                                          "usual, num_workers=2": 5_000.0}},
+        "limit": {"peak_flops": 1e11, "achieved_flops": 3e10, "fraction_of_peak": 0.3, "gemm_only_fraction": 0.5,
+                  "seconds_per_step": {"forward+backward": 1.0, "+ Adam (dopatut: default)": 1.25},
+                  "fraction_if_step": {"+ Adam (dopatut: default)": 0.3}, "fraction_batch_1024": 0.6,
+                  "fused_adam_max_weight_diff": 0.0},
+        "lora": {"epochs": 3, "max_gap_pts": 0.1, "speedup_vs_peft": 1.2,
+                 "dopatut": {"accuracy": {"45": 0.975}}, "peft": {"accuracy": {"45": 0.976}},
+                 "seconds_per_step": {"dopatut": 0.001, "peft": 0.0012}},
+        "seed": {"seconds_pipeline": 25.0, "seconds_process": 27.0, "peak_rss_mb": 900.0},
+        "inference": {"n_images": 10_000, "seconds": {"frozen base": 0.01, "LoRA merged": 0.01}},
+    }
+
+
+def test_summarise_judges_goals_from_the_numbers(bench):
+    goals, rows = bench.summarise(fake_results())
+    by_name = {g["name"]: g for g in goals}
+    throughput = by_name["training throughput, dopatut / fastest usual DataLoader"]
+    assert throughput["value"] == pytest.approx(6.0) and throughput["met"]  # against the faster usual loader
+    limit = by_name["training FLOP/s, fraction of matmul peak"]
+    assert limit["met"] is False and "Adam takes 20%" in limit["note"]  # 0.25 of 1.25 s
+    assert by_name["one seed: foundation + Dopamine + LoRA + evaluation"]["met"] is True
+    assert by_name["whole book execution (pytest --nbmake book)"]["met"] is None  # not measured
+    assert any("num_workers=0" in r["name"] and r["ratio"] == pytest.approx(10.0) for r in rows)
+
+
+def test_tables_render_every_goal_and_row(bench):
+    r = fake_results()
+    r["goals"], r["rows"] = bench.summarise(r)
+    goals, measures = goals_table(r), measures_table(r)
+    assert goals.count("\n") == len(r["goals"]) + 1 and "**no**" in goals and "| yes |" in goals
+    assert measures.count("\n") == len(r["rows"]) + 1 and "10.00x" in measures
+    assert "2026-01-01" in bench.render(r)
+
+
+def test_committed_results_are_readable():
+    with pytest.raises(FileNotFoundError, match="bench.py"):
+        load_results(ROOT / "no-such-file.json")
+    if not RESULTS.exists():
+        pytest.skip("no committed benchmark results yet")
+    r = load_results()
+    assert {"meta", "goals", "rows"} <= set(r) and json.dumps(r)
+    assert goals_table(r).count("\n") == len(r["goals"]) + 1
