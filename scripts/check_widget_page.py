@@ -1,0 +1,89 @@
+"""Open the attribution chapter's built page in headless Chromium and check its widgets render.
+
+    python scripts/check_widget_page.py              # check the built book (_build/html), else the page build
+    python scripts/check_widget_page.py --build      # build this page alone first (jupyter-book build book/06_attribution.ipynb)
+    python scripts/check_widget_page.py --html PATH  # check some other built page
+
+Fails (exit 1) when the page shows an execution error, loads widget JavaScript from the network, or when,
+after the page's JavaScript ran, no widget was rendered. Saves screenshots under _build/screenshots/.
+Needs Debian's `chromium` (apt-get install -y chromium).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = "06_attribution"
+# the full book, then the page built alone (jupyter-book names its folder after the path: book-06_attribution)
+CANDIDATES = (ROOT / "_build" / "html" / f"{PAGE}.html", ROOT / "_build" / "_page" / f"book-{PAGE}" / "html" / f"{PAGE}.html",
+              ROOT / "_build" / "_page" / PAGE / "html" / f"{PAGE}.html")
+ERROR_MARKERS = ("Traceback (most recent call last)", "output traceback", "output error", "ansi-red-fg")
+# classes the html-manager gives the widgets it renders (the saved JSON alone has none of these)
+RENDERED = {"image": r'<img[^>]*class="[^"]*widget-image', "slider": r'class="[^"]*widget-slider',
+            "toggle buttons": r'class="[^"]*widget-toggle-buttons'}
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    sys.exit("chromium not found: apt-get install -y chromium")
+
+
+def run_chromium(args: list[str], timeout_s: int = 120) -> str:
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        result = subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", *args],
+                                capture_output=True, text=True, timeout=timeout_s)
+    if result.returncode != 0:
+        sys.exit(f"chromium failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--html", type=Path, help="the built page to check")
+    parser.add_argument("--build", action="store_true", help="build the chapter as a page first")
+    parser.add_argument("--out", type=Path, default=ROOT / "_build" / "screenshots")
+    parser.add_argument("--min-images", type=int, default=2, help="rendered Image widgets expected at least")
+    args = parser.parse_args()
+    if args.build:
+        subprocess.run(["jupyter-book", "build", f"book/{PAGE}.ipynb"], cwd=ROOT, check=True)
+        args.html = args.html or next((p for p in CANDIDATES[1:] if p.exists()), None)
+    html = args.html or next((p for p in CANDIDATES if p.exists()), None)
+    if html is None or not html.exists():
+        sys.exit(f"no built page: looked for {html or ' or '.join(map(str, CANDIDATES))}; build the book or pass --build")
+    url, problems = html.resolve().as_uri(), []
+
+    source = html.read_text()
+    problems += [f"the page shows an execution error ({m!r})" for m in ERROR_MARKERS if m in source]
+    if "application/vnd.jupyter.widget-state+json" not in source:
+        problems.append("the page holds no saved widget state")
+    remote = re.findall(r'<script[^>]+src="(https?://[^"]+)"', source)
+    problems += [f"widget JavaScript from the network: {src}" for src in remote if "widget" in src or "require" in src]
+
+    dom = run_chromium(["--virtual-time-budget=20000", "--dump-dom", url])
+    counts = {name: len(re.findall(pattern, dom)) for name, pattern in RENDERED.items()}
+    print(f"{html}: rendered widgets after JavaScript ran: {counts}")
+    if counts["image"] < args.min_images or counts["slider"] == 0:
+        problems.append(f"widgets did not render (need >= {args.min_images} images and a slider, got {counts})")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, fragment, size in ((PAGE, "#the-explorer-on-this-page", "1280,1600"), (f"{PAGE}-top", "", "1280,1600")):
+        shot = args.out / f"{name}.png"
+        run_chromium(["--virtual-time-budget=20000", f"--window-size={size}", f"--screenshot={shot}", url + fragment])
+        print(f"screenshot: {shot}")
+    for p in problems:
+        print("FAIL:", p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
