@@ -21,9 +21,9 @@ import math
 import torch
 from torch import nn
 
-from .data import mixture
 from .gate import DopamineGate, GateSet, attach
 from .model import FoundationMLP, freeze
+from .sweeps import mixed_slice
 from .train import TrainConfig, fit, seed_everything
 
 
@@ -113,13 +113,12 @@ def gates_at(model: ConditionedModel, angle_deg: float) -> GateSet:
 
 def train_conditioned(base: FoundationMLP, angles_deg, seed: int = 0, config: TrainConfig | None = None,
                       limit: int | None = None, progress: bool = False):
-    """Conditioned gates trained on a mixture of the training images at `angles_deg`.
-
-    Each image gets one of the angles at random (seeded). Returns (model, History).
+    """Conditioned gates trained on the first `limit` training images, each turned by one of `angles_deg`
+    drawn at random (seeded). Returns (model, History).
     """
     config = config or TrainConfig(epochs=1, lr=1e-2, seed=seed)
     device = next(base.parameters()).device
-    x, y, mode = mixture("train", angles_deg, seed=seed, device=device, limit=limit)
+    x, y, mode = mixed_slice(angles_deg, limit, seed, device)
     angle = torch.tensor([float(a) for a in angles_deg], device=device)[mode]
     seed_everything(seed)
     model = ConditionedModel(base)

@@ -18,7 +18,7 @@ from .attribution import firing_fraction
 from .data import load_mnist, mode_data, rotate, to_inputs
 from .gate import gates_of, hardened
 from .methods import apply_method
-from .model import FoundationMLP, count_parameters
+from .model import FoundationMLP, MLPConfig, count_parameters, freeze
 from .pipeline import Result, recommended_config
 from .train import TrainConfig, evaluate, fit, seed_everything
 
@@ -28,6 +28,28 @@ def train_slice(angle_deg: float, limit: int | None = None, device="cpu"):
     mnist = load_mnist(verbose=False)
     images, labels = mnist.train_images[:limit], mnist.train_labels[:limit]
     return to_inputs(rotate(images, angle_deg)).to(device), labels.to(device)
+
+
+def mixed_slice(angles, limit: int | None = None, seed: int = 0, device="cpu"):
+    """The first `limit` training images, each turned by one of `angles` drawn uniformly (seeded):
+    inputs, labels and each image's mode index. Like data.mixture, without rotating the whole split."""
+    mnist = load_mnist(verbose=False)
+    images, labels = mnist.train_images[:limit].clone(), mnist.train_labels[:limit]
+    mode = torch.randint(len(angles), (len(labels),), generator=torch.Generator().manual_seed(seed))
+    for m, angle in enumerate(angles):
+        images[mode == m] = rotate(images[mode == m], float(angle))
+    return to_inputs(images).to(device), labels.to(device), mode.to(device)
+
+
+def quick_foundation(hidden=(256, 256), seed: int = 0, angles=(0.0, 45.0), train_limit: int | None = 20_000,
+                     epochs: int = 1, lr: float = 1e-3) -> FoundationMLP:
+    """A small-budget foundation for sweeps (not cached): `epochs` over the first `train_limit` training
+    images, each turned by one of `angles` drawn uniformly at random (seeded)."""
+    x, y, _ = mixed_slice(angles, train_limit, seed)
+    seed_everything(seed)
+    model = FoundationMLP(MLPConfig(hidden=tuple(hidden)))
+    fit(model, x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=False)
+    return freeze(model)
 
 
 def adapt(base: FoundationMLP, method: str, angle_deg: float = 45.0, seed: int = 0,
