@@ -19,9 +19,6 @@ Two ways to know that h_j = 0, with different promises:
 """
 from __future__ import annotations
 
-import statistics
-import time
-
 import torch
 from torch import nn
 
@@ -101,11 +98,15 @@ def never_fire(model: FoundationMLP, low: torch.Tensor | None = None,
 
 
 @torch.no_grad()
-def prune(model: FoundationMLP, silent: dict[str, torch.Tensor]) -> FoundationMLP:
+def prune(model: FoundationMLP, silent: dict[str, torch.Tensor], multiple_of: int = 1) -> FoundationMLP:
     """A smaller FoundationMLP with hard gates, without the neurons marked silent.
 
-    Each layer keeps at least one neuron (an all-silent layer keeps its first, silent one).
+    multiple_of: keep a multiple of this many neurons per layer, putting back the first silent ones
+    (keeping a silent neuron is always safe). CPU matrix kernels work in blocks, and a width
+    such as 249 can run slower than 256; 8 avoids that. Each layer keeps at least one neuron.
     """
+    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
+        raise ValueError(f"multiple_of must be a positive int, got {multiple_of!r}")
     _check_gates(model)
     layers = model.hidden_layers()
     if set(silent) - set(layers):
@@ -115,8 +116,9 @@ def prune(model: FoundationMLP, silent: dict[str, torch.Tensor]) -> FoundationML
         mask = silent.get(name, torch.zeros(layer.width, dtype=torch.bool))
         if mask.shape != (layer.width,):
             raise ValueError(f"mask for {name!r} has shape {tuple(mask.shape)}, expected ({layer.width},)")
-        idx = (~mask).nonzero().flatten()
-        keep[name] = idx if len(idx) else torch.zeros(1, dtype=torch.long)
+        n_keep = min(layer.width, max(1, -(-int((~mask).sum()) // multiple_of) * multiple_of))
+        back = mask.nonzero().flatten()[:n_keep - int((~mask).sum())]  # silent neurons put back
+        keep[name] = torch.cat([(~mask).nonzero().flatten(), back]).sort().values
     small = FoundationMLP(MLPConfig(model.config.in_features, tuple(len(k) for k in keep.values()),
                                     model.config.n_classes))
     rows_in = torch.arange(model.config.in_features)
@@ -131,21 +133,3 @@ def prune(model: FoundationMLP, silent: dict[str, torch.Tensor]) -> FoundationML
     small.head.weight.copy_(model.head.weight[:, rows_in])
     small.head.bias.copy_(model.head.bias)
     return small.requires_grad_(False).eval()
-
-
-def flops_per_input(model: nn.Module) -> int:
-    """Floating-point operations of the matrix products for one input: 2 * n_in * n_out per linear layer."""
-    return sum(2 * m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
-
-
-@torch.no_grad()
-def inference_seconds(model: nn.Module, x: torch.Tensor, repeats: int = 20) -> float:
-    """Median wall-clock seconds of one forward pass over all of x (after one warm-up pass)."""
-    model.eval()
-    model(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
