@@ -12,7 +12,9 @@ benchmarks/bench.py uses these; the book's appendix reads the table it writes wi
 """
 from __future__ import annotations
 
+import html
 import json
+import re
 import time
 from pathlib import Path
 
@@ -100,3 +102,18 @@ def measures_table(results: dict) -> str:
         ratio = "-" if row.get("ratio") is None else f"{row['ratio']:.2f}x"
         lines.append(f"| {row['name']} | {row['dopatut']} | {row.get('reference') or '-'} | {ratio} |")
     return "\n".join(lines)
+
+
+def table_html(markdown: str) -> str:
+    """A markdown table (as the two functions above write it) as an HTML table, for notebook outputs."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in markdown.strip().splitlines()]
+    if len(rows) < 2 or not all(set(c) <= set(":-") for c in rows[1]):
+        raise ValueError(f"not a markdown table with a header and a separator line: {markdown[:80]!r}")
+    aligns = ["center" if c.startswith(":") and c.endswith(":") else "right" if c.endswith(":") else "left"
+              for c in rows[1]]
+
+    def tr(cells, tag):
+        texts = [re.sub(r"[*][*](.+?)[*][*]", r"<b>\1</b>", html.escape(c)) for c in cells]  # **bold**
+        return "<tr>" + "".join(f'<{tag} style="text-align:{a}">{t}</{tag}>' for t, a in zip(texts, aligns)) + "</tr>"
+    return ("<table><thead>" + tr(rows[0], "th") + "</thead><tbody>" +
+            "".join(tr(r, "td") for r in rows[2:]) + "</tbody></table>")

@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dopatut.data import load_mnist, rotate, to_inputs
 from dopatut.model import FoundationMLP, MLPConfig
 from dopatut.perf import (RESULTS, forward_flops, goals_table, interleaved_best, linear_shapes, load_results,
-                          measures_table, training_flops)
+                          measures_table, table_html, training_flops)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,6 +141,17 @@ def test_tables_render_every_goal_and_row(bench):
     assert goals.count("\n") == len(r["goals"]) + 1 and "**no**" in goals and "| yes |" in goals
     assert measures.count("\n") == len(r["rows"]) + 1 and "10.00x" in measures
     assert "2026-01-01" in bench.render(r)
+
+
+def test_table_html_keeps_rows_alignment_and_bold(bench):
+    r = fake_results()
+    r["goals"], r["rows"] = bench.summarise(r)
+    page = table_html(goals_table(r))
+    assert page.count("<tr>") == len(r["goals"]) + 1
+    assert '<td style="text-align:right">6.0x</td>' in page and "<b>no</b>" in page and "**" not in page
+    assert "&lt;" in table_html("| a |\n| --- |\n| x<1 |")  # text is escaped
+    with pytest.raises(ValueError, match="not a markdown table"):
+        table_html("just a line")
 
 
 def test_committed_results_are_readable():
