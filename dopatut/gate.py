@@ -61,6 +61,10 @@ class DopamineGate(nn.Module):
     def extra_repr(self) -> str:
         return f"width={self.width}, temperature={self.temperature:g}, hard={self.hard}"
 
+    def __getstate__(self):
+        # last_gate may hold an autograd graph, which cannot be copied or pickled; it is a cache anyway
+        return {**super().__getstate__(), "last_gate": None}
+
 
 class GateSet(nn.ModuleDict):
     """The gates of one mode: hidden-layer name -> DopamineGate."""

@@ -94,3 +94,13 @@ def test_gate_activity_is_mean_gate_value(small_model, inputs):
     small_model(inputs)
     gates = [small_model.hidden[n].gate.last_gate.mean() for n in ("hidden1", "hidden2")]
     assert torch.allclose(gate_activity(small_model), torch.stack(gates).mean())
+
+
+def test_a_trained_gated_model_can_be_copied(small_model, inputs):
+    import copy
+
+    attach(small_model, GateSet.for_model(small_model))
+    small_model(inputs).sum().backward()  # last_gate now holds a graph
+    twin = copy.deepcopy(small_model)
+    assert twin.hidden["hidden1"].gate.last_gate is None
+    assert torch.equal(twin(inputs), small_model(inputs))
