@@ -70,13 +70,16 @@ def digit_grid(rows: dict[str, torch.Tensor], labels, title: str = "") -> plt.Fi
 
 
 def layer_histograms(values: dict[str, torch.Tensor], xlabel: str, title: str, bins=30,
-                     ylabel: str = "count") -> plt.Figure:
-    """One histogram per hidden layer (name -> 1-D values), side by side, with the mean marked."""
+                     ylabel: str = "count", label: str | None = None) -> plt.Figure:
+    """One histogram per hidden layer (name -> 1-D values), side by side, with the mean marked.
+
+    `label` names the series in each panel's legend (useful when the caller overlays another one).
+    """
     fig, axes = plt.subplots(1, len(values), figsize=(5 * len(values), 3.4), squeeze=False, constrained_layout=True)
     for ax, (name, v) in zip(axes[0], values.items()):
         v = torch.as_tensor(v).detach().float().flatten().numpy()
-        ax.hist(v, bins=bins, color="tab:blue", alpha=0.8)
-        ax.axvline(v.mean(), color="k", ls="--", label=f"mean {v.mean():.3g}")
+        ax.hist(v, bins=bins, color="tab:blue", alpha=0.8, label=label)
+        ax.axvline(v.mean(), color="k", ls="--", label=f"mean {v.mean():.3g}" + (f" ({label})" if label else ""))
         ax.set(title=name, xlabel=xlabel, ylabel=ylabel)
         ax.legend(fontsize=8)
     fig.suptitle(title)

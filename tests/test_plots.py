@@ -68,3 +68,9 @@ def test_mode_schematic_two_panels_and_prints_the_counts_it_is_given():
     # the Dopamine panel silences some neurons, the LoRA panel none
     assert sum(t == "×" for t in (x.get_text() for x in fig.axes[0].texts)) == 4
     assert not any(t.get_text() == "×" for t in fig.axes[1].texts)
+
+
+def test_layer_histograms_label_names_the_series_in_the_legend():
+    fig = layer_histograms({"hidden1": torch.rand(20)}, "x", "t", label="Dopamine")
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "Dopamine" in texts and any(t.startswith("mean") and "(Dopamine)" in t for t in texts)
