@@ -27,6 +27,7 @@ ERROR_MARKERS = ("Traceback (most recent call last)", "output traceback", "outpu
 # classes the html-manager gives the widgets it renders (the saved JSON alone has none of these)
 RENDERED = {"image": r'<img[^>]*class="[^"]*widget-image', "slider": r'class="[^"]*widget-slider',
             "toggle buttons": r'class="[^"]*widget-toggle-buttons'}
+FOCUS_CSS = "article section section:not(#the-explorer-on-this-page) { display: none; }"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 
@@ -76,10 +77,17 @@ def main() -> int:
         problems.append(f"widgets did not render (need >= {args.min_images} images and a slider, got {counts})")
 
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, fragment, size in ((PAGE, "#the-explorer-on-this-page", "1280,1600"), (f"{PAGE}-top", "", "1280,1600")):
-        shot = args.out / f"{name}.png"
-        run_chromium(["--virtual-time-budget=20000", f"--window-size={size}", f"--screenshot={shot}", url + fragment])
-        print(f"screenshot: {shot}")
+    # headless screenshots ignore #fragments, so a copy beside the page (same relative links) hides every
+    # section but the page-side explorer; the second screenshot is the page's top as it is
+    focused = html.with_name(f".{PAGE}-explorer.html")
+    focused.write_text(source.replace("</head>", f"<style>{FOCUS_CSS}</style></head>", 1))
+    try:
+        for name, page_url in ((PAGE, focused.resolve().as_uri()), (f"{PAGE}-top", url)):
+            shot = args.out / f"{name}.png"
+            run_chromium(["--virtual-time-budget=20000", "--window-size=1280,1400", f"--screenshot={shot}", page_url])
+            print(f"screenshot: {shot}")
+    finally:
+        focused.unlink()
     for p in problems:
         print("FAIL:", p)
     return 1 if problems else 0
