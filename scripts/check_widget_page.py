@@ -23,7 +23,7 @@ PAGE = "06_attribution"
 # the full book, then the page built alone (jupyter-book names its folder after the path: book-06_attribution)
 CANDIDATES = (ROOT / "_build" / "html" / f"{PAGE}.html", ROOT / "_build" / "_page" / f"book-{PAGE}" / "html" / f"{PAGE}.html",
               ROOT / "_build" / "_page" / PAGE / "html" / f"{PAGE}.html")
-ERROR_MARKERS = ("Traceback (most recent call last)", "output traceback", "output error", "ansi-red-fg")
+ERROR_MARKERS = ("Traceback (most recent call last)", "output traceback", "output error")  # as check_book_html.py
 # classes the html-manager gives the widgets it renders (the saved JSON alone has none of these)
 RENDERED = {"image": r'<img[^>]*class="[^"]*widget-image', "slider": r'class="[^"]*widget-slider',
             "toggle buttons": r'class="[^"]*widget-toggle-buttons'}
