@@ -394,21 +394,25 @@ def static_explorer(explorer: AttributionExplorer, digit_indices, angles_deg, mo
     model = w.ToggleButtons(options=model_names, description="model")
     digit = w.IntSlider(0, min=0, max=len(digit_indices) - 1, description="digit")
     angle = w.SelectionSlider(options=[f"{a:g}°" for a in angles_deg], description="angle")
-    links, per_model = [], []
-    for name in model_names:
-        per_digit = []
-        for i in digit_indices:
-            pictures = []
-            for a in angles_deg:
-                explorer.digit_index, explorer.angle_deg, explorer.model_name = i, a, name
-                pictures.append(w.Image(value=render(explorer), format="png"))
-            per_digit.append(w.Stack(pictures, selected_index=0))
-            links.append(w.jslink((angle, "index"), (per_digit[-1], "selected_index")))
-        per_model.append(w.Stack(per_digit, selected_index=0))
-        links.append(w.jslink((digit, "value"), (per_model[-1], "selected_index")))
+    links, per_model, threads = [], [], torch.get_num_threads()
+    torch.set_num_threads(1)  # one input at a time: threads only add overhead, the more so on a busy machine
+    try:
+        for name in model_names:
+            per_digit = []
+            for i in digit_indices:
+                pictures = []
+                for a in angles_deg:
+                    explorer.digit_index, explorer.angle_deg, explorer.model_name = i, a, name
+                    pictures.append(w.Image(value=render(explorer), format="png"))
+                per_digit.append(w.Stack(pictures, selected_index=0))
+                links.append(w.jslink((angle, "index"), (per_digit[-1], "selected_index")))
+            per_model.append(w.Stack(per_digit, selected_index=0))
+            links.append(w.jslink((digit, "value"), (per_model[-1], "selected_index")))
+    finally:
+        torch.set_num_threads(threads)
+        explorer.digit_index, explorer.angle_deg, explorer.model_name, explorer.silenced = state
     views = w.Stack(per_model, selected_index=0)
     links.append(w.jslink((model, "index"), (views, "selected_index")))
-    explorer.digit_index, explorer.angle_deg, explorer.model_name, explorer.silenced = state
     box = w.VBox([model, w.HBox([digit, angle]), views])
     box.links = links  # keep the links alive with the view
     return box
