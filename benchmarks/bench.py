@@ -268,9 +268,10 @@ def seed_child(quick: bool) -> None:
                       "foundation_accuracy": base.meta["accuracy"], "peak_rss_mb": rss_mb}))
 
 
-def bench_seed(quick: bool) -> dict:
+def bench_seed(quick: bool, threads: int | None = None) -> dict:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--seed-child", *(["--quick"] if quick else [])],
+    flags = [*(["--quick"] if quick else []), *([f"--threads={threads}"] if threads else [])]
+    proc = subprocess.run([sys.executable, __file__, "--seed-child", *flags],
                           capture_output=True, text=True,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=900)
     if proc.returncode != 0:
@@ -331,10 +332,11 @@ def summarise(r: dict) -> tuple[list[dict], list[dict]]:
     if lim:
         steps = lim["seconds_per_step"]
         base_step = steps["+ Adam (dopatut: default)"]
+        alone = lim["fraction_if_step"]["+ Adam (dopatut: default)"]
         adam_share = max(0.0, (base_step - steps["forward+backward"]) / base_step)
         fused = lim["fraction_if_step"].get("+ Adam(fused=True)")
         note = (f"batch-{BATCH} matmuls alone reach {lim['gemm_only_fraction']:.0%} of the peak; "
-                f"Adam takes {adam_share:.0%} of a step")
+                f"one step timed alone (outside fit, same Adam) {alone:.0%}; Adam takes {adam_share:.0%} of a step")
         if fused is not None:
             note += (f"; Adam(fused=True) would reach {fused:.0%} (weights differ by "
                      f"{lim['fused_adam_max_weight_diff']:.1e} after 20 steps)")
@@ -388,7 +390,8 @@ def update_book(out: Path) -> int:
 
 def render(r: dict) -> str:
     m = r["meta"]
-    head = (f"Measured {m['date']} on {m['host']} ({m['cpu']}, {m['threads']} torch threads, torch {m['torch']}); "
+    head = ("QUICK RUN (--quick: sizes and epochs reduced, numbers not comparable with the goals). "
+            if m.get("quick") else "") + (f"Measured {m['date']} on {m['host']} ({m['cpu']}, {m['threads']} torch threads, torch {m['torch']}); "
             f"load average {m['load_start']:.1f} at start, {m['load_end']:.1f} at end; run took {m['seconds']:.0f} s.")
     notes = [f"- {g['name']}: {g['note']}" for g in r["goals"] if g["note"]]
     return "\n\n".join([head, goals_table(r), measures_table(r), "\n".join(notes)]) + "\n"
@@ -410,9 +413,13 @@ def main(argv=None) -> int:
     parser.add_argument("--book-only", action="store_true",
                         help="only time the book, and update the book's row of an existing latest.json")
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat: checks the script runs")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice, one per core); 1 is steadier on a busy machine")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for latest.json and latest.md")
     parser.add_argument("--seed-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.seed_child:
         seed_child(args.quick)
         return 0
@@ -436,7 +443,7 @@ def main(argv=None) -> int:
             r["errors"].append(f"{key}: {traceback.format_exc()}")
             print(r["errors"][-1], file=sys.stderr)
 
-    section("seed", bench_seed, args.quick)  # first: it also trains the foundation the later sections reuse
+    section("seed", bench_seed, args.quick, args.threads)  # first: it also trains the foundation the later sections reuse
     x, y, _ = mixture("train", (0.0, ANGLE_DEG), seed=0)
     section("throughput", bench_throughput, x, y, n, repeats)
     if "throughput" in r:
