@@ -165,7 +165,8 @@ def rotated(split: str, angle_deg: float) -> tuple[torch.Tensor, torch.Tensor]:
 
 def to_inputs(images: torch.Tensor) -> torch.Tensor:
     """uint8 images (N, 28, 28) -> normalised float inputs (N, 784)."""
-    return ((images.float() / 255.0 - MNIST_MEAN) / MNIST_STD).flatten(1)
+    x = images.flatten(1).to(torch.float32, copy=True)  # a new tensor, so the steps below can work in place
+    return x.div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
 
 
 def mode_data(split: str, angle_deg: float, device="cpu", limit: int | None = None):

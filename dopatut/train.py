@@ -24,6 +24,7 @@ class TrainConfig:
     seed: int = 0
     sparsity: float = 0.0  # weight of the mean gate value added to the loss
     temperature: tuple[float, float] = (1.0, 0.1)  # gate temperature, annealed geometrically start -> end
+    fused: bool = True  # one-kernel Adam where torch has it (CPU, CUDA): same update rule, faster steps
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -56,6 +57,21 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def adam(params, lr: float, weight_decay: float = 0.0, fused: bool = True) -> torch.optim.Adam:
+    """torch's Adam; fused into one kernel per step when asked and this torch supports it on the params' device.
+
+    Fused and plain Adam apply the same update; they differ only in float rounding, so a run is
+    reproducible with either, but the two give slightly different numbers.
+    """
+    params = list(params)
+    if fused:
+        try:
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, TypeError):  # an older torch, or a device without a fused Adam
+            pass
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -94,7 +110,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
     eval_sets = eval_sets or {}
     generator = seed_everything(config.seed)
-    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = adam(params, config.lr, config.weight_decay, config.fused)
     gated = bool(gates_of(model))
     steps_per_epoch = -(-len(x) // config.batch_size)
     total = config.epochs * steps_per_epoch

@@ -109,3 +109,14 @@ def test_mnist_in_torchvision_layout_is_used_first(monkeypatch, tmp_path):
     loaded = data.load_mnist()
     assert loaded.source.startswith("torchvision files under")
     assert torch.equal(loaded.test_images, real.test_images) and torch.equal(loaded.train_labels, real.train_labels)
+
+
+def test_inputs_are_normalised_and_leave_their_images_alone():
+    images = data.load_mnist().test_images[:100]
+    x = data.to_inputs(images)
+    assert x.shape == (100, 784) and x.dtype == torch.float32
+    assert torch.allclose(x, ((images.float() / 255 - data.MNIST_MEAN) / data.MNIST_STD).flatten(1))
+    already_float = images.float()
+    kept = already_float.clone()
+    data.to_inputs(already_float)
+    assert torch.equal(already_float, kept)  # the in-place steps work on a copy

@@ -5,7 +5,7 @@ from dopatut.data import mixture, mode_data
 from dopatut.gate import hardened
 from dopatut.methods import apply_method
 from dopatut.model import FoundationMLP, MLPConfig, base_state_dict, freeze
-from dopatut.train import TrainConfig, evaluate, fit, seed_everything
+from dopatut.train import TrainConfig, adam, evaluate, fit, seed_everything
 
 N_TRAIN, N_TEST = 12_000, 5_000
 
@@ -83,3 +83,34 @@ def test_sparsity_penalty_lowers_gate_activity(base, sliced):
             activity.append(sum(g.last_gate.mean().item() for g in
                                 (model.hidden["hidden1"].gate, model.hidden["hidden2"].gate)))
     assert activity[1] < activity[0]
+
+
+def test_fused_and_plain_adam_apply_the_same_update():
+    weights = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        model = FoundationMLP(MLPConfig(hidden=(32,)))
+        optimizer = adam(model.parameters(), lr=1e-2, fused=fused)
+        assert bool(optimizer.defaults["fused"]) == fused  # this torch has a fused Adam on the CPU
+        x, y = torch.randn(64, 784), torch.randint(0, 10, (64,))
+        for _ in range(5):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        weights.append(torch.cat([p.flatten() for p in model.parameters()]).detach())
+    assert torch.allclose(weights[0], weights[1], atol=1e-6)  # float rounding apart, not a different rule
+    torch.manual_seed(0)
+    start = torch.cat([p.flatten() for p in FoundationMLP(MLPConfig(hidden=(32,))).parameters()]).detach()
+    assert (weights[0] - start).abs().max() > 1e-3  # and the weights did move
+
+
+def test_adam_falls_back_to_plain_where_fused_is_missing(monkeypatch):
+    real = torch.optim.Adam
+
+    def no_fused(params, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return real(params, **kwargs)
+    monkeypatch.setattr(torch.optim, "Adam", no_fused)
+    optimizer = adam([torch.nn.Parameter(torch.zeros(3))], lr=1e-3, fused=True)
+    assert not optimizer.defaults.get("fused")
