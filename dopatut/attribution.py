@@ -99,3 +99,19 @@ def strongly_active_fraction(model: FoundationMLP, x: torch.Tensor,
         k = torch.minimum((cum < share * (1 - 1e-6)).sum(1) + 1, (out > 0).sum(1))
         result[name] = (k.float() / out.shape[1]).mean().item()
     return result
+
+
+def logit_margins(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How close each answer is to changing: (margins of the right answers, margins of the wrong ones).
+
+    A right answer's margin is its logit minus the runner-up's; a wrong answer's is the predicted
+    logit minus the true class's. Both are >= 0; a small one is a near tie.
+    """
+    if logits.dim() != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(f"expected logits (N, classes) and labels (N,), got {tuple(logits.shape)} and "
+                         f"{tuple(labels.shape)}")
+    pred = logits.argmax(1)
+    right = pred == labels
+    first, second = logits.topk(2, dim=1).values.unbind(1)
+    wrong_gap = logits.gather(1, pred[:, None]) - logits.gather(1, labels[:, None])
+    return (first - second)[right], wrong_gap.squeeze(1)[~right]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dopatut.attribution import (firing_fraction, hidden_states, last_layer_contributions, silenced,
+from dopatut.attribution import (firing_fraction, hidden_states, last_layer_contributions, logit_margins, silenced,
                                  strongly_active_fraction)
 from dopatut.gate import GateSet, attach, set_hard
 from dopatut.lora import LoRALinear
@@ -58,3 +58,13 @@ def test_firing_and_strong_fractions(small_model, inputs):
     strong = strongly_active_fraction(small_model, inputs, share=1.0)
     assert strong["hidden1"] == pytest.approx(fractions["hidden1"].mean().item(), abs=1 / 32)
     assert strongly_active_fraction(small_model, inputs, share=0.5)["hidden1"] < strong["hidden1"]
+
+
+def test_logit_margins_of_right_and_wrong_answers():
+    logits = torch.tensor([[3.0, 1.0, 0.5],    # right (label 0): 3 - 1
+                           [0.0, 2.0, 1.5],    # wrong (label 2, read as 1): 2 - 1.5
+                           [1.0, 0.2, 4.0]])   # right (label 2): 4 - 1
+    right, wrong = logit_margins(logits, torch.tensor([0, 2, 2]))
+    assert torch.equal(right, torch.tensor([2.0, 3.0])) and torch.equal(wrong, torch.tensor([0.5]))
+    with pytest.raises(ValueError, match=r"labels \(N,\), got \(3, 3\) and \(2,\)"):
+        logit_margins(logits, torch.tensor([0, 1]))
