@@ -32,7 +32,7 @@ from dopatut.gate import set_hard  # noqa: E402
 from dopatut.data import mode_data  # noqa: E402
 from dopatut.perf import forward_flops, interleaved_best, linear_shapes  # noqa: E402
 from dopatut.pipeline import foundation, recommended_config  # noqa: E402
-from dopatut.sweeps import adapt, train_slice  # noqa: E402
+from dopatut.sweeps import adapt  # noqa: E402
 from dopatut.train import evaluate  # noqa: E402
 
 ANGLE_DEG = 45.0
@@ -45,7 +45,7 @@ def measure(seed: int, train_limit: int, test_limit: int | None, repeats: int, m
                      train_limit=train_limit)
     set_hard(gated)
     x, y = mode_data("test", ANGLE_DEG, limit=test_limit)
-    x_train, _ = train_slice(ANGLE_DEG, train_limit)
+    x_train, _ = mode_data("train", ANGLE_DEG, limit=train_limit)
     n_hidden = sum(base.config.hidden)
     masks = {"silent on test set (exact)": prune.silent_on(gated, x),
              **{f"fires on <= {p:.0%} of train": prune.silent_on(gated, x_train, p) for p in RATES}}

@@ -170,9 +170,18 @@ def to_inputs(images: torch.Tensor) -> torch.Tensor:
 
 
 def mode_data(split: str, angle_deg: float, device="cpu", limit: int | None = None):
-    """Inputs (N, 784) and labels of one mode, on `device`. `limit` keeps the first N."""
-    images, labels = rotated(split, angle_deg)
-    images, labels = images[:limit], labels[:limit]
+    """Inputs (N, 784) and labels of one mode, on `device`.
+
+    `limit` keeps the first N images; unless the whole split is already rotated and cached, only those
+    N are rotated (and not cached), which keeps sweeps over many angles quick and small in memory.
+    """
+    angle_deg = check_angle(angle_deg)
+    if limit is None or (split, angle_deg) in _ROTATED:
+        images, labels = rotated(split, angle_deg)
+        images, labels = images[:limit], labels[:limit]
+    else:
+        images, labels = load_mnist(verbose=False).split(split)
+        images, labels = rotate(images[:limit], angle_deg), labels[:limit]
     return to_inputs(images).to(device), labels.to(device)
 
 

@@ -97,8 +97,11 @@ class Result:
 
 def specialise(base: FoundationMLP, method: str, angle_deg: float = 45.0, seed: int = 0,
                config: TrainConfig | None = None, eval_angles=(0.0, 45.0), progress: bool = True,
-               **method_kwargs):
-    """Adapt a copy of `base` to one mode with `method`; evaluate on the test set at `eval_angles`."""
+               train_limit: int | None = None, **method_kwargs):
+    """Adapt a copy of `base` to one mode with `method`; evaluate on the full test set at `eval_angles`.
+
+    It trains on the training images at `angle_deg`: all of them, or the first `train_limit`.
+    """
     config = config or recommended_config(method, seed)
     device = next(base.parameters()).device
     tests = {f"{a:g}": mode_data("test", a, device) for a in eval_angles}
@@ -106,7 +109,7 @@ def specialise(base: FoundationMLP, method: str, angle_deg: float = 45.0, seed: 
     model = apply_method(base, method, verbose=False, **method_kwargs)
     seconds = 0.0
     if method != "frozen":
-        x, y = mode_data("train", angle_deg, device)
+        x, y = mode_data("train", angle_deg, device, limit=train_limit)
         seconds = fit(model, x, y, replace(config, seed=seed), progress=progress,
                       desc=f"{method} -> {angle_deg:g}° (seed {seed})").seconds
     soft = {k: evaluate(model, *xy) for k, xy in tests.items()} if gates_of(model) else {}

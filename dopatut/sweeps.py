@@ -1,7 +1,7 @@
 """Quick specialisations for sweeps: many (method, angle, setting) runs on a slice of the data.
 
-`adapt` is `pipeline.specialise` on the first `train_limit` training images, rotated
-on the spot (no full-split rotation), evaluated on the full test set of the target angle.
+`adapt` is `pipeline.specialise` with one epoch, on the first `train_limit` training images
+(rotated on the spot: no full-split rotation), scored on the full test set of the target angle.
 The share of a gap that a method recovers is
 
     recovered = (acc_method - acc_floor) / (acc_ceiling - acc_floor),
@@ -10,24 +10,14 @@ The share of a gap that a method recovers is
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
 from .attribution import firing_fraction
-from .data import load_mnist, mode_data, rotate, to_inputs
-from .gate import gates_of, hardened
-from .methods import apply_method
-from .model import FoundationMLP, MLPConfig, count_parameters, freeze
-from .pipeline import Result, recommended_config
-from .train import TrainConfig, evaluate, fit, seed_everything
-
-
-def train_slice(angle_deg: float, limit: int | None = None, device="cpu"):
-    """The first `limit` training images rotated by `angle_deg`, as inputs and labels."""
-    mnist = load_mnist(verbose=False)
-    images, labels = mnist.train_images[:limit], mnist.train_labels[:limit]
-    return to_inputs(rotate(images, angle_deg)).to(device), labels.to(device)
+from .data import load_mnist, rotate, to_inputs
+from .gate import hardened
+from .model import FoundationMLP, MLPConfig, freeze
+from .pipeline import recommended_config, specialise
+from .train import TrainConfig, fit, seed_everything
 
 
 def mixed_slice(angles, limit: int | None = None, seed: int = 0, device="cpu"):
@@ -54,20 +44,11 @@ def quick_foundation(hidden=(256, 256), seed: int = 0, angles=(0.0, 45.0), train
 
 def adapt(base: FoundationMLP, method: str, angle_deg: float = 45.0, seed: int = 0,
           config: TrainConfig | None = None, train_limit: int | None = None, **method_kwargs):
-    """(model, Result) for `method` adapted to `angle_deg`; accuracy on that angle's test set (hard gates)."""
-    config = replace(config or recommended_config(method, seed, epochs=1), seed=seed)
-    device = next(base.parameters()).device
-    test = mode_data("test", angle_deg, device)
-    seed_everything(seed)  # LoRA's A matrices are drawn here
-    model = apply_method(base, method, verbose=False, **method_kwargs)
-    seconds = 0.0
-    if method != "frozen":
-        seconds = fit(model, *train_slice(angle_deg, train_limit, device), config, progress=False).seconds
-    key = f"{angle_deg:g}"
-    soft = {key: evaluate(model, *test)} if gates_of(model) else {}
-    with hardened(model):
-        hard = {key: evaluate(model, *test)}
-    return model, Result(method, count_parameters(model)[0], hard, soft, seconds)
+    """`pipeline.specialise` with the sweeps' defaults: one epoch, no progress bar, and the test set
+    of the target angle only. Returns (model, Result); gate methods are scored with hard gates."""
+    config = config or recommended_config(method, seed, epochs=1)
+    return specialise(base, method, angle_deg, seed, config, eval_angles=(angle_deg,), progress=False,
+                      train_limit=train_limit, **method_kwargs)
 
 
 def recovered(acc: float, floor: float, ceiling: float) -> float:

@@ -1,16 +1,23 @@
 import pytest
 import torch
 
-from dopatut.data import load_mnist, rotate, to_inputs
+from dopatut import data
+from dopatut.data import load_mnist, mode_data, rotate, to_inputs
 from dopatut.model import FoundationMLP, MLPConfig, freeze
-from dopatut.sweeps import adapt, firing, mixed_slice, quick_foundation, recovered, train_slice
+from dopatut.sweeps import adapt, firing, mixed_slice, quick_foundation, recovered
 
 
-def test_train_slice_is_the_rotated_head_of_the_training_set():
-    x, y = train_slice(30.0, 50)
+def test_a_limited_mode_is_the_rotated_head_whether_or_not_the_split_is_cached():
     mnist = load_mnist(verbose=False)
-    assert torch.equal(x, to_inputs(rotate(mnist.train_images[:50], 30.0)))
+    angle = 31.0  # an angle no other test rotates
+    data._ROTATED.pop(("train", angle), None)
+    x, y = mode_data("train", angle, limit=50)
+    assert ("train", angle) not in data._ROTATED  # only the 50 were rotated
+    assert torch.equal(x, to_inputs(rotate(mnist.train_images[:50], angle)))
     assert torch.equal(y, mnist.train_labels[:50])
+    data.rotated("train", angle)  # now the whole split is cached: the slice comes from it, and is the same
+    assert torch.equal(mode_data("train", angle, limit=50)[0], x)
+    data._ROTATED.pop(("train", angle))
 
 
 def test_mixed_slice_turns_each_image_by_its_own_mode():
@@ -38,7 +45,7 @@ def test_adapt_trains_only_the_method_and_reports_hard_and_soft_accuracy():
     assert any((g.threshold != 0).any() for g in (l.gate for l in model.hidden_layers().values()))
     frozen_model, frozen = adapt(base, "frozen", 45.0, 0)
     assert frozen.n_trainable == 0 and frozen.soft_accuracy == {}
-    assert 0 <= firing(model, train_slice(45.0, 100)[0]) <= 1
+    assert 0 <= firing(model, mode_data("train", 45.0, limit=100)[0]) <= 1
 
 
 def test_quick_foundation_learns_and_is_frozen():
@@ -46,6 +53,6 @@ def test_quick_foundation_learns_and_is_frozen():
     assert all(not p.requires_grad for p in model.parameters())
     torch.manual_seed(0)
     untrained = FoundationMLP(MLPConfig(hidden=(16, 16)))
-    x, y = train_slice(0.0, 4000)
+    x, y = mode_data("train", 0.0, limit=4000)
     accuracy = {name: (m(x).argmax(1) == y).float().mean().item() for name, m in (("trained", model), ("untrained", untrained))}
     assert accuracy["trained"] > accuracy["untrained"] + 0.3, accuracy
