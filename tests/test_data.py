@@ -120,3 +120,16 @@ def test_inputs_are_normalised_and_leave_their_images_alone():
     kept = already_float.clone()
     data.to_inputs(already_float)
     assert torch.equal(already_float, kept)  # the in-place steps work on a copy
+
+
+def test_a_limited_mode_is_the_rotated_head_whether_or_not_the_split_is_cached():
+    mnist = data.load_mnist(verbose=False)
+    angle = 31.0  # an angle no other test rotates
+    data._ROTATED.pop(("train", angle), None)
+    x, y = data.mode_data("train", angle, limit=50)
+    assert ("train", angle) not in data._ROTATED  # only the 50 were rotated
+    assert torch.equal(x, data.to_inputs(data.rotate(mnist.train_images[:50], angle)))
+    assert torch.equal(y, mnist.train_labels[:50])
+    data.rotated("train", angle)  # now the whole split is cached: the slice comes from it, and is the same
+    assert torch.equal(data.mode_data("train", angle, limit=50)[0], x)
+    data._ROTATED.pop(("train", angle))

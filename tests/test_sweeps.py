@@ -1,23 +1,9 @@
 import pytest
 import torch
 
-from dopatut import data
 from dopatut.data import load_mnist, mode_data, rotate, to_inputs
 from dopatut.model import FoundationMLP, MLPConfig, freeze
 from dopatut.sweeps import adapt, firing, mixed_slice, quick_foundation, recovered
-
-
-def test_a_limited_mode_is_the_rotated_head_whether_or_not_the_split_is_cached():
-    mnist = load_mnist(verbose=False)
-    angle = 31.0  # an angle no other test rotates
-    data._ROTATED.pop(("train", angle), None)
-    x, y = mode_data("train", angle, limit=50)
-    assert ("train", angle) not in data._ROTATED  # only the 50 were rotated
-    assert torch.equal(x, to_inputs(rotate(mnist.train_images[:50], angle)))
-    assert torch.equal(y, mnist.train_labels[:50])
-    data.rotated("train", angle)  # now the whole split is cached: the slice comes from it, and is the same
-    assert torch.equal(mode_data("train", angle, limit=50)[0], x)
-    data._ROTATED.pop(("train", angle))
 
 
 def test_mixed_slice_turns_each_image_by_its_own_mode():
