@@ -35,6 +35,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.sparsity < 0:
             raise ValueError(f"sparsity must be >= 0, got {self.sparsity!r}")
+        if not isinstance(self.fused, bool):
+            raise ValueError(f"fused must be True or False, got {self.fused!r}")
         object.__setattr__(self, "temperature", tuple(self.temperature))
 
     def to_dict(self) -> dict:

@@ -66,6 +66,7 @@ def test_fit_refuses_a_model_with_nothing_to_train(base, sliced):
     ({"lr": -1.0}, "lr must be > 0"),
     ({"batch_size": 0}, "batch_size must be an int >= 1"),
     ({"sparsity": -0.1}, "sparsity must be >= 0"),
+    ({"fused": "yes"}, "fused must be True or False, got 'yes'"),
 ])
 def test_bad_config_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
