@@ -39,8 +39,8 @@ from dopatut.gate import hardened  # noqa: E402
 from dopatut.lora import lora_layers, merge_lora  # noqa: E402
 from dopatut.methods import apply_method, linear_names  # noqa: E402
 from dopatut.model import FoundationMLP, freeze  # noqa: E402
-from dopatut.perf import (forward_flops, goals_table, interleaved_best, linear_shapes,  # noqa: E402
-                          measures_table, training_flops)
+from dopatut.perf import (FUSED_ADAM, PLAIN_ADAM, adam_shares, forward_flops, goals_table,  # noqa: E402
+                          interleaved_best, linear_shapes, measures_table, training_flops)
 from dopatut.pipeline import FoundationSpec, foundation, recommended_config, run_seed  # noqa: E402
 from dopatut.train import TrainConfig, adam, evaluate, fit, predict_logits, seed_everything  # noqa: E402
 
@@ -49,7 +49,6 @@ ANGLE_DEG = 45.0
 BATCH = 128
 LORA_RANK, LORA_ALPHA = 4, 4.0
 MAX_ACC_GAP_PTS = 0.3  # dopatut's LoRA and PEFT's must agree this well, else the comparison is not of the same work
-PLAIN, FUSED = "+ Adam (torch's default on CPU)", "+ Adam(fused=True) (dopatut's fit)"
 
 
 # ---------------------------------------------------------------- the usual pipeline
@@ -169,7 +168,7 @@ def bench_limit(x, y, throughput: dict, repeats: int) -> dict:
     fns = {f"matmul {k}": lambda ab=ab: ab[0] @ ab[1] for k, ab in big.items()}
     fns["batch-128 matmuls"] = gemms
     fns["forward+backward"] = train_steps(model, x, y, None, n_steps)
-    for name, kwargs in ((PLAIN, {}), ("+ Adam(foreach=True)", {"foreach": True}), (FUSED, {"fused": True})):
+    for name, kwargs in ((PLAIN_ADAM, {}), ("+ Adam(foreach=True)", {"foreach": True}), (FUSED_ADAM, {"fused": True})):
         try:
             opt = torch.optim.Adam(model.parameters(), lr=1e-3, **kwargs)
             train_steps(model, x, y, opt, 1)()
@@ -330,16 +329,12 @@ def summarise(r: dict) -> tuple[list[dict], list[dict]]:
             rows.append({"name": f"training samples/s (batch {BATCH}) vs {name}",
                          "dopatut": f"{sps['dopatut']:,.0f}", "reference": f"{value:,.0f}", "ratio": sps["dopatut"] / value})
     if lim:
-        steps = lim["seconds_per_step"]
-        ours = FUSED if FUSED in steps else PLAIN  # what fit uses: fused where this torch has it
-
-        def adam_share(name):  # the optimizer's part of a step
-            return max(0.0, (steps[name] - steps["forward+backward"]) / steps[name])
+        ours, share_ours, share_plain = adam_shares(lim["seconds_per_step"])
         note = (f"batch-{BATCH} matmuls alone reach {lim['gemm_only_fraction']:.0%} of the peak; one step timed "
                 f"alone (outside fit, dopatut's Adam) {lim['fraction_if_step'][ours]:.0%}; "
-                f"Adam takes {adam_share(ours):.0%} of a step")
-        if ours != PLAIN:
-            note += (f" (torch's default Adam on CPU: {adam_share(PLAIN):.0%}; fused and default weights differ by "
+                f"Adam takes {share_ours:.0%} of a step")
+        if ours != PLAIN_ADAM:
+            note += (f" (torch's default Adam on CPU: {share_plain:.0%}; fused and default weights differ by "
                      f"{lim['fused_adam_max_weight_diff']:.1e} after 20 steps)")
         note += f"; batch 1024 reaches {lim['fraction_batch_1024']:.0%}"
         goals.append(goal("training FLOP/s, fraction of matmul peak", lim["fraction_of_peak"], ">=", 0.40, ".0%",

@@ -73,6 +73,23 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / best_seconds(lambda: a @ b, repeats)
 
 
+# The optimizer rows of the benchmark's step timing (benchmarks/bench.py, section "limit").
+PLAIN_ADAM, FUSED_ADAM = "+ Adam (torch's default on CPU)", "+ Adam(fused=True) (dopatut's fit)"
+
+
+def adam_shares(seconds_per_step: dict) -> tuple[str, float, float]:
+    """(the row fit's Adam was timed under, its share of a step, the default Adam's share).
+
+    fit uses the fused Adam where torch has one, else the default; a share is the part of a step
+    that the optimizer adds to forward+backward.
+    """
+    ours = FUSED_ADAM if FUSED_ADAM in seconds_per_step else PLAIN_ADAM
+
+    def share(name):
+        return max(0.0, 1 - seconds_per_step["forward+backward"] / seconds_per_step[name])
+    return ours, share(ours), share(PLAIN_ADAM)
+
+
 def load_results(path: str | Path = RESULTS) -> dict:
     """The benchmark's results as written by benchmarks/bench.py."""
     path = Path(path)

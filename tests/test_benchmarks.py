@@ -11,8 +11,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dopatut.data import load_mnist, rotate, to_inputs
 from dopatut.model import FoundationMLP, MLPConfig
-from dopatut.perf import (RESULTS, forward_flops, goals_table, interleaved_best, linear_shapes, load_results,
-                          measures_table, table_html, training_flops)
+from dopatut.perf import (FUSED_ADAM, PLAIN_ADAM, RESULTS, adam_shares, forward_flops, goals_table, interleaved_best,
+                          linear_shapes, load_results, measures_table, table_html, training_flops)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,3 +165,10 @@ def test_committed_results_are_readable():
     r = load_results()
     assert {"meta", "goals", "rows"} <= set(r) and json.dumps(r)
     assert goals_table(r).count("\n") == len(r["goals"]) + 1
+
+
+def test_adam_shares_name_the_row_fit_used():
+    steps = {"forward+backward": 1.0, PLAIN_ADAM: 2.0, FUSED_ADAM: 1.25}
+    assert adam_shares(steps) == (FUSED_ADAM, pytest.approx(0.2), pytest.approx(0.5))
+    del steps[FUSED_ADAM]  # a torch without a fused Adam: fit used the default
+    assert adam_shares(steps) == (PLAIN_ADAM, pytest.approx(0.5), pytest.approx(0.5))
