@@ -31,7 +31,7 @@ from dopatut import prune  # noqa: E402
 from dopatut.gate import set_hard  # noqa: E402
 from dopatut.data import mode_data  # noqa: E402
 from dopatut.perf import forward_flops, interleaved_best, linear_shapes  # noqa: E402
-from dopatut.pipeline import foundation, recommended_config  # noqa: E402
+from dopatut.pipeline import foundation  # noqa: E402
 from dopatut.sweeps import adapt  # noqa: E402
 from dopatut.train import evaluate  # noqa: E402
 
@@ -41,8 +41,7 @@ RATES = (0.01, 0.05, 0.1, 0.2)
 
 def measure(seed: int, train_limit: int, test_limit: int | None, repeats: int, multiple_of: int) -> dict:
     base = foundation(seed, progress=False)
-    gated, _ = adapt(base, "dopamine", ANGLE_DEG, seed, recommended_config("dopamine", seed, epochs=1),
-                     train_limit=train_limit)
+    gated, _ = adapt(base, "dopamine", ANGLE_DEG, seed, train_limit=train_limit)  # the protocol's settings
     set_hard(gated)
     x, y = mode_data("test", ANGLE_DEG, limit=test_limit)
     x_train, _ = mode_data("train", ANGLE_DEG, limit=train_limit)

@@ -1,60 +1,174 @@
-"""Many methods, many seeds: run them, tabulate them, draw them.
+"""The fair comparison: settings chosen on validation data, then every method over ten seeds, on two foundations.
 
-    results = sweep(base, VARIANTS, epochs=1)              # one foundation, label -> Result
-    runs = run_seeds(range(5), {"dopamine": 1, "lora": 1})  # seed -> method -> Result
-    summarise(runs)                                        # mean +- std per method and mode
+    sel = select("lora", "mixture")       # every grid setting on the validation split; sel.chosen is the best
+    config, kwargs = protocol_config("lora", "mixture", seed=0)   # the chosen settings, for specialise
+    runs = compare("upright")             # method -> one Result per seed, test accuracy at 0° and 45°
+    summarise(runs)                       # mean +- std per method and mode
 
-Accuracies are the hard-gate test accuracies of `pipeline.specialise`, keyed by angle ("0", "45").
+Two foundations (`FOUNDATIONS`): "mixture", pretrained on 0° and 45° digits as in the paper, and
+"upright", pretrained on 0° only, which lacks the rotated features. Every method specialises every seed's
+own foundation to 45° with `PROTOCOL`'s budget and its chosen settings. Results are cached as JSON in the
+foundation cache, keyed by everything that determines them, so later chapters read them instead of
+training again.
 """
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from itertools import groupby
 
-from .pipeline import FoundationSpec, Result, recommended_config, run_seed, specialise
-from .stats import mean_std
+from .checkpoints import atomic_write_bytes
+from .methods import METHODS
+from .pipeline import FoundationSpec, Result, cache_dir, foundation, foundations, specialise_many
+from .protocol import PROTOCOL, Protocol, check_seeds
+from .stats import PairedDifference, mean_std, paired_difference
 
-# (label, method, extra keyword arguments for apply_method)
-VARIANTS = (("dopamine", "dopamine", {}), ("gain_only", "gain_only", {}), ("bitfit", "bitfit", {}),
-            ("head", "head", {}), *((f"lora r={r}", "lora", {"rank": r}) for r in (1, 2, 4, 8, 16)),
-            ("full", "full", {}))
-
-
-def sweep(base, variants=VARIANTS, angle_deg: float = 45.0, seed: int = 0, epochs: int = 1,
-          eval_angles=(0.0, 45.0), progress: bool = False) -> dict[str, Result]:
-    """Specialise `base` once per variant (label, method, kwargs), all with the same seed and epochs."""
-    labels = [label for label, _, _ in variants]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"variant labels must be unique, got {labels}")
-    return {label: specialise(base, method, angle_deg, seed, recommended_config(method, seed, epochs),
-                              eval_angles, progress, **kwargs)[1]
-            for label, method, kwargs in variants}
+FOUNDATIONS = {kind: FoundationSpec(angles=angles) for kind, angles in PROTOCOL.foundations.items()}
+ANGLE = 45.0  # the mode every method specialises to
+RESULTS_VERSION = 1  # bump when the way results are computed changes
 
 
-def run_seeds(seeds, epochs_by_method: dict[str, int], angle_deg: float = 45.0,
-              spec: FoundationSpec = FoundationSpec(), lora_rank: int = 4,
-              progress: bool = False) -> dict[int, dict[str, Result]]:
-    """`run_seed` for every seed, each method trained for its own number of epochs (0 for frozen)."""
-    bad = {m: e for m, e in epochs_by_method.items()
-           if isinstance(e, bool) or not isinstance(e, int) or e < (0 if m == "frozen" else 1)}
-    if bad:
-        raise ValueError(f"epochs must be ints >= 1 (0 allowed for frozen), got {bad}")
-    groups: dict[int, list[str]] = {}
-    for method, epochs in epochs_by_method.items():
-        groups.setdefault(max(epochs, 1), []).append(method)
-    runs = {}
-    for seed in seeds:
-        by_method = {}
-        for epochs, methods in groups.items():  # the foundation is cached, so later groups just load it
-            by_method.update(run_seed(seed, tuple(methods), angle_deg, spec, lora_rank, epochs, progress))
-        runs[seed] = {m: by_method[m] for m in epochs_by_method}
-    return runs
+def _spec(kind: str) -> FoundationSpec:
+    if kind not in FOUNDATIONS:
+        raise ValueError(f"unknown foundation {kind!r}; expected one of {', '.join(FOUNDATIONS)}")
+    return FOUNDATIONS[kind]
 
 
-def accuracies(runs: dict[int, dict[str, Result]], method: str, angle: str = "45") -> list[float]:
-    """One method's test accuracy at `angle`, one value per seed, in the order of the seeds."""
-    return [by_method[method].accuracy[angle] for by_method in runs.values()]
+def _check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    return method
+
+
+def _cached(name: str, key: dict, compute):
+    """compute() once per key; its JSON result kept in the cache as results/<name>-<hash>.json."""
+    digest = hashlib.sha256(json.dumps({**key, "version": RESULTS_VERSION}, sort_keys=True,
+                                       default=str).encode()).hexdigest()[:12]
+    path = cache_dir() / "results" / f"{name}-{digest}.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            print(f"cached results at {path.name} unreadable, recomputing them")
+    value = compute()
+    atomic_write_bytes(path, json.dumps(value).encode())
+    return value
+
+
+# ---------------------------------------------------------------- choosing settings on validation data
+@dataclass
+class Selection:
+    """Every setting of one method's grid with its validation accuracy at 45°; `chosen` is the best."""
+
+    method: str
+    kind: str
+    settings: list[dict]
+    val_accuracy: list[float]  # hard gates for the gate methods, after the full budget
+    curves: list[list[float]]  # validation accuracy after each epoch (soft gates)
+
+    @property
+    def best(self) -> int:
+        return max(range(len(self.settings)), key=lambda i: (self.val_accuracy[i], -i))  # ties: the first
+
+    @property
+    def chosen(self) -> dict:
+        return self.settings[self.best]
+
+    @property
+    def at_edge(self) -> bool:
+        """Whether the chosen learning rate is the smallest or largest of the grid (the grid may not bracket it)."""
+        rates = sorted({s["lr"] for s in self.settings if "lr" in s})
+        return len(rates) > 1 and self.chosen.get("lr") in (rates[0], rates[-1])
+
+
+def _structure(setting: dict) -> tuple:
+    """Settings that can share one stack: the same everything but the learning rate."""
+    return tuple((k, v) for k, v in sorted(setting.items()) if k != "lr")
+
+
+def select(method: str, kind: str = "mixture", protocol: Protocol = PROTOCOL, progress: bool = False) -> Selection:
+    """Train `method` once per setting of its grid (on the selection seed's foundation) and score each on the
+    validation split at 45°. Reads no test data. Cached."""
+    _check_method(method)
+    spec = _spec(kind)
+
+    def compute():
+        grid = protocol.grid(method)
+        if method == "frozen":
+            return {"settings": [{}], "val_accuracy": [_frozen_val(spec, protocol)], "curves": [[]]}
+        base = foundation(protocol.selection_seed, spec, progress=progress)
+        scores = {}
+        for _, group in groupby(sorted(range(len(grid)), key=lambda i: str(_structure(grid[i]))),
+                                key=lambda i: str(_structure(grid[i]))):
+            group = list(group)
+            configs = [protocol.config(method, grid[i], protocol.selection_seed)[0] for i in group]
+            kwargs = protocol.config(method, grid[group[0]], protocol.selection_seed)[1]
+            pairs = specialise_many([base] * len(group), method, [protocol.selection_seed] * len(group),
+                                    angle_deg=ANGLE, eval_angles=(ANGLE,), split="val", progress=progress,
+                                    configs=configs, curve=True, **kwargs)
+            for i, (_, result) in zip(group, pairs):
+                scores[i] = (result.accuracy[f"{ANGLE:g}"], result.curve)
+        return {"settings": grid, "val_accuracy": [scores[i][0] for i in range(len(grid))],
+                "curves": [scores[i][1] for i in range(len(grid))]}
+
+    value = _cached(f"select-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": spec.to_dict(0),
+                                                 "method": method}, compute)
+    settings = [{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()} for s in value["settings"]]
+    return Selection(method, kind, settings, value["val_accuracy"], value["curves"])
+
+
+def _frozen_val(spec: FoundationSpec, protocol: Protocol) -> float:
+    base = foundation(protocol.selection_seed, spec, progress=False)
+    return specialise_many([base], "frozen", [protocol.selection_seed], angle_deg=ANGLE, eval_angles=(ANGLE,),
+                           split="val", progress=False)[0][1].accuracy[f"{ANGLE:g}"]
+
+
+def protocol_config(method: str, kind: str = "mixture", seed: int = 0, protocol: Protocol = PROTOCOL):
+    """(TrainConfig, apply_method kwargs) with the settings chosen on validation data for `method` on `kind`."""
+    return protocol.config(method, select(method, kind, protocol).chosen, seed)
+
+
+# ---------------------------------------------------------------- the comparison
+def compare(kind: str = "mixture", methods=METHODS, protocol: Protocol = PROTOCOL,
+            progress: bool = True) -> dict[str, list[Result]]:
+    """Every method specialised to 45° on each seed's own foundation, with its chosen settings.
+
+    Returns method -> [Result per seed, in the order of protocol.seeds], test accuracy at 0° and 45°. Cached.
+    """
+    spec = _spec(kind)
+    seeds = check_seeds(protocol.seeds)
+    out = {}
+    for method in methods:
+        _check_method(method)
+        setting = select(method, kind, protocol).chosen
+
+        def compute(method=method, setting=setting):
+            bases = foundations(seeds, spec, progress=progress)
+            config, kwargs = protocol.config(method, setting, seeds[0])
+            pairs = specialise_many(bases, method, seeds, config, ANGLE, (0.0, ANGLE), "test", progress, **kwargs)
+            return [asdict(result) for _, result in pairs]
+
+        rows = _cached(f"compare-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": spec.to_dict(0),
+                                                     "method": method, "setting": setting}, compute)
+        out[method] = [Result(**row) for row in rows]
+    return out
+
+
+def accuracies(runs: dict[str, list[Result]], method: str, angle: str = "45") -> list[float]:
+    """One method's test accuracy at `angle`, one value per seed."""
+    if method not in runs:
+        raise KeyError(f"no runs of {method!r}; methods are {list(runs)}")
+    return [r.accuracy[angle] for r in runs[method]]
+
+
+def differences(runs: dict[str, list[Result]], against: str = "dopamine", angle: str = "45",
+                confidence: float = 0.95) -> dict[str, PairedDifference]:
+    """method -> (method - `against`), paired by seed, with its t interval; every method but `against`."""
+    base = accuracies(runs, against, angle)
+    return {m: paired_difference(accuracies(runs, m, angle), base, confidence) for m in runs if m != against}
 
 
 @dataclass(frozen=True)
@@ -87,16 +201,61 @@ class Summary(list):
         return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [header, *body])
 
     def _repr_html_(self) -> str:
-        header, body = self._cells()
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>" for line in body)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        return html_table(*self._cells())
 
 
-def summarise(runs: dict[int, dict[str, Result]], angles=("0", "45")) -> Summary:
+def html_table(header, body) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in line) + "</tr>" for line in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def summarise(runs: dict[str, list[Result]], angles=("45", "0")) -> Summary:
     """Mean +- sample std over seeds of every method's accuracy at each angle."""
     if not runs:
-        raise ValueError("runs is empty: run at least one seed")
-    methods = list(next(iter(runs.values())))
-    counts = {m: {by_method[m].n_trainable for by_method in runs.values()} for m in methods}
-    return Summary(Row(m, max(counts[m]), {a: mean_std(accuracies(runs, m, a)) for a in angles}) for m in methods)
+        raise ValueError("runs is empty: run at least one method")
+    return Summary(Row(m, max(r.n_trainable for r in rs), {a: mean_std(accuracies(runs, m, a)) for a in angles})
+                   for m, rs in runs.items())
+
+
+def selection_table(selections: list[Selection]) -> str:
+    """The grids as one HTML table: method, setting, validation accuracy, chosen."""
+    body = []
+    for sel in selections:
+        for i, (setting, acc) in enumerate(zip(sel.settings, sel.val_accuracy)):
+            text = ", ".join(f"{k} {_fmt(v)}" for k, v in setting.items()) or "(nothing to set)"
+            body.append([sel.method, text, f"{100 * acc:.2f}", "✔" if i == sel.best else ""])
+    return html_table(["method", "setting", "validation accuracy at 45° (%)", "chosen"], body)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, tuple):
+        return " → ".join(f"{v:g}" for v in value)
+    return f"{value:g}"
+
+
+def said(a: str, b: str, d: PairedDifference, angle: str = "45") -> str:
+    """The comparison of `a` with `b` in words chosen by the interval of d = a - b (accuracies as fractions):
+
+        'dopamine beats frozen at 45° by +1.05 points (95% CI [+0.71, +1.40], 10 seeds)'
+    """
+    from .stats import verdict
+
+    words = verdict(d)
+    gap = "by" if words != "ties with" else "within"
+    amount = f"{100 * d.mean:+.2f} points" if words != "ties with" else \
+        f"[{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}] points"
+    interval = (f"{d.confidence:.0%} CI [{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}], " if words != "ties with"
+                else f"mean {100 * d.mean:+.2f}, {d.confidence:.0%} CI, ")
+    return f"{a} {words} {b} at {angle}° {gap} {amount} ({interval}{d.n} seeds)"
+
+
+def dopamine_against(baselines=("frozen", "gain_only", "threshold_only", "bitfit", "head", "lora", "full"),
+                     angle: str = "45", protocol: Protocol = PROTOCOL) -> dict[str, dict[str, PairedDifference]]:
+    """kind -> baseline -> (dopamine - baseline), paired over the protocol's seeds: what the book's answer reads."""
+    out = {}
+    for kind in FOUNDATIONS:
+        runs = compare(kind, ("dopamine", *baselines), protocol, progress=False)
+        out[kind] = {b: paired_difference(accuracies(runs, "dopamine", angle), accuracies(runs, b, angle))
+                     for b in baselines}
+    return out

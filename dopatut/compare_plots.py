@@ -1,13 +1,14 @@
-"""Figures for comparing methods: accuracy against trainable parameters, and paired seeds.
+"""Figures for comparing methods: accuracy against trainable parameters, paired seeds, validation curves.
 
-Accuracies are fractions in the data and percentages on the axes.
+Accuracies are fractions in the data and percentages on the axes. Figures are sized for the book's text
+width (about 7.5 inches), so their text stays readable without zooming.
 """
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
 from .pipeline import Result
-from .stats import PairedDifference
+from .stats import PairedDifference, mean_std
 
 STYLE = {"dopamine": ("C3", "*", 16), "gain_only": ("C1", "D", 8), "threshold_only": ("C5", "v", 8),
          "bitfit": ("C2", "s", 8), "head": ("C4", "^", 9), "lora": ("C0", "o", 7), "full": ("C7", "P", 10),
@@ -18,12 +19,22 @@ def _method(label: str) -> str:
     return label.split(" ")[0]
 
 
-def plot_tradeoff(results: dict[str, Result], frozen: Result, angle: str = "45", ax=None, annotate: bool = True):
+def plot_tradeoff(results: dict[str, Result], frozen: Result, angle: str = "45", ax=None, annotate: bool = True,
+                  floor: float | None = None):
     """Test accuracy at `angle` against trainable parameters (log x); LoRA ranks joined by a line.
 
-    The frozen foundation, which trains nothing, is the dashed horizontal line.
+    The frozen foundation, which trains nothing, is the dashed horizontal line. `floor` (percent): a point below
+    it is drawn on the floor as a downward triangle with its value, so one outlier does not squash the rest.
     """
     ax = ax or plt.gca()
+    if floor is not None:
+        results = dict(results)
+        for label, r in list(results.items()):
+            if 100 * r.accuracy[angle] < floor:
+                ax.plot(r.n_trainable, floor, "v", color=STYLE.get(_method(label), ("C9",))[0], markersize=9)
+                ax.annotate(f"{label}: {100 * r.accuracy[angle]:.1f}% (below)", (r.n_trainable, floor),
+                            textcoords="offset points", xytext=(-8, 8), ha="right", fontsize=8)
+                del results[label]
     lora = sorted((r.n_trainable, 100 * r.accuracy[angle], label) for label, r in results.items()
                   if _method(label) == "lora")
     if lora:
@@ -42,6 +53,8 @@ def plot_tradeoff(results: dict[str, Result], frozen: Result, angle: str = "45",
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel(f"test accuracy at {angle}° (%)")
     ax.grid(True, which="major", alpha=0.3)
+    if floor is not None:
+        ax.set_ylim(bottom=floor - 0.1)
     return ax
 
 
@@ -73,4 +86,60 @@ def plot_differences(diffs: dict[str, PairedDifference], ax=None):
     ax.set_xticks(range(len(diffs)), list(diffs))
     ax.set_xlim(-0.5, len(diffs) - 0.5)
     ax.set_ylabel("paired difference (percentage points)")
+    return ax
+
+
+def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0") -> plt.Figure:
+    """The comparison on each foundation: accuracy at `angle` against trainable parameters (mean ± std over
+    seeds), one panel per foundation, and each method's accuracy at `cost_angle` (what specialising costs)."""
+    kinds = list(runs_by_kind)
+    fig, axes = plt.subplots(2, 2, figsize=(7.5, 6.4), constrained_layout=True)
+    panels = list(axes.flat)
+    for ax, kind in zip(panels, kinds):
+        runs = runs_by_kind[kind]
+        for method, results in runs.items():
+            mean, std = mean_std([100 * r.accuracy[angle] for r in results])
+            if method == "frozen":
+                ax.axhline(mean, color="k", ls="--", lw=1, label="frozen foundation")
+                continue
+            color, marker, size = STYLE.get(method, ("C9", "o", 7))
+            ax.errorbar(results[0].n_trainable, mean, yerr=std, fmt=marker, color=color, markersize=size * 0.8,
+                        capsize=3, label=method)
+        ax.set_xscale("log")
+        ax.set(title=f"{kind} foundation, tested at {angle}°", xlabel="trainable parameters (log)",
+               ylabel=f"test accuracy at {angle}° (%)")
+        ax.grid(True, alpha=0.3)
+    ax = panels[len(kinds)]
+    methods = list(runs_by_kind[kinds[0]])
+    width = 0.8 / len(kinds)
+    for k, kind in enumerate(kinds):
+        stats = [mean_std([100 * r.accuracy[cost_angle] for r in runs_by_kind[kind][m]]) for m in methods]
+        ax.bar([j + k * width for j in range(len(methods))], [m for m, _ in stats], width,
+               yerr=[s for _, s in stats], capsize=2, label=f"{kind} foundation", color=f"C{k}", alpha=0.8)
+    ax.set_xticks([j + width * (len(kinds) - 1) / 2 for j in range(len(methods))], methods, rotation=45,
+                  ha="right", fontsize=8)
+    low = min(100 * r.accuracy[cost_angle] for kind in kinds for rs in runs_by_kind[kind].values() for r in rs)
+    ax.set(title=f"the same models at {cost_angle}°", ylabel=f"test accuracy at {cost_angle}° (%)",
+           ylim=(max(0, low - 2), 100))
+    ax.legend(fontsize=7, loc="lower left")
+    legend_ax = panels[-1] if len(panels) > len(kinds) + 1 else None
+    if legend_ax is not None:
+        handles, labels = panels[0].get_legend_handles_labels()
+        legend_ax.legend(handles, labels, loc="center", title="method (error bar: ± 1 std over seeds)",
+                         fontsize=9, title_fontsize=9)
+        legend_ax.axis("off")
+    return fig
+
+
+def plot_curves(selections, ax=None):
+    """Validation accuracy after each epoch, for the chosen setting of each method (one line per method)."""
+    ax = ax or plt.gca()
+    for sel in selections:
+        curve = sel.curves[sel.best]
+        if curve:
+            color, marker, _ = STYLE.get(sel.method, ("C9", "o", 7))
+            ax.plot(range(1, len(curve) + 1), [100 * a for a in curve], marker + "-", color=color, label=sel.method,
+                    markersize=5)
+    ax.set(xlabel="epoch", ylabel="validation accuracy at 45° (%)")
+    ax.grid(True, alpha=0.3)
     return ax

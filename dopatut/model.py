@@ -51,6 +51,8 @@ class HiddenLayer(nn.Module):
 class FoundationMLP(nn.Module):
     """784 -> 256 -> 256 -> 10 by default; hidden layers are `hidden1`, `hidden2`, ...; the output is `head`."""
 
+    stem = "hidden.hidden1.linear"  # the first layer on the input: when frozen, its product can be precomputed
+
     def __init__(self, config: MLPConfig = MLPConfig()):
         super().__init__()
         self.config = config
@@ -63,8 +65,9 @@ class FoundationMLP(nn.Module):
         return dict(self.hidden.items())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 2 or x.shape[1] != self.config.in_features:
-            raise ValueError(f"input must be (batch, {self.config.in_features}), got {tuple(x.shape)}")
+        n_in = self.get_submodule(self.stem).in_features  # 784, or 256 when the stem's product is precomputed
+        if x.dim() != 2 or x.shape[1] != n_in:
+            raise ValueError(f"input must be (batch, {n_in}), got {tuple(x.shape)}")
         for layer in self.hidden.values():
             x = layer(x)
         return self.head(x)

@@ -1,8 +1,13 @@
-"""The experiment in three calls: a cached foundation, a specialisation, a whole seed.
+"""The experiment in three calls: cached foundations, a specialisation, a whole seed.
 
     base = foundation(seed=0)                         # trained once, then loaded from disk
+    bases = foundations(range(10))                    # the same, ten seeds trained at once (dopatut.stack)
     model, result = specialise(base, "dopamine", angle_deg=45, seed=0)
-    results = run_seed(0)                             # every method, both modes
+    pairs = specialise_many(bases, "dopamine", seeds=range(10))   # one stacked run for ten seeds
+
+Everything trains on the "train" split (the first 50,000 training images) with the budget of
+`protocol.PROTOCOL`. Training goes through `stack.fit_many` even for one model, so a seed gives the same
+numbers, bit for bit, whether it is trained alone or with others.
 """
 from __future__ import annotations
 
@@ -12,14 +17,16 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import torch
+
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .data import mixture, mode_data
 from .gate import gates_of, hardened
 from .methods import apply_method
 from .model import FoundationMLP, MLPConfig, base_state_dict, count_parameters, freeze
-from .train import TrainConfig, evaluate, fit, seed_everything
-
-GATE_METHODS = ("dopamine", "gain_only", "threshold_only")
+from .protocol import GATE_METHODS, PROTOCOL, check_seeds
+from .stack import fit_many
+from .train import TrainConfig, evaluate, seed_everything
 
 
 @dataclass(frozen=True)
@@ -29,12 +36,12 @@ class FoundationSpec:
     model: MLPConfig = MLPConfig()
     angles: tuple[float, ...] = (0.0, 45.0)
     weights: tuple[float, ...] | None = None  # None: equal proportions
-    train: TrainConfig = TrainConfig(epochs=3, lr=1e-3)
+    train: TrainConfig = PROTOCOL.foundation_config()
 
     def to_dict(self, seed: int) -> dict:
         return {"model": self.model.to_dict(), "angles": [float(a) for a in self.angles],
                 "weights": None if self.weights is None else [float(w) for w in self.weights],
-                "train": replace(self.train, seed=seed).to_dict()}
+                "train": replace(self.train, seed=seed).to_dict(), "split": "train"}
 
 
 def cache_dir() -> Path:
@@ -49,50 +56,112 @@ def foundation_path(spec: FoundationSpec, seed: int) -> Path:
     return cache_dir() / f"foundation-h{widths}-a{angles}-s{seed}-{key}.pt"
 
 
-def foundation(seed: int = 0, spec: FoundationSpec = FoundationSpec(), cache: bool = True,
-               progress: bool = True, device="cpu") -> FoundationMLP:
-    """The frozen foundation for (spec, seed): loaded from the cache if there, else trained and cached.
-
-    The returned model carries `.meta` with its test accuracy at each training angle.
-    """
+def _load_foundation(spec: FoundationSpec, seed: int, progress: bool) -> FoundationMLP | None:
     path = foundation_path(spec, seed)
+    if not path.exists():
+        return None
     model = FoundationMLP(spec.model)
-    if cache and path.exists():
-        try:
-            payload = load_checkpoint(path, "foundation", spec.to_dict(seed),
-                                      {k: v.shape for k, v in model.state_dict().items()})
-            model.load_state_dict(payload["state"])
-            model.meta = payload["meta"]
-            if progress:
-                print(f"foundation (seed {seed}): loaded from {path}")
-            return freeze(model.to(device))
-        except CheckpointError as err:
-            print(f"cached foundation unusable, retraining: {err}")
-    x, y, _ = mixture("train", spec.angles, spec.weights, seed=seed, device=device)
-    tests = {f"{a:g}": mode_data("test", a, device) for a in spec.angles}
-    seed_everything(seed)
-    model = FoundationMLP(spec.model).to(device)
-    history = fit(model, x, y, replace(spec.train, seed=seed), tests, progress, desc=f"foundation (seed {seed})")
-    model.meta = {"accuracy": {k: v[-1] for k, v in history.accuracy.items()}, "loss": history.loss,
-                  "curves": history.accuracy, "seconds": history.seconds}
-    if cache:
-        save_checkpoint(path, base_state_dict(model), "foundation", spec.to_dict(seed), model.meta)
+    try:
+        payload = load_checkpoint(path, "foundation", spec.to_dict(seed),
+                                  {k: v.shape for k, v in model.state_dict().items()})
+    except CheckpointError as err:
+        print(f"cached foundation unusable, retraining it: {err}")
+        return None
+    model.load_state_dict(payload["state"])
+    model.meta = payload["meta"]
+    if progress:
+        print(f"foundation (seed {seed}): loaded from the cache")
     return freeze(model)
 
 
-def recommended_config(method: str, seed: int = 0, epochs: int = 3) -> TrainConfig:
-    """Learning rates that suit each method: gates and biases move with a larger step than weights."""
-    lr = 1e-2 if method in (*GATE_METHODS, "bitfit") else 1e-3
-    return TrainConfig(epochs=epochs, lr=lr, seed=seed)
+def foundations(seeds, spec: FoundationSpec = FoundationSpec(), cache: bool = True, progress: bool = True,
+                device="cpu") -> list[FoundationMLP]:
+    """The frozen foundations of `seeds` for `spec`: loaded from the cache where there, the rest trained at once.
+
+    Each carries `.meta`: its test accuracy at each training angle ("accuracy"), and its validation accuracy
+    at each angle after every epoch ("curves").
+    """
+    seeds = check_seeds(seeds)
+    found = {s: _load_foundation(spec, s, progress) for s in seeds} if cache else {s: None for s in seeds}
+    missing = [s for s in seeds if found[s] is None]
+    if missing:
+        data = [mixture("train", spec.angles, spec.weights, seed=s, device=device)[:2] for s in missing]
+        vals = {f"{a:g}": mode_data("val", a, device) for a in spec.angles}
+        models = []
+        for s in missing:
+            seed_everything(s)
+            models.append(FoundationMLP(spec.model).to(device))
+        histories = fit_many(models, torch.stack([x for x, _ in data]), torch.stack([y for _, y in data]),
+                             [replace(spec.train, seed=s) for s in missing], vals, progress,
+                             desc=f"foundations (seeds {missing})" if len(missing) > 1 else f"foundation (seed {missing[0]})")
+        tests = {f"{a:g}": mode_data("test", a, device) for a in spec.angles}
+        for s, model, history in zip(missing, models, histories):
+            model.meta = {"accuracy": {k: evaluate(model, *xy) for k, xy in tests.items()}, "loss": history.loss,
+                          "curves": history.accuracy, "seconds": history.seconds, "stacked": len(missing)}
+            if cache:
+                save_checkpoint(foundation_path(spec, s), base_state_dict(model), "foundation", spec.to_dict(s),
+                                model.meta)
+            found[s] = freeze(model)
+    return [found[s] for s in seeds]
+
+
+def foundation(seed: int = 0, spec: FoundationSpec = FoundationSpec(), cache: bool = True,
+               progress: bool = True, device="cpu") -> FoundationMLP:
+    """The frozen foundation for (spec, seed): loaded from the cache if there, else trained and cached."""
+    return foundations([seed], spec, cache, progress, device)[0]
 
 
 @dataclass
 class Result:
     method: str
     n_trainable: int
-    accuracy: dict[str, float]  # angle -> test accuracy; hard gates for gate methods
+    accuracy: dict[str, float]  # angle -> accuracy on the evaluated split; hard gates for gate methods
     soft_accuracy: dict[str, float] = field(default_factory=dict)  # gate methods only
     seconds: float = 0.0
+    curve: list[float] = field(default_factory=list)  # validation accuracy at the target angle after each epoch
+
+
+def specialise_many(bases, method: str, seeds, config: TrainConfig | None = None, angle_deg=45.0,
+                    eval_angles=(0.0, 45.0), split: str = "test", progress: bool = True,
+                    train_limit: int | None = None, configs=None, curve: bool = False, **method_kwargs):
+    """Adapt a copy of each base (one per seed) to one mode with `method`, all in one stacked run.
+
+    Model i starts from bases[i] with seed seeds[i] (LoRA's A is drawn from it, and the data order).
+    angle_deg: the mode, or one per model (each then trains on its own angle's images).
+    config: one TrainConfig for all (its seed is replaced by each model's), or `configs`, one per model.
+    Returns [(model, Result)], accuracies on `split` ("test" or "val") at `eval_angles` (None: each model's own).
+    """
+    seeds = check_seeds(seeds, distinct=False)  # a grid runs one seed with several settings
+    bases = list(bases)
+    angles = [float(a) for a in angle_deg] if isinstance(angle_deg, (list, tuple)) else [float(angle_deg)] * len(bases)
+    if not len(bases) == len(seeds) == len(angles):
+        raise ValueError(f"give one base and one angle per seed: {len(bases)} bases, {len(angles)} angles, "
+                         f"{len(seeds)} seeds")
+    if configs is None:
+        configs = [replace(config or PROTOCOL.config(method, {}, 0)[0], seed=s) for s in seeds]
+    device = next(bases[0].parameters()).device
+    models = []
+    for base, seed in zip(bases, seeds):
+        seed_everything(seed)  # LoRA's A matrices are drawn here
+        models.append(apply_method(base, method, verbose=False, **method_kwargs))
+    seconds, curves = 0.0, [[] for _ in models]
+    if method != "frozen":
+        data = {a: mode_data("train", a, device, limit=train_limit) for a in dict.fromkeys(angles)}
+        x, y = data[angles[0]] if len(data) == 1 else [torch.stack([data[a][k] for a in angles]) for k in (0, 1)]
+        vals = {"val": mode_data("val", angles[0], device)} if curve else None
+        histories = fit_many(models, x, y, configs, vals, progress,
+                             desc=f"{method} -> {angles[0]:g}° ({len(models)} model{'s' * (len(models) > 1)})")
+        del x, y, data
+        seconds = histories[0].seconds
+        curves = [h.accuracy.get("val", []) for h in histories]
+    out = []
+    for model, c, angle in zip(models, curves, angles):
+        evals = {f"{a:g}": mode_data(split, a, device) for a in (eval_angles or (angle,))}
+        soft = {k: evaluate(model, *xy) for k, xy in evals.items()} if gates_of(model) else {}
+        with hardened(model):
+            hard = {k: evaluate(model, *xy) for k, xy in evals.items()}
+        out.append((model, Result(method, count_parameters(model)[0], hard, soft, seconds, c)))
+    return out
 
 
 def specialise(base: FoundationMLP, method: str, angle_deg: float = 45.0, seed: int = 0,
@@ -100,29 +169,9 @@ def specialise(base: FoundationMLP, method: str, angle_deg: float = 45.0, seed: 
                train_limit: int | None = None, **method_kwargs):
     """Adapt a copy of `base` to one mode with `method`; evaluate on the full test set at `eval_angles`.
 
-    It trains on the training images at `angle_deg`: all of them, or the first `train_limit`.
+    It trains on the "train" images at `angle_deg`: all 50,000 of them, or the first `train_limit`.
+    Without `config`, the protocol's budget with a learning rate of 1e-3 (see `compare.chosen` for the
+    settings chosen on validation data).
     """
-    config = config or recommended_config(method, seed)
-    device = next(base.parameters()).device
-    tests = {f"{a:g}": mode_data("test", a, device) for a in eval_angles}
-    seed_everything(seed)  # LoRA's A matrices are drawn here
-    model = apply_method(base, method, verbose=False, **method_kwargs)
-    seconds = 0.0
-    if method != "frozen":
-        x, y = mode_data("train", angle_deg, device, limit=train_limit)
-        seconds = fit(model, x, y, replace(config, seed=seed), progress=progress,
-                      desc=f"{method} -> {angle_deg:g}° (seed {seed})").seconds
-    soft = {k: evaluate(model, *xy) for k, xy in tests.items()} if gates_of(model) else {}
-    with hardened(model):
-        hard = {k: evaluate(model, *xy) for k, xy in tests.items()}
-    return model, Result(method, count_parameters(model)[0], hard, soft, seconds)
-
-
-def run_seed(seed: int, methods=("frozen", "dopamine", "lora"), angle_deg: float = 45.0,
-             spec: FoundationSpec = FoundationSpec(), lora_rank: int = 4, epochs: int = 3,
-             progress: bool = True) -> dict[str, Result]:
-    """One seed of the whole pipeline: the foundation, then each method specialised to `angle_deg` for `epochs`."""
-    base = foundation(seed, spec, progress=progress)
-    eval_angles = tuple(sorted({*spec.angles, float(angle_deg)}))
-    return {m: specialise(base, m, angle_deg, seed, recommended_config(m, seed, epochs), eval_angles, progress,
-                          **({"rank": lora_rank} if m == "lora" else {}))[1] for m in methods}
+    return specialise_many([base], method, [seed], config, angle_deg, eval_angles, "test", progress, train_limit,
+                           **method_kwargs)[0]

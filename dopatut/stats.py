@@ -1,19 +1,21 @@
-"""Small-sample statistics for comparing methods across seeds, in plain Python.
+"""Small-sample statistics for comparing methods across seeds, with scipy's Student t.
 
     mean_std([0.97, 0.98, 0.975])                 # (mean, sample std with n - 1)
-    paired_difference(dopamine_acc, frozen_acc)   # per-seed a - b, its mean and a Student-t CI
+    d = paired_difference(dopamine_acc, frozen_acc)   # per-seed a - b, its mean and a t interval
+    verdict(d)                                    # "beats", "ties with" or "loses to", read off the interval
 
 With n seeds, the mean of the paired differences d_i = a_i - b_i has the interval
 
     mean(d) +- t_{(1 + confidence) / 2, n - 1} * std(d) / sqrt(n)
 
-The t quantile comes from the exact closed-form CDF of Student's t for integer degrees of
-freedom (Abramowitz & Stegun 26.7.3-4), inverted by bisection: no scipy needed.
+the interval of scipy.stats.ttest_rel(a, b).confidence_interval().
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from scipy import stats as _scipy
 
 
 def _values(values, name: str = "values") -> list[float]:
@@ -34,48 +36,13 @@ def mean_std(values) -> tuple[float, float]:
     return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
 
 
-def _check_df(df) -> int:
-    if isinstance(df, bool) or not isinstance(df, int) or df < 1:
-        raise ValueError(f"degrees of freedom must be an int >= 1, got {df!r}")
-    return df
-
-
-def t_cdf(t: float, df: int) -> float:
-    """P(T <= t) for Student's t with integer `df` degrees of freedom (exact, closed form)."""
-    df = _check_df(df)
-    theta = math.atan(abs(t) / math.sqrt(df))
-    s, c2 = math.sin(theta), math.cos(theta) ** 2
-    if df % 2 == 1:  # A = (2/pi) [theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...)]
-        series, term = 0.0, 1.0
-        for k in range(1, (df - 1) // 2 + 1):
-            series += term
-            term *= c2 * 2 * k / (2 * k + 1)
-        inside = 2 / math.pi * (theta + s * math.cos(theta) * series)
-    else:  # A = sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
-        series, term = 0.0, 1.0
-        for k in range(1, df // 2 + 1):
-            series += term
-            term *= c2 * (2 * k - 1) / (2 * k)
-        inside = s * series
-    return 0.5 + math.copysign(inside, t) / 2  # inside = P(|T| < |t|)
-
-
 def t_quantile(p: float, df: int) -> float:
-    """The t with P(T <= t) = p, for 0 < p < 1, found by bisection on `t_cdf`."""
+    """The t with P(T <= t) = p for Student's t with `df` degrees of freedom (scipy.stats.t.ppf)."""
     if not 0 < p < 1:
         raise ValueError(f"p must be strictly between 0 and 1, got {p!r}")
-    df = _check_df(df)
-    if p < 0.5:
-        return -t_quantile(1 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, hi * 2
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if mid in (lo, hi):
-            break
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-    return (lo + hi) / 2
+    if isinstance(df, bool) or not isinstance(df, int) or df < 1:
+        raise ValueError(f"degrees of freedom must be an int >= 1, got {df!r}")
+    return float(_scipy.t.ppf(p, df))
 
 
 @dataclass(frozen=True)
@@ -88,6 +55,7 @@ class PairedDifference:
     ci_low: float
     ci_high: float
     confidence: float
+    p_value: float = math.nan  # two-sided paired t test of mean 0
 
     @property
     def n(self) -> int:
@@ -113,15 +81,29 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     if len(xs) < 2:
         raise ValueError(f"a confidence interval needs at least 2 values, got {len(xs)}")
     mean, std = mean_std(xs)
-    half = t_quantile((1 + confidence) / 2, len(xs) - 1) * std / math.sqrt(len(xs))
-    return mean, mean - half, mean + half
+    if std == 0:
+        return mean, mean, mean
+    low, high = _scipy.t.interval(confidence, len(xs) - 1, loc=mean, scale=std / math.sqrt(len(xs)))
+    return mean, float(low), float(high)
 
 
 def paired_difference(a, b, confidence: float = 0.95) -> PairedDifference:
-    """Differences a_i - b_i (same seed i in both), with the t interval of their mean."""
+    """Differences a_i - b_i (same seed i in both), with the t interval of their mean and the paired t test."""
     a, b = _values(a, "a"), _values(b, "b")
     if len(a) != len(b):
         raise ValueError(f"paired values need equal lengths, got {len(a)} and {len(b)}")
     diffs = [x - y for x, y in zip(a, b)]
     mean, low, high = mean_ci(diffs, confidence)
-    return PairedDifference(tuple(diffs), mean, mean_std(diffs)[1], low, high, confidence)
+    std = mean_std(diffs)[1]
+    p_value = float(_scipy.ttest_rel(a, b).pvalue) if std > 0 else (1.0 if mean == 0 else 0.0)
+    return PairedDifference(tuple(diffs), mean, std, low, high, confidence, p_value)
+
+
+VERDICTS = ("beats", "ties with", "loses to")
+
+
+def verdict(d: PairedDifference) -> str:
+    """What the interval of a - b says of a against b: "beats" (above 0), "loses to" (below 0), else "ties with"."""
+    if not isinstance(d, PairedDifference):
+        raise TypeError(f"verdict reads a PairedDifference, got {type(d).__name__}")
+    return "beats" if d.ci_low > 0 else "loses to" if d.ci_high < 0 else "ties with"

@@ -1,38 +1,29 @@
 import math
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
+import dopatut.compare as compare
+import dopatut.data as data
+import dopatut.pipeline as pipeline
+from dopatut.compare import (Selection, accuracies, differences, protocol_config, select, selection_table,
+                             summarise)
+from dopatut.model import MLPConfig
+from dopatut.pipeline import FoundationSpec, Result, foundation
+from dopatut.protocol import Protocol
+from dopatut.train import TrainConfig
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-
-import dopatut.compare as compare  # noqa: E402
-from dopatut.compare import VARIANTS, accuracies, run_seeds, summarise, sweep  # noqa: E402
-from dopatut.compare_plots import plot_differences, plot_paired, plot_tradeoff  # noqa: E402
-from dopatut.model import MLPConfig  # noqa: E402
-from dopatut.pipeline import FoundationSpec, Result  # noqa: E402
-from dopatut.stats import paired_difference  # noqa: E402
-from dopatut.train import TrainConfig  # noqa: E402
-
-TINY = FoundationSpec(model=MLPConfig(hidden=(16, 16)), train=TrainConfig(epochs=1, batch_size=512))
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+TINY_SPEC = FoundationSpec(model=MLPConfig(hidden=(16, 16)), train=TrainConfig(epochs=1, batch_size=512))
+TINY = Protocol(epochs=1, foundation_epochs=1, batch_size=512, seeds=(0, 1),
+                grids={"head": {"lr": (1e-4, 1e-2)}, "dopamine": {"lr": (1e-2,), "temperature": ((1.0, 0.1),)}})
 
 
 def fake_runs():
-    acc = {0: (0.96, 0.97, 0.98), 1: (0.95, 0.975, 0.985), 2: (0.955, 0.972, 0.979)}
-    return {seed: {"frozen": Result("frozen", 0, {"0": 0.97, "45": f}),
-                   "dopamine": Result("dopamine", 1024, {"0": 0.96, "45": d}),
-                   "lora": Result("lora", 7272, {"0": 0.95, "45": lo})}
-            for seed, (f, d, lo) in acc.items()}
+    acc = {"frozen": (0.96, 0.95, 0.955), "dopamine": (0.97, 0.975, 0.972), "lora": (0.98, 0.985, 0.979)}
+    return {m: [Result(m, n, {"0": 0.97, "45": a}) for a in accs]
+            for (m, accs), n in zip(acc.items(), (0, 1024, 7272))}
 
 
-def test_accuracies_follow_seed_order_and_summary_is_mean_std():
+def test_summary_is_mean_and_sample_std_per_method():
     runs = fake_runs()
     assert accuracies(runs, "dopamine") == [0.97, 0.975, 0.972]
     table = summarise(runs)
@@ -40,69 +31,75 @@ def test_accuracies_follow_seed_order_and_summary_is_mean_std():
     mean, std = table.row("dopamine").accuracy["45"]
     assert mean == pytest.approx((0.97 + 0.975 + 0.972) / 3)
     assert std == pytest.approx(math.sqrt(sum((x - mean) ** 2 for x in (0.97, 0.975, 0.972)) / 2))
-    assert table.row("frozen").accuracy["0"] == (pytest.approx(0.97), pytest.approx(0.0, abs=1e-12))
     assert table.row("lora").n_trainable == 7272
-    html = table._repr_html_()
-    assert html.count("<tr>") == 4 and "97.23 ± 0.25" in html and "7,272" in html
-    assert "45° accuracy (%)" in str(table)
+    assert "97.23 ± 0.25" in table._repr_html_() and "7,272" in str(table)
     with pytest.raises(KeyError, match="no row for 'full'"):
         table.row("full")
+    with pytest.raises(KeyError, match="no runs of 'full'"):
+        accuracies(runs, "full")
 
 
-def test_run_seeds_groups_methods_by_epochs(monkeypatch):
-    calls = []
-
-    def fake_run_seed(seed, methods, angle_deg, spec, lora_rank, epochs, progress):
-        calls.append((seed, methods, epochs))
-        return {m: Result(m, 1, {"0": 0.9, "45": 0.9}) for m in methods}
-
-    monkeypatch.setattr(compare, "run_seed", fake_run_seed)
-    runs = run_seeds([3, 4], {"frozen": 0, "dopamine": 2, "lora": 2, "head": 1})
-    assert calls == [(3, ("frozen", "head"), 1), (3, ("dopamine", "lora"), 2),
-                     (4, ("frozen", "head"), 1), (4, ("dopamine", "lora"), 2)]
-    assert list(runs) == [3, 4] and list(runs[3]) == ["frozen", "dopamine", "lora", "head"]
-    with pytest.raises(ValueError, match="'dopamine': 0"):
-        run_seeds([0], {"dopamine": 0})
+def test_differences_pair_every_method_with_dopamine_seed_by_seed():
+    diffs = differences(fake_runs())
+    assert set(diffs) == {"frozen", "lora"}
+    assert diffs["frozen"].differences == pytest.approx((-0.01, -0.025, -0.017))
+    assert diffs["lora"].ci_low > 0
 
 
-def test_run_seeds_and_sweep_train_for_real(tmp_path, monkeypatch):
+@pytest.fixture
+def tiny(monkeypatch, tmp_path):
     monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path))
-    runs = run_seeds([0, 1], {"frozen": 0, "head": 1}, spec=TINY)
-    assert runs[0]["head"].n_trainable == 16 * 10 + 10 and runs[0]["frozen"].n_trainable == 0
-    assert runs[0]["frozen"].accuracy != runs[1]["frozen"].accuracy  # each seed has its own foundation
-    assert all(r["head"].accuracy["45"] > r["frozen"].accuracy["45"] for r in runs.values())
-
-    from dopatut.pipeline import foundation
-    base = foundation(0, TINY, progress=False)
-    results = sweep(base, (("lora r=1", "lora", {"rank": 1}), ("lora r=2", "lora", {"rank": 2})))
-    assert results["lora r=2"].n_trainable > results["lora r=1"].n_trainable
-    assert results["lora r=1"].n_trainable == 1 * (784 + 16) + 1 * (16 + 16) + 1 * (16 + 10)
-    with pytest.raises(ValueError, match="unique"):
-        sweep(base, (("a", "head", {}), ("a", "bitfit", {})))
+    monkeypatch.setitem(compare.FOUNDATIONS, "mixture", TINY_SPEC)
+    return TINY
 
 
-def test_default_variants_cover_the_baselines_and_five_lora_ranks():
-    methods = [m for _, m, _ in VARIANTS]
-    assert {"dopamine", "gain_only", "bitfit", "head", "full"} <= set(methods)
-    assert [kw["rank"] for _, m, kw in VARIANTS if m == "lora"] == [1, 2, 4, 8, 16]
+def test_selection_reads_no_test_data_and_picks_the_best_validation_score(tiny, monkeypatch):
+    foundation(0, TINY_SPEC, progress=False)  # trained (and tested) before: choosing is what must not look
+    splits = []
+    real = data.mode_data
+
+    def spy(split, *args, **kwargs):
+        splits.append(split)
+        return real(split, *args, **kwargs)
+    monkeypatch.setattr(pipeline, "mode_data", spy)
+    sel = select("head", "mixture", tiny)
+    assert "val" in splits and "test" not in splits, splits
+    assert sel.settings == [{"lr": 1e-4}, {"lr": 1e-2}] and len(sel.curves[0]) == 1
+    assert sel.chosen == sel.settings[max(range(2), key=lambda i: sel.val_accuracy[i])]
+    assert sel.val_accuracy[1] > sel.val_accuracy[0]  # 1e-4 for one epoch barely moves the head
+    splits.clear()
+    assert select("head", "mixture", tiny).val_accuracy == sel.val_accuracy and not splits  # cached
+    config, kwargs = protocol_config("head", "mixture", 3, tiny)
+    assert config.lr == sel.chosen["lr"] and config.seed == 3 and kwargs == {}
+    assert "✔" in selection_table([sel])
 
 
-def test_plots_draw_every_point_with_labelled_axes():
-    results = {"dopamine": Result("dopamine", 1024, {"0": 0.96, "45": 0.975}),
-               "lora r=1": Result("lora", 1000, {"0": 0.95, "45": 0.97}),
-               "lora r=4": Result("lora", 4000, {"0": 0.95, "45": 0.978})}
-    ax = plot_tradeoff(results, Result("frozen", 0, {"0": 0.966, "45": 0.966}))
-    assert ax.get_xscale() == "log" and "45°" in ax.get_ylabel()
-    points = {(line.get_xdata()[0], round(line.get_ydata()[0], 6)) for line in ax.get_lines()
-              if len(line.get_xdata()) == 1}
-    assert {(1024, 97.5), (1000, 97.0), (4000, 97.8)} <= points
-    assert [h.get_label() for h in ax.get_legend_handles_labels()[0]].count("lora") == 1
+def test_selection_ties_go_to_the_first_setting():
+    sel = Selection("head", "mixture", [{"lr": 1.0}, {"lr": 2.0}, {"lr": 3.0}], [0.9, 0.95, 0.95], [[], [], []])
+    assert sel.chosen == {"lr": 2.0}
 
-    runs = fake_runs()
-    per_seed = {m: accuracies(runs, m) for m in ("frozen", "dopamine")}
-    ax = plot_paired(per_seed, list(runs), ax=plt.figure().gca())
-    assert len([line for line in ax.get_lines() if len(line.get_xdata()) == 2]) == 3  # one line per seed
 
-    diff = paired_difference(per_seed["dopamine"], per_seed["frozen"])
-    ax = plot_differences({"dopamine − frozen": diff}, ax=plt.figure().gca())
-    assert ax.get_ylabel().startswith("paired difference")
+def test_comparison_runs_every_seed_and_is_cached(tiny, monkeypatch):
+    runs = compare.compare("mixture", ("frozen", "head", "dopamine"), tiny, progress=False)
+    assert list(runs) == ["frozen", "head", "dopamine"] and all(len(r) == 2 for r in runs.values())
+    assert runs["head"][0].n_trainable == 16 * 10 + 10 and runs["dopamine"][0].n_trainable == 64
+    assert runs["frozen"][0].accuracy != runs["frozen"][1].accuracy  # each seed has its own foundation
+    assert all(h.accuracy["45"] > f.accuracy["45"] for h, f in zip(runs["head"], runs["frozen"]))
+    monkeypatch.setattr(compare, "specialise_many", lambda *a, **k: pytest.fail("should come from the cache"))
+    again = compare.compare("mixture", ("frozen", "head", "dopamine"), tiny, progress=False)
+    assert [r.accuracy for r in again["head"]] == [r.accuracy for r in runs["head"]]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Protocol(seeds=()), "at least one seed"),
+    (lambda: Protocol(seeds=(0, 1, 1)), "distinct, got \\[0, 1, 1\\]"),
+    (lambda: Protocol(seeds=(0, -1)), "non-negative ints, got \\[-1\\]"),
+    (lambda: Protocol(epochs=0), "epochs must be an int >= 1, got 0"),
+    (lambda: Protocol(grids={"head": {"lr": ()}}).grid("head"), "grid of 'head' has no values for \\['lr'\\]"),
+    (lambda: Protocol().grid("nope"), "unknown method 'nope'"),
+    (lambda: select("nope"), "unknown method 'nope'"),
+    (lambda: select("head", "sideways"), "unknown foundation 'sideways'"),
+])
+def test_bad_input_is_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

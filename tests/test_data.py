@@ -61,8 +61,18 @@ def test_angle_that_is_not_a_number_is_refused(bad):
         data.rotated("test", bad)
 
 
+def test_train_val_and_test_are_disjoint_and_cover_mnist():
+    mnist = data.load_mnist(verbose=False)
+    (train, train_y), (val, val_y), (test, _) = (mnist.split(s) for s in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (50_000, 10_000, 10_000)
+    assert torch.equal(torch.cat([train, val]), mnist.train_images)  # one cut of the 60,000: no image in both
+    assert torch.equal(torch.cat([train_y, val_y]), mnist.train_labels)
+    assert test.data_ptr() == mnist.test_images.data_ptr()  # the test set is MNIST's own, apart
+    assert torch.bincount(val_y, minlength=10).min() > 900  # every class is in the validation split
+
+
 def test_unknown_split_is_refused():
-    with pytest.raises(ValueError, match="'train' or 'test'"):
+    with pytest.raises(ValueError, match="one of \\('train', 'val', 'test'\\), got 'valid'"):
         data.mode_data("valid", 0)
 
 

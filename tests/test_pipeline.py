@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dopatut.model import MLPConfig
-from dopatut.pipeline import FoundationSpec, foundation, foundation_path, specialise
+from dopatut.pipeline import FoundationSpec, foundation, foundation_path, foundations, specialise, specialise_many
 from dopatut.train import TrainConfig
 
 SPEC = FoundationSpec(model=MLPConfig(hidden=(32, 32)), train=TrainConfig(epochs=1, batch_size=512))
@@ -52,3 +52,26 @@ def test_specialise_reports_hard_and_soft_accuracy(cache, monkeypatch):
     _, frozen = specialise(base, "frozen", 45, progress=False)
     assert frozen.n_trainable == 0 and frozen.soft_accuracy == {}
     assert frozen.accuracy["45"] == pytest.approx(base.meta["accuracy"]["45"])
+
+
+def test_foundations_train_together_as_they_would_alone(cache, monkeypatch):
+    monkeypatch.setenv("DOPATUT_CACHE", str(cache))
+    pair = foundations([3, 4], SPEC, progress=False)
+    alone = foundation(4, SPEC, cache=False, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(pair[1].state_dict().values(), alone.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(pair[0].state_dict().values(), alone.state_dict().values()))
+    assert set(pair[0].meta["curves"]) == {"0", "45"} and len(pair[0].meta["curves"]["45"]) == 1  # validation
+
+
+def test_specialise_many_trains_each_model_on_its_own_angle(cache, monkeypatch):
+    monkeypatch.setenv("DOPATUT_CACHE", str(cache))
+    base = foundation(0, SPEC, progress=False)
+    config = TrainConfig(epochs=1, lr=1e-2, batch_size=512)
+    pairs = specialise_many([base, base], "dopamine", [0, 0], config, angle_deg=[45.0, 90.0], eval_angles=None,
+                            progress=False, train_limit=4000)
+    (m45, r45), (m90, r90) = pairs
+    assert set(r45.accuracy) == {"45"} and set(r90.accuracy) == {"90"}
+    alone = specialise(base, "dopamine", 90.0, 0, config, eval_angles=(90.0,), progress=False, train_limit=4000)[1]
+    assert alone.accuracy == r90.accuracy
+    with pytest.raises(ValueError, match="one base and one angle per seed"):
+        specialise_many([base], "dopamine", [0, 1], config, progress=False)

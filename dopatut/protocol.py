@@ -1,0 +1,101 @@
+"""The one recipe every chapter trains with: data splits, budget, foundations and the settings grid.
+
+    from dopatut.protocol import PROTOCOL
+    PROTOCOL.epochs                      # every method trains this many epochs over the 50,000 "train" images
+    PROTOCOL.grid("lora")                # the settings tried on the validation split
+    PROTOCOL.config("lora", {"lr": 3e-3, "alpha": 16.0}, seed=0)   # -> (TrainConfig, method kwargs)
+
+Every method gets the same budget: `epochs` passes over the 50,000 training images at batch size 128,
+with Adam. Its settings (learning rate; LoRA's alpha at rank 4; the gate temperature schedule) are chosen
+from `grids` by their accuracy on the validation split, the last 10,000 of MNIST's training images, which
+no model ever trains on (`compare.select`). The test set is only read to report the chosen settings.
+The budget itself comes from the learning curves on the validation split (chapters 2 and 5): the
+foundation's validation accuracy gains less than `margin` over its last epoch, and so do the methods'.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+
+from .methods import METHODS
+from .train import TrainConfig
+
+GATE_METHODS = ("dopamine", "gain_only", "threshold_only")
+LORA_RANK = 4  # the comparison's rank; chapter 4 sweeps the rank on the same protocol
+
+# Learning rates a factor of about 3 apart, wide enough that the best one lies inside (chapter 5 checks).
+_GATE_GRID = {"lr": (3e-3, 1e-2, 3e-2, 1e-1), "temperature": ((1.0, 0.1), (1.0, 0.01))}
+GRIDS = {
+    "full": {"lr": (3e-5, 1e-4, 3e-4, 1e-3)},
+    "lora": {"lr": (1e-3, 3e-3, 1e-2), "alpha": (4.0, 16.0)},
+    "dopamine": _GATE_GRID,
+    "gain_only": _GATE_GRID,
+    "threshold_only": _GATE_GRID,
+    "bitfit": {"lr": (3e-3, 1e-2, 3e-2, 1e-1)},
+    "head": {"lr": (1e-3, 3e-3, 1e-2)},
+}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    epochs: int = 3  # every method, over the 50,000 training images
+    foundation_epochs: int = 5  # the foundation, over its 50,000-image mixture
+    batch_size: int = 128
+    foundation_lr: float = 1e-3
+    seeds: tuple[int, ...] = tuple(range(10))  # each seed: its own foundation, initialisation and data order
+    selection_seed: int = 0  # settings are chosen on this seed's foundation and run
+    margin: float = 0.002  # a last epoch that adds less validation accuracy than this: the curve has flattened
+    foundations: dict = field(default_factory=lambda: {"mixture": (0.0, 45.0), "upright": (0.0,)})
+    grids: dict = field(default_factory=lambda: GRIDS)
+
+    def __post_init__(self):
+        for name in ("epochs", "foundation_epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_seeds(self.seeds)
+
+    def grid(self, method: str) -> list[dict]:
+        """Every setting of `method`'s grid, as dicts such as {"lr": 0.01, "temperature": (1.0, 0.1)}."""
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+        if method == "frozen":
+            return [{}]
+        axes = self.grids[method]
+        empty = [name for name, values in axes.items() if not values]
+        if empty:
+            raise ValueError(f"the grid of {method!r} has no values for {empty}")
+        return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+    def config(self, method: str, setting: dict, seed: int) -> tuple[TrainConfig, dict]:
+        """The TrainConfig and apply_method keyword arguments of one setting of `method`."""
+        unknown = set(setting) - {"lr", "alpha", "temperature"}
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)} for {method!r}; expected lr, alpha, temperature")
+        train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=setting.get("lr", 1e-3), seed=seed,
+                            temperature=setting.get("temperature", (1.0, 0.1)))
+        kwargs = {"rank": LORA_RANK, "alpha": setting["alpha"]} if method == "lora" else {}
+        return train, kwargs
+
+    def foundation_config(self, seed: int = 0) -> TrainConfig:
+        return TrainConfig(epochs=self.foundation_epochs, batch_size=self.batch_size, lr=self.foundation_lr,
+                           seed=seed)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "seeds": list(self.seeds)}
+
+
+def check_seeds(seeds, distinct: bool = True) -> list[int]:
+    """A non-empty list of (distinct) non-negative ints, or a ValueError that names what is wrong."""
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed, got none")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad:
+        raise ValueError(f"seeds must be non-negative ints, got {bad}")
+    if distinct and len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}")
+    return seeds
+
+
+PROTOCOL = Protocol()

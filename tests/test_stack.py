@@ -1,0 +1,132 @@
+import copy
+
+import pytest
+import torch
+
+from dopatut.data import mode_data
+from dopatut.methods import apply_method
+from dopatut.model import FoundationMLP, MLPConfig, base_state_dict
+from dopatut.stack import PrecomputedLinear, StackedAdam, fit_many, frozen_stem
+from dopatut.train import TrainConfig, evaluate, fit, seed_everything
+
+SMALL = MLPConfig(hidden=(32, 24))
+STACKED = ("full", "dopamine", "gain_only", "threshold_only", "bitfit", "head", "lora")
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = mode_data("train", 45, limit=2048)
+    return x, y, mode_data("test", 45, limit=2000)
+
+
+def make(method, seed, base_seed=100):
+    seed_everything(base_seed)
+    base = FoundationMLP(SMALL)
+    seed_everything(seed)
+    return apply_method(base, method, verbose=False)
+
+
+def trainable(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("method", STACKED)
+def test_a_model_trains_bit_for_bit_the_same_alone_or_in_a_stack(data, method):
+    x, y, _ = data
+    alone = [make(method, 1)]
+    stack = [make(method, 0), make(method, 1), make(method, 2)]
+    configs = [TrainConfig(epochs=2, batch_size=256, lr=3e-3, seed=s) for s in (0, 1, 2)]
+    fit_many(alone, x, y, configs[1:2], progress=False)
+    fit_many(stack, x, y, configs, progress=False)
+    a, b = trainable(alone[0]), trainable(stack[1])
+    assert all(torch.equal(a[n], b[n]) for n in a), method
+    assert not torch.equal(trainable(stack[0])[next(iter(a))], a[next(iter(a))])  # other seeds, other models
+
+
+@pytest.mark.parametrize("method", STACKED)
+def test_stacked_training_follows_fit_to_float_rounding(data, method):
+    """Same initialisation and data order as fit; after a few steps the weights agree to rounding."""
+    x, y, _ = data
+    config = TrainConfig(epochs=1, batch_size=512, lr=3e-3, seed=5, fused=False)
+    single, stacked = make(method, 5), make(method, 5)
+    assert all(torch.equal(p, q) for p, q in zip(single.parameters(), stacked.parameters()))
+    start = trainable(single)
+    fit(single, x, y, config, progress=False)
+    fit_many([stacked], x, y, config, progress=False)
+    a, b = trainable(single), trainable(stacked)
+    moved = max((a[n] - start[n]).abs().max().item() for n in a)
+    gap = max((a[n] - b[n]).abs().max().item() for n in a)
+    assert moved > 1e-3 and gap < 0.01 * moved, (method, moved, gap)  # Adam magnifies rounding of tiny grads
+
+
+def test_stacked_accuracy_matches_fit_after_a_longer_run(data):
+    x, y, (xt, yt) = data
+    config = TrainConfig(epochs=4, batch_size=128, lr=1e-3, seed=3)
+    single, stacked = make("full", 3), make("full", 3)
+    fit(single, x, y, config, progress=False)
+    fit_many([stacked], x, y, config, progress=False)
+    assert abs(evaluate(single, xt, yt) - evaluate(stacked, xt, yt)) <= 0.01  # 1 point: chaos amplifies rounding
+
+
+def test_frozen_weights_stay_bitwise_and_each_model_keeps_its_learning_rate(data):
+    x, y, _ = data
+    models = [make("dopamine", 0), make("dopamine", 1)]
+    before = [copy.deepcopy(base_state_dict(m)) for m in models]
+    gates_before = trainable(models[1])
+    fit_many(models, x, y, [TrainConfig(epochs=1, lr=1e-2, seed=0), TrainConfig(epochs=1, lr=1e-12, seed=1)],
+             progress=False)
+    for model, state in zip(models, before):
+        assert all(torch.equal(state[k], v) for k, v in base_state_dict(model).items())
+    assert max((trainable(models[1])[n] - gates_before[n]).abs().max() for n in gates_before) < 1e-9
+    assert max((trainable(models[0])[n] - gates_before[n]).abs().max() for n in gates_before) > 1e-3
+
+
+def test_per_model_data_and_eval_sets(data):
+    x, y, (xt, yt) = data
+    models = [make("head", 0), make("head", 1)]
+    xs, ys = torch.stack([x, x.flip(0)]), torch.stack([y, y.flip(0)])
+    histories = fit_many(models, xs, ys, TrainConfig(epochs=2, seed=0), {"test": (xt, yt)}, progress=False)
+    assert [len(h.accuracy["test"]) for h in histories] == [2, 2] and len(histories[0].loss) == 2
+    assert histories[0].accuracy["test"][-1] == evaluate(models[0], xt, yt)
+
+
+def test_stem_is_precomputed_only_when_its_weight_is_frozen():
+    assert frozen_stem(make("dopamine", 0)) == "hidden.hidden1.linear"
+    assert frozen_stem(make("bitfit", 0)) == "hidden.hidden1.linear"  # the bias trains, the product does not
+    assert frozen_stem(make("full", 0)) is None and frozen_stem(make("lora", 0)) is None
+    linear = torch.nn.Linear(6, 4)
+    x = torch.randn(3, 6)
+    assert torch.allclose(PrecomputedLinear(linear)(x @ linear.weight.t()), linear(x), atol=1e-6)
+
+
+def test_stacked_adam_is_torchs_adam_with_a_learning_rate_per_model():
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(2, 5))
+    q = torch.nn.Parameter(p.detach()[1:].clone())
+    ours, theirs = StackedAdam([p], [0.0, 0.01]), torch.optim.Adam([q], lr=0.01, foreach=False)
+    start = p.detach().clone()
+    for step in range(5):
+        grad = torch.randn(2, 5)
+        p.grad, q.grad = grad.clone(), grad[1:].clone()
+        ours.step()
+        theirs.step()
+    assert torch.equal(p.detach()[0], start[0])  # lr 0: model 0 never moves
+    assert torch.allclose(p.detach()[1:], q.detach(), atol=1e-7)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"models": []}, "at least one model"),
+    ({"configs": [TrainConfig(epochs=1), TrainConfig(epochs=2)]}, "may differ only in lr and seed"),
+    ({"configs": [TrainConfig()]}, "one TrainConfig per model"),
+])
+def test_bad_stacks_are_refused(data, kwargs, message):
+    x, y, _ = data
+    args = {"models": [make("head", 0), make("head", 1)], "configs": TrainConfig(), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        fit_many(args["models"], x, y, args["configs"], progress=False)
+
+
+def test_models_of_another_shape_cannot_share_a_stack(data):
+    x, y, _ = data
+    with pytest.raises(ValueError, match="does not have the parameters of model 0"):
+        fit_many([make("head", 0), make("bitfit", 0)], x, y, TrainConfig(), progress=False)
