@@ -24,15 +24,15 @@ GATE_METHODS = ("dopamine", "gain_only", "threshold_only")
 LORA_RANK = 4  # the comparison's rank; chapter 4 sweeps the rank on the same protocol
 
 # Learning rates a factor of about 3 apart, wide enough that the best one lies inside (chapter 5 checks).
-_GATE_GRID = {"lr": (3e-3, 1e-2, 3e-2, 1e-1), "temperature": ((1.0, 0.1), (1.0, 0.01))}
+_GATE_GRID = {"lr": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1), "temperature": ((1.0, 0.1), (1.0, 0.01))}
 GRIDS = {
     "full": {"lr": (3e-5, 1e-4, 3e-4, 1e-3)},
     "lora": {"lr": (1e-3, 3e-3, 1e-2), "alpha": (4.0, 16.0)},
     "dopamine": _GATE_GRID,
     "gain_only": _GATE_GRID,
     "threshold_only": _GATE_GRID,
-    "bitfit": {"lr": (3e-3, 1e-2, 3e-2, 1e-1)},
-    "head": {"lr": (1e-3, 3e-3, 1e-2)},
+    "bitfit": {"lr": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1)},
+    "head": {"lr": (1e-3, 3e-3, 1e-2, 3e-2)},
 }
 
 

@@ -1,11 +1,12 @@
 """Training many models of one shape at once: one batched matrix multiply instead of one per model.
 
-S models with the same structure (the seeds of one method, or the settings of a grid) have their parameters
-stacked along a new first axis, and `torch.func.vmap` runs one forward pass over the whole stack, so each
-nn.Linear becomes one batched matrix multiply over the S models. Each model keeps its own initialisation,
-learning rate and data order (a generator seeded with its config's seed, drawn exactly as `train.fit`
-draws it). A model trains the same, bit for bit, alone or in a stack of any size; against `train.fit` it
-differs only by float rounding (batched kernels, and `StackedAdam` instead of torch's fused Adam).
+S models with the same structure (the seeds of one method, or the settings of a grid) are stacked along a
+new first axis at every step, and `torch.func.vmap` runs one forward pass over the whole stack, so each
+nn.Linear becomes one batched matrix multiply over the S models. The gradients flow back into each model's
+own parameters, which torch's Adam updates, one parameter group (one learning rate) per model. Each model
+keeps its own initialisation and data order (a generator seeded with its config's seed, drawn exactly as
+`train.fit` draws it): a model trains the same, bit for bit, alone or in a stack of any size, and differs
+from `train.fit` only by the float rounding of batched kernels.
 
 What is frozen is computed once. When a model's `stem` (FoundationMLP: the first layer's nn.Linear) has a
 frozen weight, its product x W^T over the whole training set is the same at every step and every epoch: it
@@ -25,7 +26,7 @@ from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
 from .gate import gate_activity, gates_of, set_temperature, temperature_at
-from .train import History, TrainConfig, evaluate
+from .train import History, TrainConfig, adam, evaluate
 
 
 class PrecomputedLinear(nn.Module):
@@ -38,36 +39,6 @@ class PrecomputedLinear(nn.Module):
 
     def forward(self, product: torch.Tensor) -> torch.Tensor:
         return product if self.bias is None else product + self.bias
-
-
-class StackedAdam:
-    """Adam on stacked parameters (models on the first axis), each model with its own learning rate.
-
-    The update is torch's Adam (no weight decay unless asked), written out so that `lrs` can be a vector.
-    """
-
-    def __init__(self, params, lrs, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
-        self.params = list(params)
-        self.lrs = torch.as_tensor(lrs, dtype=torch.float32)
-        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
-        self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
-        self.steps = 0
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.steps += 1
-        beta1, beta2 = self.betas
-        correction1, correction2 = 1 - beta1 ** self.steps, (1 - beta2 ** self.steps) ** 0.5
-        for p, (m, v) in zip(self.params, self.state):
-            grad = p.grad if not self.weight_decay else p.grad.add(p, alpha=self.weight_decay)
-            m.lerp_(grad, 1 - beta1)
-            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            step_size = (self.lrs / correction1).to(p.device).view(-1, *[1] * (p.dim() - 1))
-            p.sub_(step_size * m / (v.sqrt() / correction2).add_(self.eps))
 
 
 def frozen_stem(model: nn.Module) -> str | None:
@@ -84,50 +55,63 @@ def _check_stack(models, configs) -> None:
         raise ValueError("fit_many needs at least one model, got none")
     if len(configs) != len(models):
         raise ValueError(f"give one TrainConfig per model: {len(models)} models, {len(configs)} configs")
-    shared = {replace(c, lr=1.0, seed=0) for c in configs}
-    if len(shared) > 1:
+    if len({replace(c, lr=1.0, seed=0) for c in configs}) > 1:
         raise ValueError(f"models of one stack may differ only in lr and seed, got configs {configs}")
     shapes = [[(n, tuple(p.shape), p.requires_grad) for n, p in m.named_parameters()] for m in models]
     for i, s in enumerate(shapes[1:], 1):
         if s != shapes[0]:
             raise ValueError(f"model {i} does not have the parameters of model 0 (names, shapes, trainable)")
+    if not any(p.requires_grad for p in models[0].parameters()):
+        raise ValueError("the models have no trainable parameters; apply a method first")
+
+
+def _stem_out(models, x, per_model: bool, template) -> tuple[torch.Tensor, str | None]:
+    """The training inputs as the stacked models see them: x, or each model's precomputed stem product."""
+    stem = frozen_stem(models[0])
+    if stem is None:
+        return x, None
+    n = x.shape[1] if per_model else len(x)
+    weight = models[0].get_parameter(f"{stem}.weight")
+    data = torch.empty(len(models), n, weight.shape[0], dtype=x.dtype, device=x.device)
+    with torch.no_grad():
+        for s, model in enumerate(models):
+            torch.matmul(x[s] if per_model else x, model.get_parameter(f"{stem}.weight").t(), out=data[s])
+    parent, _, child = stem.rpartition(".")
+    setattr(template.get_submodule(parent) if parent else template, child,
+            PrecomputedLinear(template.get_submodule(stem)))
+    return data, f"{stem}.weight"
 
 
 def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs, eval_sets: dict | None = None,
              progress: bool = True, desc: str | None = None) -> list[History]:
     """Train the trainable parameters of every model of `models` at once, each on its own order of (x, y).
 
-    x: (N, ...) shared by all models, or (S, N, ...) one data set per model; y: (N,) or (S, N).
+    x (N, ...) and y (N,) shared by all models, or one data set per model: x (S, N, ...) and y (S, N).
     configs: one TrainConfig, or one per model (they may differ in lr and seed only). eval_sets: name ->
     (x, y), evaluated on every model after every epoch. The models are updated in place.
     """
     configs = [configs] * len(models) if isinstance(configs, TrainConfig) else list(configs)
     _check_stack(models, configs)
     config, n_models = configs[0], len(models)
-    per_model = x.dim() > 2 or (x.dim() == 2 and y.dim() == 2)
-    n = x.shape[1] if per_model else len(x)
-    if (y.shape[-1] if per_model else len(y)) != n:
-        raise ValueError(f"x has {n} samples but y has {y.shape[-1] if per_model else len(y)}")
-    names = [name for name, _ in models[0].named_parameters()]
-    trainable = [name for name, p in models[0].named_parameters() if p.requires_grad]
-    if not trainable:
-        raise ValueError("the models have no trainable parameters; apply a method first")
-    params = {name: torch.stack([m.get_parameter(name).detach() for m in models]) for name in names}
-    buffers = {name: torch.stack([m.get_buffer(name) for m in models]) for name, _ in models[0].named_buffers()}
+    per_model = y.dim() == 2  # one data set per model: x (S, N, ...) and y (S, N)
+    if (tuple(x.shape[:2]) != tuple(y.shape)) if per_model else len(x) != len(y):
+        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} disagree: expected x (N, ...) with y (N,), "
+                         f"or one data set per model, x ({n_models}, N, ...) with y ({n_models}, N)")
+    if per_model and len(y) != n_models:
+        raise ValueError(f"y has data for {len(y)} models, but there are {n_models}")
+    n = y.shape[-1]
     template = copy.deepcopy(models[0])
-    stem, data = frozen_stem(models[0]), x
-    if stem is not None:  # frozen first product: once per model, not once per step
-        weights = params.pop(f"{stem}.weight")
-        data = torch.empty(n_models, n, weights.shape[1], dtype=x.dtype, device=x.device)
-        for s in range(n_models):
-            torch.matmul(x[s] if per_model else x, weights[s].t(), out=data[s])
-        per_model = True
-        parent, _, child = stem.rpartition(".")
-        setattr(template.get_submodule(parent) if parent else template, child,
-                PrecomputedLinear(template.get_submodule(stem)))
-    for name in trainable:
-        params[name].requires_grad_(True)
-    optimizer = StackedAdam([params[n] for n in trainable], [c.lr for c in configs], weight_decay=config.weight_decay)
+    data, skip = _stem_out(models, x, per_model, template)
+    per_model = per_model or skip is not None
+    trainable = [name for name, p in models[0].named_parameters() if p.requires_grad]
+    frozen = {name: torch.stack([m.get_parameter(name).detach() for m in models])
+              for name, p in models[0].named_parameters() if not p.requires_grad and name != skip}
+    buffers = {name: torch.stack([m.get_buffer(name) for m in models]) for name, _ in models[0].named_buffers()}
+    by_lr: dict[float, list] = {}  # one parameter group per learning rate: one fused Adam kernel each
+    for model, c in zip(models, configs):
+        by_lr.setdefault(c.lr, []).extend(model.get_parameter(n) for n in trainable)
+    optimizer = adam([{"params": ps, "lr": lr} for lr, ps in by_lr.items()], config.lr, config.weight_decay,
+                     config.fused)
     gated = bool(gates_of(template))
 
     def loss_of(p, b, xb, yb):
@@ -154,38 +138,33 @@ def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs,
             loss_sum = torch.zeros(n_models, device=data.device)
             for i in range(0, n, config.batch_size):
                 idx = orders[:, i:i + config.batch_size]
-                xb = data[rows, idx] if per_model else data[idx]
-                yb = y[rows, idx] if y.dim() == 2 else y[idx]
                 if gated:
                     set_temperature(template, temperature_at(step / max(total - 1, 1), *config.temperature))
-                losses = batched_loss(params, buffers, xb, yb)
-                optimizer.zero_grad()
+                params = {**frozen, **{name: torch.stack([m.get_parameter(name) for m in models]) for name in trainable}}
+                losses = batched_loss(params, buffers, data[rows, idx] if per_model else data[idx],
+                                      y[rows, idx] if y.dim() == 2 else y[idx])
+                optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()
                 optimizer.step()
                 loss_sum += losses.detach()
                 step += 1
                 bar.update(1)
-            _write_back(models, params, trainable, template)
-            for s, history in enumerate(histories):
-                history.loss.append(loss_sum[s].item() / steps_per_epoch)
-                for name, (xe, ye) in (eval_sets or {}).items():
-                    history.accuracy[name].append(evaluate(models[s], xe, ye))
-            bar.set_postfix(loss=f"{sum(h.loss[-1] for h in histories) / n_models:.3f}")
+            _end_of_epoch(models, template, histories, loss_sum / steps_per_epoch, eval_sets)
+            bar.set_postfix(loss=f"{loss_sum.mean().item() / steps_per_epoch:.3f}")
     finally:
         torch.set_flush_denormal(False)
     bar.close()
-    seconds = time.perf_counter() - start
     for history in histories:
-        history.seconds = seconds
+        history.seconds = time.perf_counter() - start
     return histories
 
 
-@torch.no_grad()
-def _write_back(models, params, trainable, template) -> None:
-    """Copy the trained slices back into each model; gates take the template's current temperature."""
+def _end_of_epoch(models, template, histories, mean_losses, eval_sets) -> None:
+    """Gates take the temperature they trained at; record each model's loss and evaluate it."""
     temperatures = [g.temperature for g in gates_of(template)]
-    for s, model in enumerate(models):
-        for name in trainable:
-            model.get_parameter(name).copy_(params[name][s])
+    for model, history, loss in zip(models, histories, mean_losses.tolist()):
         for gate, temperature in zip(gates_of(model), temperatures):
             gate.temperature = temperature
+        history.loss.append(loss)
+        for name, (xe, ye) in (eval_sets or {}).items():
+            history.accuracy[name].append(evaluate(model, xe, ye))

@@ -6,7 +6,7 @@ import torch
 from dopatut.data import mode_data
 from dopatut.methods import apply_method
 from dopatut.model import FoundationMLP, MLPConfig, base_state_dict
-from dopatut.stack import PrecomputedLinear, StackedAdam, fit_many, frozen_stem
+from dopatut.stack import PrecomputedLinear, fit_many, frozen_stem
 from dopatut.train import TrainConfig, evaluate, fit, seed_everything
 
 SMALL = MLPConfig(hidden=(32, 24))
@@ -99,31 +99,19 @@ def test_stem_is_precomputed_only_when_its_weight_is_frozen():
     assert torch.allclose(PrecomputedLinear(linear)(x @ linear.weight.t()), linear(x), atol=1e-6)
 
 
-def test_stacked_adam_is_torchs_adam_with_a_learning_rate_per_model():
-    torch.manual_seed(0)
-    p = torch.nn.Parameter(torch.randn(2, 5))
-    q = torch.nn.Parameter(p.detach()[1:].clone())
-    ours, theirs = StackedAdam([p], [0.0, 0.01]), torch.optim.Adam([q], lr=0.01, foreach=False)
-    start = p.detach().clone()
-    for step in range(5):
-        grad = torch.randn(2, 5)
-        p.grad, q.grad = grad.clone(), grad[1:].clone()
-        ours.step()
-        theirs.step()
-    assert torch.equal(p.detach()[0], start[0])  # lr 0: model 0 never moves
-    assert torch.allclose(p.detach()[1:], q.detach(), atol=1e-7)
-
-
 @pytest.mark.parametrize("kwargs, message", [
     ({"models": []}, "at least one model"),
     ({"configs": [TrainConfig(epochs=1), TrainConfig(epochs=2)]}, "may differ only in lr and seed"),
     ({"configs": [TrainConfig()]}, "one TrainConfig per model"),
+    ({"y": "three"}, "data for 3 models, but there are 2"),
+    ({"y": "short"}, "disagree"),
 ])
 def test_bad_stacks_are_refused(data, kwargs, message):
     x, y, _ = data
-    args = {"models": [make("head", 0), make("head", 1)], "configs": TrainConfig(), **kwargs}
+    args = {"models": [make("head", 0), make("head", 1)], "configs": TrainConfig(), "y": None, **kwargs}
+    xs, ys = {None: (x, y), "three": (torch.stack([x] * 3), torch.stack([y] * 3)), "short": (x, y[:-1])}[args["y"]]
     with pytest.raises(ValueError, match=message):
-        fit_many(args["models"], x, y, args["configs"], progress=False)
+        fit_many(args["models"], xs, ys, args["configs"], progress=False)
 
 
 def test_models_of_another_shape_cannot_share_a_stack(data):
