@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 KEEP_NB_METADATA = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
                     "language_info": {"name": "python"}}
-KEEP_CELL_METADATA = ("tags",)
+KEEP_CELL_METADATA = ("tags",)  # plus jupyter.source_hidden, set from the hide-input tag
 
 
 def repository() -> tuple[str, str, str]:
@@ -47,9 +47,10 @@ def cleaned(nb: dict, nb_path: Path) -> dict:
     out = []
     for cell in cells:
         src = cell["source"]
-        new = {"cell_type": cell["cell_type"],
-               "metadata": {k: v for k, v in cell.get("metadata", {}).items() if k in KEEP_CELL_METADATA},
-               "source": "".join(src) if isinstance(src, list) else src}
+        meta = {k: v for k, v in cell.get("metadata", {}).items() if k in KEEP_CELL_METADATA}
+        if "hide-input" in meta.get("tags", []):  # a folded solution in the book is folded in Jupyter too
+            meta["jupyter"] = {"source_hidden": True}
+        new = {"cell_type": cell["cell_type"], "metadata": meta, "source": "".join(src) if isinstance(src, list) else src}
         if cell["cell_type"] == "code":
             new.update(execution_count=None, outputs=[])
         out.append(new)

@@ -1,5 +1,6 @@
 """Notebook hygiene: the table of contents and the files agree; notebooks are stored clean."""
 import importlib.util
+import re
 import json
 from pathlib import Path
 
@@ -52,3 +53,53 @@ def test_chapter_has_goals_recap_and_exercises(path):
     for heading in ("Learning goals", "Recap", "Exercises"):
         assert heading in text, f"{path.name} has no '{heading}' section"
     assert "{glue:" in text, f"{path.name} glues no number into its prose"
+
+
+check_html = importlib.util.module_from_spec(
+    s := importlib.util.spec_from_file_location("check_book_html", ROOT / "scripts" / "check_book_html.py"))
+s.loader.exec_module(check_html)
+
+
+def test_html_check_finds_tracebacks_bare_numbers_and_local_paths():
+    bare = ('<div class="output text_plain highlight-myst-ansi notranslate"><div class="highlight"><pre><span></span>'
+            '2.9728012084960938\n</pre></div>')
+    words = bare.replace("2.9728012084960938", "soft 97.41%, hard 97.40%")
+    assert check_html.page_problems(words, "p", ["/home/me"]) == []
+    assert "bare number" in check_html.page_problems(bare, "p", ["/home/me"])[0]
+    assert "local path" in check_html.page_problems("loaded from /home/me/.cache/x.pt", "p", ["/home/me"])[0]
+    assert "Traceback" in check_html.page_problems("Traceback (most recent call last)", "p", [])[0]
+
+
+def hidden_and_visible_names(nb: dict):
+    """Names assigned in hidden code cells (tags remove-input / remove-cell) and names read in visible ones."""
+    import ast
+    hidden, visible_defined, visible_read = set(), set(), []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code" or "%pip" in cell["source"]:
+            continue
+        tree = ast.parse(cell["source"])
+        stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        stored |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        stored |= {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                   for a in n.names}
+        tags = set(cell["metadata"].get("tags", []))
+        if tags & {"remove-input", "remove-cell"}:
+            hidden |= stored
+        else:
+            visible_defined |= stored
+            visible_read += [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
+    return hidden - visible_defined, set(visible_read)
+
+
+@pytest.mark.parametrize("path", sync.notebooks(), ids=lambda p: p.name)
+def test_visible_cells_use_no_name_defined_only_in_hidden_cells(path):
+    only_hidden, read = hidden_and_visible_names(json.loads(path.read_text()))
+    leaked = sorted(only_hidden & read)
+    assert not leaked, f"{path.name}: visible cells use {leaked}, defined only in hidden cells"
+
+
+@pytest.mark.parametrize("path", sync.notebooks(), ids=lambda p: p.name)
+def test_no_cell_ends_with_a_bare_glue_or_check(path):
+    for cell in json.loads(path.read_text())["cells"]:
+        last = cell["source"].rstrip().splitlines()[-1] if cell["cell_type"] == "code" and cell["source"].strip() else ""
+        assert not re.match(r"^(glue|check_\w+)\(.*\)$", last) or "remove-cell" in cell["metadata"].get("tags", []), f"{path.name}: {last!r} would print its value; end it with ;"
