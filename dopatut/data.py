@@ -179,6 +179,14 @@ def to_inputs(images: torch.Tensor) -> torch.Tensor:
     return x.div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
 
 
+def check_limit(limit, split: str) -> int | None:
+    """None (the whole split) or an int from 1 to the split's size; else a ValueError naming the value."""
+    size = len(load_mnist(verbose=False).split(split)[1])
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= size):
+        raise ValueError(f"limit must be an int from 1 to {size:,} (the {split!r} split), or None for all, got {limit!r}")
+    return limit
+
+
 def mode_data(split: str, angle_deg: float, device="cpu", limit: int | None = None):
     """Inputs (N, 784) and labels of one mode, on `device`.
 
@@ -186,6 +194,7 @@ def mode_data(split: str, angle_deg: float, device="cpu", limit: int | None = No
     N are rotated (and not cached), which keeps sweeps over many angles quick and small in memory.
     """
     angle_deg = check_angle(angle_deg)
+    check_limit(limit, split)
     if limit is None or (split, angle_deg) in _ROTATED:
         images, labels = rotated(split, angle_deg)
         images, labels = images[:limit], labels[:limit]
@@ -202,6 +211,7 @@ def mixture(split: str = "train", angles=(0.0, 45.0), weights=None, seed: int = 
     Returns inputs (N, 784), labels (N,) and the index of each image's mode (N,).
     """
     angles = [check_angle(a) for a in angles]
+    check_limit(limit, split)
     if not angles:
         raise ValueError("angles must name at least one mode, got an empty sequence")
     weights = torch.full((len(angles),), 1.0 / len(angles)) if weights is None else torch.as_tensor(weights, dtype=torch.float)

@@ -5,7 +5,9 @@
     python scripts/check_widget_page.py --html PATH  # check some other built page
 
 Fails (exit 1) when the page shows an execution error, loads widget JavaScript from the network, or when,
-after the page's JavaScript ran, no widget was rendered. Saves screenshots under _build/screenshots/.
+after the page's JavaScript ran, no widget was rendered. It also opens a chapter with equations with the
+network shut off (an unreachable proxy) and fails unless MathJax, served from the book's own files, rendered
+them. Saves screenshots under _build/screenshots/.
 Needs Debian's `chromium` (apt-get install -y chromium).
 """
 from __future__ import annotations
@@ -48,6 +50,24 @@ def run_chromium(args: list[str], timeout_s: int = 120) -> str:
     return result.stdout
 
 
+MATH_PAGE = "03_dopamine.html"
+OFFLINE = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>"]  # every http(s) request fails
+
+
+def check_math(page: Path) -> list[str]:
+    """The page's equations render with the network off: MathJax comes from the book's own static files."""
+    if not page.exists():
+        return [f"no built page {page} to check math on"]
+    source = page.read_text()
+    remote = re.findall(r'<script[^>]+src="(https?://[^"]*mathjax[^"]*)"', source, re.I)
+    if remote:
+        return [f"MathJax is loaded from the network: {remote[0]}"]
+    dom = run_chromium([*OFFLINE, "--virtual-time-budget=20000", "--dump-dom", page.resolve().as_uri()])
+    rendered, raw = dom.count("<mjx-container"), source.count('class="math notranslate')
+    print(f"{page.name}: {rendered} equations rendered by MathJax offline ({raw} math blocks in the page)")
+    return [] if rendered >= max(1, raw) else [f"math did not render offline: {rendered} of {raw} equations"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--html", type=Path, help="the built page to check")
@@ -88,6 +108,7 @@ def main() -> int:
             print(f"screenshot: {shot}")
     finally:
         focused.unlink()
+    problems += check_math(html.with_name(MATH_PAGE))
     for p in problems:
         print("FAIL:", p)
     return 1 if problems else 0

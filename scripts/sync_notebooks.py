@@ -35,10 +35,14 @@ def header_cells(nb_path: Path) -> list[dict]:
              "source": f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab})"}
     setup = {"cell_type": "code", "metadata": {"tags": ["colab-setup", "remove-cell"]}, "execution_count": None,
              "outputs": [], "source": (
-                 "# In Colab, install dopatut from the repository; elsewhere this cell does nothing.\n"
+                 "# In Colab, install dopatut from the repository (and ipywidgets 8); elsewhere this cell does nothing.\n"
+                 "import subprocess\n"
                  "import sys\n"
                  "if \"google.colab\" in sys.modules:\n"
-                 f"    %pip install -q \"dopatut @ git+{url}@{branch}\"")}
+                 f"    pip = [sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"dopatut @ git+{url}@{branch}\", \"ipywidgets>=8\"]\n"
+                 "    if subprocess.run(pip).returncode != 0:\n"
+                 "        raise RuntimeError(\"Installing dopatut failed (pip's message is above). Check the network, then \"\n"
+                 "                           \"run this cell again before the rest of the chapter.\")")}
     return [badge, setup]
 
 

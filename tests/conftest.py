@@ -1,13 +1,27 @@
+import socket
+
 import pytest
 import torch
 
 from dopatut.model import FoundationMLP, MLPConfig
 
+_connect = socket.socket.connect
+
+
+def _offline_connect(sock, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if sock.family == socket.AF_UNIX or host in ("localhost", "::1") or str(host).startswith("127."):
+        return _connect(sock, address)
+    raise RuntimeError(f"a test tried to reach the network at {address!r}; tests must run offline")
+
 
 @pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    """Tests never touch the user's foundation cache."""
+def _offline_and_in_tmp(tmp_path, monkeypatch):
+    """Tests never touch the user's caches or the network: DOPATUT_CACHE and DOPATUT_DATA point into the test's
+    own folder, and a connection to anything but this machine fails the test."""
     monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DOPATUT_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(socket.socket, "connect", _offline_connect)
 
 
 @pytest.fixture

@@ -143,3 +143,15 @@ def test_a_limited_mode_is_the_rotated_head_whether_or_not_the_split_is_cached()
     data.rotated("train", angle)  # now the whole split is cached: the slice comes from it, and is the same
     assert torch.equal(data.mode_data("train", angle, limit=50)[0], x)
     data._ROTATED.pop(("train", angle))
+
+
+def test_tests_cannot_reach_the_network():
+    import socket
+    with pytest.raises(RuntimeError, match="tests must run offline"):
+        socket.create_connection(("192.0.2.1", 80), timeout=1)  # TEST-NET-1: never routed
+
+
+@pytest.mark.parametrize("limit, message", [(0, "got 0"), (-5, "got -5"), (2.5, "got 2.5"), (50_001, "got 50001")])
+def test_a_limit_outside_the_split_is_refused(limit, message):
+    with pytest.raises(ValueError, match=f"limit must be an int from 1 to 50,000 .*{message}"):
+        data.mode_data("train", 45.0, limit=limit)
