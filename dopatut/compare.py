@@ -237,25 +237,14 @@ def _fmt(value) -> str:
 def said(a: str, b: str, d: PairedDifference, angle: str = "45") -> str:
     """The comparison of `a` with `b` in words chosen by the interval of d = a - b (accuracies as fractions):
 
-        'dopamine beats frozen at 45° by +1.05 points (95% CI [+0.71, +1.40], 10 seeds)'
+        'dopamine beats frozen at 45° by 1.02 points (95% CI of the difference [+0.85, +1.19], 10 seeds)'
     """
     from .stats import verdict
 
     words = verdict(d)
-    gap = "by" if words != "ties with" else "within"
-    amount = f"{100 * d.mean:+.2f} points" if words != "ties with" else \
-        f"[{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}] points"
-    interval = (f"{d.confidence:.0%} CI [{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}], " if words != "ties with"
-                else f"mean {100 * d.mean:+.2f}, {d.confidence:.0%} CI, ")
-    return f"{a} {words} {b} at {angle}° {gap} {amount} ({interval}{d.n} seeds)"
-
-
-def dopamine_against(baselines=("frozen", "gain_only", "threshold_only", "bitfit", "head", "lora", "full"),
-                     angle: str = "45", protocol: Protocol = PROTOCOL) -> dict[str, dict[str, PairedDifference]]:
-    """kind -> baseline -> (dopamine - baseline), paired over the protocol's seeds: what the book's answer reads."""
-    out = {}
-    for kind in FOUNDATIONS:
-        runs = compare(kind, ("dopamine", *baselines), protocol, progress=False)
-        out[kind] = {b: paired_difference(accuracies(runs, "dopamine", angle), accuracies(runs, b, angle))
-                     for b in baselines}
-    return out
+    interval = f"[{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}]"
+    if words == "ties with":
+        return (f"{a} ties with {b} at {angle}°: the difference, {100 * d.mean:+.2f} points on average, has a "
+                f"{d.confidence:.0%} CI of {interval}, which holds zero ({d.n} seeds)")
+    return (f"{a} {words} {b} at {angle}° by {abs(100 * d.mean):.2f} points ({d.confidence:.0%} CI of the "
+            f"difference {interval}, {d.n} seeds)")

@@ -103,3 +103,15 @@ def test_comparison_runs_every_seed_and_is_cached(tiny, monkeypatch):
 def test_bad_input_is_named(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("low, high, start", [
+    (0.005, 0.012, "A beats B at 45° by 0.85 points (95% CI of the difference [+0.50, +1.20]"),
+    (-0.012, -0.005, "A loses to B at 45° by 0.85 points (95% CI of the difference [-1.20, -0.50]"),
+    (-0.002, 0.004, "A ties with B at 45°: the difference, +0.10 points on average, has a 95% CI of [-0.20, +0.40]"),
+])
+def test_the_sentence_follows_the_interval(low, high, start):
+    from dopatut.compare import said
+    from dopatut.stats import PairedDifference
+    d = PairedDifference((0.0,) * 10, (low + high) / 2, 0.01, low, high, 0.95)
+    assert said("A", "B", d).startswith(start), said("A", "B", d)
