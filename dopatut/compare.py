@@ -248,3 +248,14 @@ def said(a: str, b: str, d: PairedDifference, angle: str = "45") -> str:
                 f"{d.confidence:.0%} CI of {interval}, which holds zero ({d.n} seeds)")
     return (f"{a} {words} {b} at {angle}° by {abs(100 * d.mean):.2f} points ({d.confidence:.0%} CI of the "
             f"difference {interval}, {d.n} seeds)")
+
+
+def dopamine_against(baselines=("frozen", "gain_only", "threshold_only", "bitfit", "head", "lora", "full"),
+                     angle: str = "45", protocol: Protocol = PROTOCOL) -> dict[str, dict[str, PairedDifference]]:
+    """kind -> baseline -> (dopamine - baseline), paired over the protocol's seeds: what the book's answer reads."""
+    out = {}
+    for kind in FOUNDATIONS:
+        runs = compare(kind, ("dopamine", *baselines), protocol, progress=False)
+        out[kind] = {b: paired_difference(accuracies(runs, "dopamine", angle), accuracies(runs, b, angle))
+                     for b in baselines}
+    return out

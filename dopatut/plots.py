@@ -36,7 +36,8 @@ def _response_panel(ax, z, settings, title):
 def gate_response_figure(z_max: float = 3.0) -> plt.Figure:
     """Four panels: the gate value (soft σ vs hard step), then out(z) as T, τ and g change."""
     z = torch.linspace(-1.0, z_max, 401)
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), constrained_layout=True)
+    fig, axes = plt.subplots(2, 2, figsize=(7.5, 6), constrained_layout=True)
+    axes = list(axes.flat)
     for T in (1.0, 0.3, 0.1):
         axes[0].plot(z.numpy(), torch.sigmoid((z - 1.0) / T).numpy(), lw=2, label=f"soft, T = {T:g}")
     axes[0].plot(z.numpy(), (z > 1.0).float().numpy(), color="k", lw=2, label="hard step 1[z > τ]")
@@ -75,7 +76,8 @@ def layer_histograms(values: dict[str, torch.Tensor], xlabel: str, title: str, b
 
     `label` names the series in each panel's legend (useful when the caller overlays another one).
     """
-    fig, axes = plt.subplots(1, len(values), figsize=(5 * len(values), 3.4), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(1, len(values), figsize=(3.75 * len(values), 3), squeeze=False,
+                             constrained_layout=True)
     for ax, (name, v) in zip(axes[0], values.items()):
         v = torch.as_tensor(v).detach().float().flatten().numpy()
         ax.hist(v, bins=bins, color="tab:blue", alpha=0.8, label=label)
@@ -126,7 +128,7 @@ def mode_schematic(n_dopamine: int | None = None, n_lora: int | None = None, see
     hidden = [(l, i) for l in (1, 2) for i in range(widths[l])]
     silenced = {hidden[k] for k in rng.choice(len(hidden), size=4, replace=False)}
     gains = {h: float(rng.uniform(0, 1)) for h in hidden}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4.4), constrained_layout=True)
     _network(left, widths, silenced=silenced, gains=gains)
     _network(right, widths, delta=True)
     left.set_title("Dopamine: frozen weights, a gate (τ, g) on every hidden neuron")
@@ -138,5 +140,5 @@ def mode_schematic(n_dopamine: int | None = None, n_lora: int | None = None, see
                Line2D([], [], color=TRAINED, alpha=0.6, lw=2, label="trained low-rank delta"),
                Patch(fc=plt.get_cmap("Greens")(0.7), ec="k", label="gated neuron (shade = gain g)"),
                Patch(fc=SILENT, ec="k", label="silenced for this input: drive z ≤ τ (×)")]
-    fig.legend(handles=handles, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.06), frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.12), frameon=False)
     return fig

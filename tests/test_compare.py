@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -50,6 +51,7 @@ def test_differences_pair_every_method_with_dopamine_seed_by_seed():
 def tiny(monkeypatch, tmp_path):
     monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path))
     monkeypatch.setitem(compare.FOUNDATIONS, "mixture", TINY_SPEC)
+    monkeypatch.setitem(compare.FOUNDATIONS, "upright", replace(TINY_SPEC, angles=(0.0,)))
     return TINY
 
 
@@ -115,3 +117,9 @@ def test_the_sentence_follows_the_interval(low, high, start):
     from dopatut.stats import PairedDifference
     d = PairedDifference((0.0,) * 10, (low + high) / 2, 0.01, low, high, 0.95)
     assert said("A", "B", d).startswith(start), said("A", "B", d)
+
+
+def test_dopamine_against_pairs_dopamine_with_each_baseline(tiny):
+    out = compare.dopamine_against(("frozen", "head"), protocol=tiny)
+    assert set(out) == {"mixture", "upright"} and set(out["mixture"]) == {"frozen", "head"}
+    assert out["mixture"]["frozen"].n == 2 and out["mixture"]["frozen"].mean > 0
