@@ -433,8 +433,10 @@ def summarise(r: dict) -> tuple[list[dict], list[dict]]:
         goals.append(goal("peak resident memory of one seed", sd["peak_rss_mb"], "<", 2000, ",.0f", " MB"))
         rows.append({"name": "one seed, whole pipeline (s; with Python start-up)",
                      "dopatut": f"{sd['seconds_pipeline']:.1f} ({sd['seconds_process']:.1f})"})
-    goals.append(goal("whole book execution (pytest --nbmake book)", book and book["seconds"], "<", 600, ",.0f", " s",
-                      note=f"measured {book['date']}" if book else "not measured: run with --book"))
+    goals.append(goal("whole book execution, empty cache (pytest --nbmake book)", book and book["seconds"], "<", 300,
+                      ",.0f", " s", note=(f"measured {book['date']}; " + ("the cache was warm" if book.get("cache_warm")
+                                          else "cache empty: the ten-seed comparison on two foundations trained")
+                                          ) if book else "not measured: run with --book"))
     if inf:
         ref = inf["seconds"]["frozen base"]
         for name, sec in inf["seconds"].items():
