@@ -133,7 +133,11 @@ def test_summarise_judges_goals_from_the_numbers(bench):
     assert limit["met"] is False and "Adam takes 20% of a step" in limit["note"]  # fused: 0.25 of 1.25 s
     assert "default Adam on CPU: 33%" in limit["note"]  # 0.5 of 1.5 s
     assert by_name["one seed: foundation + Dopamine + LoRA + evaluation"]["met"] is True
-    assert by_name["whole book execution (pytest --nbmake book)"]["met"] is None  # not measured
+    assert by_name["whole book execution, empty cache (pytest --nbmake book)"]["met"] is None  # not measured
+    book = {"seconds": 400.0, "cache_warm": False, "date": "today"}
+    goals, _ = bench.summarise({**fake_results(), "book": book})
+    met = {g["name"]: g for g in goals}["whole book execution, empty cache (pytest --nbmake book)"]
+    assert met["met"] is False and "cache empty" in met["note"]  # 400 s against the 300 s goal
     assert any("num_workers=0" in r["name"] and r["ratio"] == pytest.approx(10.0) for r in rows)
 
 
