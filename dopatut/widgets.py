@@ -269,7 +269,7 @@ def firing_rates(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 # --- pictures ---------------------------------------------------------------------------------
-PANEL_PX, FONT_PX = 96, 11
+PANEL_PX, FONT_PX = 128, 12  # a 16 x 16 grid of neurons at 8 px each: readable at the text width
 
 
 def _font():
