@@ -24,7 +24,7 @@ from .data import mixture, mode_data
 from .gate import gates_of, hardened
 from .methods import apply_method
 from .model import FoundationMLP, MLPConfig, base_state_dict, count_parameters, freeze
-from .protocol import GATE_METHODS, PROTOCOL, check_seeds
+from .protocol import PROTOCOL, check_seeds
 from .stack import fit_many
 from .train import TrainConfig, evaluate, seed_everything
 
