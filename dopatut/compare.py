@@ -18,7 +18,6 @@ import html
 import json
 import math
 from dataclasses import asdict, dataclass
-from itertools import groupby
 
 from .checkpoints import atomic_write_bytes
 from .methods import METHODS
@@ -101,9 +100,10 @@ def select(method: str, kind: str = "mixture", protocol: Protocol = PROTOCOL, pr
             return {"settings": [{}], "val_accuracy": [_frozen_val(spec, protocol)], "curves": [[]]}
         base = foundation(protocol.selection_seed, spec, progress=progress)
         scores = {}
-        for _, group in groupby(sorted(range(len(grid)), key=lambda i: str(_structure(grid[i]))),
-                                key=lambda i: str(_structure(grid[i]))):
-            group = list(group)
+        groups: dict[tuple, list[int]] = {}
+        for i, setting in enumerate(grid):
+            groups.setdefault(_structure(setting), []).append(i)
+        for group in groups.values():
             configs = [protocol.config(method, grid[i], protocol.selection_seed)[0] for i in group]
             kwargs = protocol.config(method, grid[group[0]], protocol.selection_seed)[1]
             pairs = specialise_many([base] * len(group), method, [protocol.selection_seed] * len(group),

@@ -1,4 +1,4 @@
-"""The experiment in three calls: cached foundations, a specialisation, a whole seed.
+"""The experiment in a few calls: cached foundations, then specialisations, one model or many at once.
 
     base = foundation(seed=0)                         # trained once, then loaded from disk
     bases = foundations(range(10))                    # the same, ten seeds trained at once (dopatut.stack)
@@ -102,7 +102,7 @@ def foundations(seeds, spec: FoundationSpec = FoundationSpec(), cache: bool = Tr
                 save_checkpoint(foundation_path(spec, s), base_state_dict(model), "foundation", spec.to_dict(s),
                                 model.meta)
             found[s] = freeze(model)
-    return [found[s] for s in seeds]
+    return [found[s].to(device) for s in seeds]  # loaded ones come from the cache on the CPU
 
 
 def foundation(seed: int = 0, spec: FoundationSpec = FoundationSpec(), cache: bool = True,
