@@ -3,7 +3,7 @@
     python benchmarks/bench.py           # about 3 minutes on two cores
     python benchmarks/bench.py --book    # also times `pytest --nbmake book` (several minutes more)
 
-Writes benchmarks/results/latest.json (read by book/appendix_performance.ipynb) and latest.md, and
+Writes dopatut/results/latest.json (read by book/appendix_performance.ipynb) and latest.md, and
 prints both tables. Exits 1 if a comparison could not be made (an error, or dopatut's LoRA and PEFT's
 disagreeing by more than 0.3 points), never because a number is merely slow: goals are reported, not enforced.
 Foundations are trained fresh in a temporary DOPATUT_CACHE, so their cost is measured, not a cache hit.
@@ -45,7 +45,7 @@ from dopatut.pipeline import FoundationSpec, foundation, specialise  # noqa: E40
 from dopatut.stack import fit_many  # noqa: E402
 from dopatut.train import TrainConfig, adam, evaluate, fit, predict_logits, seed_everything  # noqa: E402
 
-RESULTS_DIR = ROOT / "benchmarks" / "results"
+RESULTS_DIR = ROOT / "dopatut" / "results"  # package data: the book's appendix reads it from any install
 ANGLE_DEG = 45.0
 BATCH = 128
 LORA_RANK, LORA_ALPHA = 4, 4.0

@@ -10,7 +10,7 @@ training images (an approximation). For each: hidden neurons removed, FLOPs per 
 45° test set, and the fastest forward pass over the test set (batch of all images) and over single
 images, every network timed in turn each round (dopatut.perf.interleaved_best).
 
-Prints a table and writes benchmarks/results/prune_speed.json.
+Prints a table and writes dopatut/results/prune_speed.json.
 """
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--multiple-of", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script works")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "prune_speed.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "dopatut" / "results" / "prune_speed.json")
     args = parser.parse_args()
     test_limit, repeats = (1000, 2) if args.quick else (None, args.repeats)
     train_limit = 2000 if args.quick else args.train_limit

@@ -72,14 +72,13 @@ def load_checkpoint(path, kind: str, config: dict | None = None,
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"{path} is corrupt or truncated ({type(err).__name__}: {err}); "
-                              "delete it and it will be rebuilt") from err
+        raise CheckpointError(f"{path} is corrupt or truncated ({type(err).__name__}: {err})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a dopatut checkpoint (expected format {FORMAT!r})")
     if payload["kind"] != kind:
         raise CheckpointError(f"{path} holds a {payload['kind']!r}, expected a {kind!r}")
     if _digest(payload["state"]) != payload["sha256"]:
-        raise CheckpointError(f"{path}: tensors do not match their checksum; the file is corrupt, delete it")
+        raise CheckpointError(f"{path}: tensors do not match their checksum; the file is corrupt")
     if config is not None and payload["config"] != config:
         raise CheckpointError(f"{path} was made for another configuration:\n  " +
                               "\n  ".join(_differences(config, payload["config"])))

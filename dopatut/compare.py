@@ -19,9 +19,11 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
+from .cache import cache_dir, check_writable, training_lock
 from .checkpoints import atomic_write_bytes
+from .checks import check_seed
 from .methods import METHODS
-from .pipeline import FoundationSpec, Result, cache_dir, foundation, foundations, specialise_many
+from .pipeline import FoundationSpec, Result, foundation, foundations, specialise_many
 from .protocol import PROTOCOL, Protocol, check_seeds
 from .stats import PairedDifference, mean_std, paired_difference
 
@@ -47,14 +49,24 @@ def _cached(name: str, key: dict, compute):
     digest = hashlib.sha256(json.dumps({**key, "version": RESULTS_VERSION}, sort_keys=True,
                                        default=str).encode()).hexdigest()[:12]
     path = cache_dir() / "results" / f"{name}-{digest}.json"
+    value = _read_json(path)
+    if value is None:
+        check_writable()  # before training, not after
+        with training_lock():  # another notebook may be computing the same: wait, then read what it wrote
+            value = _read_json(path)
+            if value is None:
+                value = compute()
+                atomic_write_bytes(path, json.dumps(value).encode())
+    return value
+
+
+def _read_json(path):
     if path.exists():
         try:
             return json.loads(path.read_text())
         except json.JSONDecodeError:
             print(f"cached results at {path.name} unreadable, recomputing them")
-    value = compute()
-    atomic_write_bytes(path, json.dumps(value).encode())
-    return value
+    return None
 
 
 # ---------------------------------------------------------------- choosing settings on validation data
@@ -128,6 +140,7 @@ def _frozen_val(spec: FoundationSpec, protocol: Protocol) -> float:
 
 def protocol_config(method: str, kind: str = "mixture", seed: int = 0, protocol: Protocol = PROTOCOL):
     """(TrainConfig, apply_method kwargs) with the settings chosen on validation data for `method` on `kind`."""
+    check_seed(seed)
     return protocol.config(method, select(method, kind, protocol).chosen, seed)
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import checks
+
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 # Label counts of the real MNIST: any source must reproduce them exactly.
 TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
@@ -179,12 +181,9 @@ def to_inputs(images: torch.Tensor) -> torch.Tensor:
     return x.div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
 
 
-def check_limit(limit, split: str) -> int | None:
-    """None (the whole split) or an int from 1 to the split's size; else a ValueError naming the value."""
-    size = len(load_mnist(verbose=False).split(split)[1])
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= size):
-        raise ValueError(f"limit must be an int from 1 to {size:,} (the {split!r} split), or None for all, got {limit!r}")
-    return limit
+def check_limit(limit, split: str, name: str = "limit") -> int | None:
+    """None (the whole split) or an int from 1 to the split's size; else a ValueError naming `name` and the value."""
+    return checks.check_limit(limit, len(load_mnist(verbose=False).split(split)[1]), name, f"the {split!r} split")
 
 
 def mode_data(split: str, angle_deg: float, device="cpu", limit: int | None = None):

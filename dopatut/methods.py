@@ -11,6 +11,7 @@ import copy
 
 from torch import nn
 
+from .checks import refuse_options
 from .gate import GateSet, attach
 from .lora import LoRAConfig, LoRALinear
 from .model import FoundationMLP, count_parameters, freeze
@@ -46,21 +47,24 @@ def add_lora(model: nn.Module, config: LoRAConfig, targets=None) -> nn.Module:
     return model
 
 
-def apply_method(foundation: FoundationMLP, method: str, *, rank: int = 4, alpha: float | None = None,
+def apply_method(foundation: FoundationMLP, method: str, *, rank: int | None = None, alpha: float | None = None,
                  targets=None, verbose: bool = True, **gate_kwargs) -> FoundationMLP:
     """A frozen copy of `foundation` with `method`'s parameters added and trainable.
 
-    rank, alpha, targets: LoRA only. gate_kwargs (temperature, ...): the gate methods only.
+    rank (default 4), alpha, targets: LoRA only. gate_kwargs (temperature, ...): the gate methods only.
+    An option given to a method it does not apply to is refused (TypeError), not silently ignored.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if method != "lora":
+        refuse_options(method, "LoRA", rank=rank, alpha=alpha, targets=targets)
     model = freeze(copy.deepcopy(foundation))
     if method in ("dopamine", "gain_only", "threshold_only"):
         gates = GateSet.for_model(model, learn_threshold=method != "gain_only",
                                   learn_gain=method != "threshold_only", **gate_kwargs)
         attach(model, gates)
-    elif gate_kwargs:
-        raise TypeError(f"{sorted(gate_kwargs)} only apply to gate methods, not {method!r}")
+    else:
+        refuse_options(method, "the gate methods (dopamine, gain_only, threshold_only)", **gate_kwargs)
     if method == "bitfit":
         for name, p in model.named_parameters():
             p.requires_grad_(name.endswith("bias"))
@@ -68,7 +72,7 @@ def apply_method(foundation: FoundationMLP, method: str, *, rank: int = 4, alpha
         for p in model.head.parameters():
             p.requires_grad_(True)
     elif method == "lora":
-        add_lora(model, LoRAConfig(rank=rank, alpha=alpha), targets)
+        add_lora(model, LoRAConfig(rank=4 if rank is None else rank, alpha=alpha), targets)
     elif method == "full":
         for p in model.parameters():
             p.requires_grad_(True)

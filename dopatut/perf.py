@@ -16,12 +16,14 @@ import html
 import json
 import re
 import time
+from importlib import resources
 from pathlib import Path
 
 import torch
 from torch import nn
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "latest.json"
+# Shipped inside the package (package data), so the appendix reads it from any install, Colab included.
+RESULTS = resources.files("dopatut") / "results" / "latest.json"
 
 
 def linear_shapes(model: nn.Module) -> list[tuple[int, int]]:
@@ -90,11 +92,13 @@ def adam_shares(seconds_per_step: dict) -> tuple[str, float, float]:
     return ours, share(ours), share(PLAIN_ADAM)
 
 
-def load_results(path: str | Path = RESULTS) -> dict:
-    """The benchmark's results as written by benchmarks/bench.py."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `python benchmarks/bench.py` to write it")
+def load_results(path=None) -> dict:
+    """The benchmark's results as written by benchmarks/bench.py (by default the copy shipped in dopatut/results)."""
+    path = RESULTS if path is None else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: this install of dopatut came without its benchmark results "
+                                "(dopatut/results/latest.json, package data); run `python benchmarks/bench.py` in a "
+                                "clone of the repository to write it")
     return json.loads(path.read_text())
 
 

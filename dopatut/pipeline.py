@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from .cache import cache_dir, check_writable, training_lock
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .data import mixture, mode_data
+from .checks import check_seed
+from .data import check_angle, check_limit, mixture, mode_data
 from .gate import gates_of, hardened
 from .methods import apply_method
 from .model import FoundationMLP, MLPConfig, base_state_dict, count_parameters, freeze
@@ -42,11 +43,6 @@ class FoundationSpec:
         return {"model": self.model.to_dict(), "angles": [float(a) for a in self.angles],
                 "weights": None if self.weights is None else [float(w) for w in self.weights],
                 "train": replace(self.train, seed=seed).to_dict(), "split": "train"}
-
-
-def cache_dir() -> Path:
-    """$DOPATUT_CACHE, else ~/.cache/dopatut."""
-    return Path(os.environ.get("DOPATUT_CACHE", Path.home() / ".cache" / "dopatut"))
 
 
 def foundation_path(spec: FoundationSpec, seed: int) -> Path:
@@ -74,6 +70,24 @@ def _load_foundation(spec: FoundationSpec, seed: int, progress: bool) -> Foundat
     return freeze(model)
 
 
+def _train_foundations(spec: FoundationSpec, seeds: list[int], progress: bool, device) -> list[FoundationMLP]:
+    data = [mixture("train", spec.angles, spec.weights, seed=s, device=device)[:2] for s in seeds]
+    vals = {f"{a:g}": mode_data("val", a, device) for a in spec.angles}
+    models = []
+    for s in seeds:
+        seed_everything(s)
+        models.append(FoundationMLP(spec.model).to(device))
+    histories = fit_many(models, torch.stack([x for x, _ in data]), torch.stack([y for _, y in data]),
+                         [replace(spec.train, seed=s) for s in seeds], vals, progress,
+                         desc=f"foundations (seeds {seeds})" if len(seeds) > 1 else f"foundation (seed {seeds[0]})")
+    tests = {f"{a:g}": mode_data("test", a, device) for a in spec.angles}
+    for model, history in zip(models, histories):
+        model.meta = {"accuracy": {k: evaluate(model, *xy) for k, xy in tests.items()}, "loss": history.loss,
+                      "curves": history.accuracy, "seconds": history.seconds, "stacked": len(seeds)}
+        freeze(model)
+    return models
+
+
 def foundations(seeds, spec: FoundationSpec = FoundationSpec(), cache: bool = True, progress: bool = True,
                 device="cpu") -> list[FoundationMLP]:
     """The frozen foundations of `seeds` for `spec`: loaded from the cache where there, the rest trained at once.
@@ -84,31 +98,26 @@ def foundations(seeds, spec: FoundationSpec = FoundationSpec(), cache: bool = Tr
     seeds = check_seeds(seeds)
     found = {s: _load_foundation(spec, s, progress) for s in seeds} if cache else {s: None for s in seeds}
     missing = [s for s in seeds if found[s] is None]
-    if missing:
-        data = [mixture("train", spec.angles, spec.weights, seed=s, device=device)[:2] for s in missing]
-        vals = {f"{a:g}": mode_data("val", a, device) for a in spec.angles}
-        models = []
-        for s in missing:
-            seed_everything(s)
-            models.append(FoundationMLP(spec.model).to(device))
-        histories = fit_many(models, torch.stack([x for x, _ in data]), torch.stack([y for _, y in data]),
-                             [replace(spec.train, seed=s) for s in missing], vals, progress,
-                             desc=f"foundations (seeds {missing})" if len(missing) > 1 else f"foundation (seed {missing[0]})")
-        tests = {f"{a:g}": mode_data("test", a, device) for a in spec.angles}
-        for s, model, history in zip(missing, models, histories):
-            model.meta = {"accuracy": {k: evaluate(model, *xy) for k, xy in tests.items()}, "loss": history.loss,
-                          "curves": history.accuracy, "seconds": history.seconds, "stacked": len(missing)}
-            if cache:
-                save_checkpoint(foundation_path(spec, s), base_state_dict(model), "foundation", spec.to_dict(s),
-                                model.meta)
-            found[s] = freeze(model)
+    if missing and not cache:
+        found.update(zip(missing, _train_foundations(spec, missing, progress, device)))
+    elif missing:
+        check_writable()  # before training, not after
+        with training_lock():  # another process may be training them: wait, then load what it saved
+            found.update({s: _load_foundation(spec, s, progress) for s in missing})
+            missing = [s for s in seeds if found[s] is None]
+            if missing:
+                models = _train_foundations(spec, missing, progress, device)
+                for s, model in zip(missing, models):
+                    save_checkpoint(foundation_path(spec, s), base_state_dict(model), "foundation", spec.to_dict(s),
+                                    model.meta)
+                found.update(zip(missing, models))
     return [found[s].to(device) for s in seeds]  # loaded ones come from the cache on the CPU
 
 
 def foundation(seed: int = 0, spec: FoundationSpec = FoundationSpec(), cache: bool = True,
                progress: bool = True, device="cpu") -> FoundationMLP:
     """The frozen foundation for (spec, seed): loaded from the cache if there, else trained and cached."""
-    return foundations([seed], spec, cache, progress, device)[0]
+    return foundations([check_seed(seed)], spec, cache, progress, device)[0]
 
 
 @dataclass
@@ -132,8 +141,10 @@ def specialise_many(bases, method: str, seeds, config: TrainConfig | None = None
     Returns [(model, Result)], accuracies on `split` ("test" or "val") at `eval_angles` (None: each model's own).
     """
     seeds = check_seeds(seeds, distinct=False)  # a grid runs one seed with several settings
+    check_limit(train_limit, "train", "train_limit")
     bases = list(bases)
-    angles = [float(a) for a in angle_deg] if isinstance(angle_deg, (list, tuple)) else [float(angle_deg)] * len(bases)
+    angles = ([check_angle(a) for a in angle_deg] if isinstance(angle_deg, (list, tuple))
+              else [check_angle(angle_deg)] * len(bases))
     if not len(bases) == len(seeds) == len(angles):
         raise ValueError(f"give one base and one angle per seed: {len(bases)} bases, {len(angles)} angles, "
                          f"{len(seeds)} seeds")
@@ -173,5 +184,5 @@ def specialise(base: FoundationMLP, method: str, angle_deg: float = 45.0, seed: 
     Without `config`, the protocol's budget with a learning rate of 1e-3 (see `compare.chosen` for the
     settings chosen on validation data).
     """
-    return specialise_many([base], method, [seed], config, angle_deg, eval_angles, "test", progress, train_limit,
-                           **method_kwargs)[0]
+    return specialise_many([base], method, [check_seed(seed)], config, angle_deg, eval_angles, "test", progress,
+                           train_limit, **method_kwargs)[0]

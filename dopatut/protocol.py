@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass, field
 
+from .checks import check_seeds  # noqa: F401  (re-exported: protocol.check_seeds)
 from .methods import METHODS
 from .train import TrainConfig
 
@@ -75,7 +76,7 @@ class Protocol:
             raise ValueError(f"unknown settings {sorted(unknown)} for {method!r}; expected lr, alpha, temperature")
         train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=setting.get("lr", 1e-3), seed=seed,
                             temperature=setting.get("temperature", (1.0, 0.1)))
-        kwargs = {"rank": LORA_RANK, "alpha": setting["alpha"]} if method == "lora" else {}
+        kwargs = {"rank": LORA_RANK, "alpha": setting.get("alpha")} if method == "lora" else {}
         return train, kwargs
 
     def foundation_config(self, seed: int = 0) -> TrainConfig:
@@ -84,19 +85,6 @@ class Protocol:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "seeds": list(self.seeds)}
-
-
-def check_seeds(seeds, distinct: bool = True) -> list[int]:
-    """A non-empty list of (distinct) non-negative ints, or a ValueError that names what is wrong."""
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("seeds must name at least one seed, got none")
-    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
-    if bad:
-        raise ValueError(f"seeds must be non-negative ints, got {bad}")
-    if distinct and len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {seeds}")
-    return seeds
 
 
 PROTOCOL = Protocol()

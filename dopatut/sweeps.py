@@ -15,7 +15,8 @@ import torch
 
 from .attribution import firing_fraction
 from .compare import protocol_config
-from .data import load_mnist, rotate, to_inputs
+from .checks import check_seed
+from .data import check_angle, check_limit, load_mnist, rotate, to_inputs
 from .gate import hardened
 from .model import FoundationMLP, MLPConfig, freeze
 from .pipeline import Result, specialise, specialise_many
@@ -26,6 +27,8 @@ from .train import TrainConfig, seed_everything
 def mixed_slice(angles, limit: int | None = None, seed: int = 0, device="cpu"):
     """The first `limit` training images, each turned by one of `angles` drawn uniformly (seeded):
     inputs, labels and each image's mode index. Like data.mixture, without rotating the whole split."""
+    check_seed(seed)
+    check_limit(limit, "train")
     images, labels = load_mnist(verbose=False).split("train")
     images, labels = images[:limit].clone(), labels[:limit]
     mode = torch.randint(len(angles), (len(labels),), generator=torch.Generator().manual_seed(seed))
@@ -38,6 +41,7 @@ def quick_foundation(hidden=(256, 256), seed: int = 0, angles=(0.0, 45.0), train
                      epochs: int = 1, lr: float = 1e-3) -> FoundationMLP:
     """A small-budget foundation for sweeps (not cached): `epochs` over the first `train_limit` training
     images, each turned by one of `angles` drawn uniformly at random (seeded)."""
+    check_limit(train_limit, "train", "train_limit")
     x, y, _ = mixed_slice(angles, train_limit, seed)
     seed_everything(seed)
     model = FoundationMLP(MLPConfig(hidden=tuple(hidden)))
@@ -51,6 +55,8 @@ def adapt(base: FoundationMLP, method: str, angle_deg: float = 45.0, seed: int =
     """`pipeline.specialise` with the sweeps' defaults: the protocol's budget and the settings chosen for
     `method` on the `kind` foundation (unless `config` is given), no progress bar, and the test set of the
     target angle only. Returns (model, Result); gate methods are scored with hard gates."""
+    check_seed(seed)
+    check_limit(train_limit, "train", "train_limit")  # before protocol_config, which may train the grid
     if config is None:
         config, chosen = protocol_config(method, kind, seed)
         method_kwargs = {**chosen, **method_kwargs}
@@ -63,7 +69,11 @@ def adapt_angles(base: FoundationMLP, method: str, angles_deg, seed: int = 0, ki
     """`adapt` to every angle of `angles_deg` in one stacked run (`pipeline.specialise_many`): one copy of `base`
     per angle, each trained on its own angle's images, with the protocol's settings, scored at its angle.
     Returns angle -> (model, Result)."""
-    angles = [float(a) for a in angles_deg]
+    check_seed(seed)
+    check_limit(train_limit, "train", "train_limit")
+    angles = [check_angle(a) for a in angles_deg]
+    if not angles:
+        raise ValueError("angles_deg must name at least one angle, got none")
     config, kwargs = protocol_config(method, kind, seed)
     pairs = specialise_many([base] * len(angles), method, [seed] * len(angles), config, angles, eval_angles=None,
                             progress=False, train_limit=train_limit, **kwargs)

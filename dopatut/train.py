@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checks import check_seed
 from .data import batches
 from .gate import gate_activity, gates_of, set_temperature, temperature_at
 
@@ -31,6 +32,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_seed(self.seed)
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.sparsity < 0:
