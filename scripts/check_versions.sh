@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# dopatut with the oldest releases it claims to support (pyproject.toml's lower bounds, pinned in
+# .ci/oldest.txt), or with the newest on the registry, in a virtual environment of its own: the unit tests
+# and two chapters. CI runs `oldest`; run `newest` when a new torch comes out.
+#
+#   scripts/check_versions.sh oldest|newest [venv folder]
+#
+# Either downloads a CUDA build of torch (about 2.7 GB; about a minute here) and takes about 5 minutes.
+# Set DOPATUT_CACHE to a cache that already holds the book's foundations to skip training them again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+which=${1:-}
+venv=${2:-_build/venv-$which}
+case $which in
+  oldest) pins=(-c .ci/oldest.txt) ;;
+  newest) pins=(--upgrade --upgrade-strategy eager) ;;
+  *) echo "usage: scripts/check_versions.sh oldest|newest [venv folder]; got '$which'" >&2; exit 2 ;;
+esac
+start=$(date +%s)
+rm -rf "$venv"
+python3 -m venv "$venv"
+# PIP_CONSTRAINT= lifts this machine's cap on torch (the pinned 2.14.1) for this command only.
+PIP_CONSTRAINT= "$venv/bin/pip" install -q "${pins[@]}" ".[test]"
+"$venv/bin/python" -c "import sys, torch, torchvision, numpy, scipy, matplotlib, ipywidgets, zarr
+print('$which:', 'python', sys.version.split()[0], 'torch', torch.__version__, 'torchvision', torchvision.__version__,
+      'numpy', numpy.__version__, 'scipy', scipy.__version__, 'matplotlib', matplotlib.__version__,
+      'ipywidgets', ipywidgets.__version__, 'zarr', zarr.__version__)"
+echo "$which: installed in $(( $(date +%s) - start )) s"
+"$venv/bin/python" -m pytest -q -p no:cacheprovider tests
+"$venv/bin/python" -m pytest -q -p no:cacheprovider --nbmake book/01_modes.ipynb book/02_foundation.ipynb
+echo "$which: passed in $(( $(date +%s) - start )) s"

@@ -1,0 +1,87 @@
+"""A chapter run as Colab runs it: a fake `google.colab`, a kernel in an environment without dopatut, and the
+chapter's own setup cell installing dopatut from its GitHub address (which git is told to read from this
+checkout's HEAD), a normal install, not an editable one. The appendix is the chapter: it reads the benchmark
+results that must ship inside the package."""
+import json
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+URL = "https://github.com/dopatut/dopatut"  # what the setup cell installs from (scripts/sync_notebooks.py)
+
+
+def _run(*args, **kwargs):
+    return subprocess.run(args, check=True, capture_output=True, text=True, **kwargs)
+
+
+def _colab_environment(tmp_path: Path) -> dict:
+    # A bare copy of this checkout, with `main` at HEAD, standing in for GitHub.
+    repo = tmp_path / "dopatut.git"
+    _run("git", "clone", "--bare", "--quiet", str(ROOT), str(repo))
+    _run("git", "-C", str(repo), "update-ref", "refs/heads/main", _run("git", "-C", str(ROOT), "rev-parse",
+                                                                          "HEAD").stdout.strip())
+    gitconfig = tmp_path / "gitconfig"
+    gitconfig.write_text(f'[url "file://{repo}"]\n\tinsteadOf = {URL}\n')
+    # Colab's Python: a venv of its own (pip installs into it), seeing this environment's packages (torch,
+    # ipykernel, ...) but not dopatut: those are on its path, their .pth files (the editable install) are not.
+    venv = tmp_path / "colab"
+    _run(sys.executable, "-m", "venv", "--without-pip", str(venv))
+    python = venv / "bin" / "python"
+    site = _run(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
+    Path(site, "host-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # google.colab, imported at kernel start as Colab does.
+    fake = tmp_path / "fake"
+    (fake / "google" / "colab").mkdir(parents=True)
+    (fake / "google" / "colab" / "__init__.py").write_text('"""A stand-in for Colab\'s module."""\n')
+    startup = tmp_path / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-colab.py").write_text(f"import sys\nsys.path.insert(0, {str(fake)!r})\nimport google.colab\n")
+    kernel = tmp_path / "jupyter" / "kernels" / "colab"
+    kernel.mkdir(parents=True)
+    (kernel / "kernel.json").write_text(json.dumps({"argv": [str(python), "-m", "ipykernel_launcher", "-f",
+                                                             "{connection_file}"], "language": "python",
+                                                    "display_name": "fake Colab"}))
+    return {"GIT_CONFIG_GLOBAL": str(gitconfig), "GIT_CONFIG_NOSYSTEM": "1", "IPYTHONDIR": str(tmp_path / "ipython"),
+            "JUPYTER_PATH": str(tmp_path / "jupyter"), "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0",
+            "PIP_CONSTRAINT": "", "PIP_FIND_LINKS": "", "PYTHONNOUSERSITE": "1"}, site
+
+
+def test_appendix_runs_in_a_simulated_colab_from_a_normal_install(tmp_path, monkeypatch):
+    env, site = _colab_environment(tmp_path)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    nb = nbformat.read(ROOT / "book" / "appendix_performance.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import dopatut, google.colab\nprint('dopatut from', dopatut.__file__)"))
+    work = tmp_path / "work"  # not the checkout: nothing can be imported from it by accident
+    work.mkdir()
+    NotebookClient(nb, kernel_name="colab", timeout=600, resources={"metadata": {"path": str(work)}}).execute()
+    setup = next(c for c in nb.cells if "colab-setup" in c.metadata.get("tags", []))
+    assert setup.execution_count is not None  # the setup cell ran (it is the one that installed dopatut)
+    last = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert f"dopatut from {site}/dopatut/__init__.py" in last, last
+    assert Path(site, "dopatut", "results", "latest.json").is_file()  # shipped as package data
+
+
+def test_setup_cell_stops_the_notebook_when_the_install_fails(tmp_path, monkeypatch):
+    env, _ = _colab_environment(tmp_path)
+    broken = tmp_path / "gitconfig-broken"  # the address now leads to a repository that does not exist
+    broken.write_text(f'[url "file://{tmp_path}/no-such-repo.git"]\n\tinsteadOf = {URL}\n')
+    env["GIT_CONFIG_GLOBAL"] = str(broken)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    nb = nbformat.read(ROOT / "book" / "03_dopamine.ipynb", as_version=4)
+    setup = next(c for c in nb.cells if "colab-setup" in c.metadata.get("tags", []))
+    nb.cells = [setup, nbformat.v4.new_code_cell("print('went on')")]
+    client = NotebookClient(nb, kernel_name="colab", timeout=300, resources={"metadata": {"path": str(tmp_path)}})
+    try:
+        client.execute()
+    except Exception as err:  # nbclient's CellExecutionError
+        assert "Installing dopatut failed" in str(err), str(err)[-2000:]
+    else:
+        raise AssertionError("the notebook went on after the install failed")
+    assert not nb.cells[1].get("outputs")
