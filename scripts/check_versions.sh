@@ -19,7 +19,9 @@ esac
 start=$(date +%s)
 rm -rf "$venv"
 python3 -m venv "$venv"
-# PIP_CONSTRAINT= lifts this machine's cap on torch (the pinned 2.14.1) for this command only.
+# This machine's pip config caps torch at the pinned 2.14.1 (/etc/xdg/pip); the oldest releases lie below it,
+# the newest need pip to read no config at all (PIP_CONFIG_FILE=/dev/null), for this command only.
+if [ "$which" = newest ]; then export PIP_CONFIG_FILE=/dev/null; fi
 PIP_CONSTRAINT= "$venv/bin/pip" install -q "${pins[@]}" ".[test]"
 "$venv/bin/python" -c "import sys, torch, torchvision, numpy, scipy, matplotlib, ipywidgets, zarr
 print('$which:', 'python', sys.version.split()[0], 'torch', torch.__version__, 'torchvision', torchvision.__version__,

@@ -28,12 +28,18 @@ def _colab_environment(tmp_path: Path) -> dict:
     gitconfig = tmp_path / "gitconfig"
     gitconfig.write_text(f'[url "file://{repo}"]\n\tinsteadOf = {URL}\n')
     # Colab's Python: a venv of its own (pip installs into it), seeing this environment's packages (torch,
-    # ipykernel, ...) but not dopatut: those are on its path, their .pth files (the editable install) are not.
+    # ipykernel, ...) through links, all but dopatut, however it is installed here.
+    host = Path(sysconfig.get_paths()["purelib"])
+    view = tmp_path / "host-packages"
+    view.mkdir()
+    for entry in host.iterdir():
+        if not entry.name.lower().startswith(("dopatut", "__editable__.dopatut", "__editable___dopatut")):
+            (view / entry.name).symlink_to(entry)
     venv = tmp_path / "colab"
     _run(sys.executable, "-m", "venv", "--without-pip", str(venv))
     python = venv / "bin" / "python"
     site = _run(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
-    Path(site, "host-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    Path(site, "host-packages.pth").write_text(f"{view}\n")
     # google.colab, imported at kernel start as Colab does.
     fake = tmp_path / "fake"
     (fake / "google" / "colab").mkdir(parents=True)
