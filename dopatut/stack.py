@@ -1,9 +1,10 @@
 """Training many models of one shape at once: one batched matrix multiply instead of one per model.
 
 S models with the same structure (the seeds of one method, or the settings of a grid) are stacked along a
-new first axis at every step, and `torch.func.vmap` runs one forward pass over the whole stack, so each
-nn.Linear becomes one batched matrix multiply over the S models. The gradients flow back into each model's
-own parameters, which torch's Adam updates, one parameter group (one learning rate) per model. Each model
+new first axis, and `torch.func.vmap` runs one forward pass over the whole stack, so each nn.Linear becomes
+one batched matrix multiply over the S models. The stacks are what autograd differentiates, so no step copies
+parameters into a stack or gradients out of it; Adam updates each model's slice as a tensor of its own (one
+parameter group per learning rate), and the models receive their trained values after every epoch. Each model
 keeps its own initialisation and data order (a generator seeded with its config's seed, drawn exactly as
 `train.fit` draws it): a model trains the same, bit for bit, alone or in a stack of any size, and differs
 from `train.fit` only by the float rounding of batched kernels.
@@ -48,6 +49,11 @@ def frozen_stem(model: nn.Module) -> str | None:
         return None
     layer = model.get_submodule(name)
     return name if type(layer) is nn.Linear and not layer.weight.requires_grad else None
+
+
+def _stored(t: torch.Tensor, stacked: bool = False) -> torch.Tensor:
+    """A matrix's training layout and back (a transpose; a view of its input); other tensors as they are."""
+    return t.transpose(-1, -2) if t.dim() == 2 + stacked else t
 
 
 def _check_stack(models, configs) -> None:
@@ -107,11 +113,31 @@ def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs,
     frozen = {name: torch.stack([m.get_parameter(name).detach() for m in models])
               for name, p in models[0].named_parameters() if not p.requires_grad and name != skip}
     buffers = {name: torch.stack([m.get_buffer(name) for m in models]) for name, _ in models[0].named_buffers()}
-    by_lr: dict[float, list] = {}  # one parameter group per learning rate: one fused Adam kernel each
-    for model, c in zip(models, configs):
-        by_lr.setdefault(c.lr, []).extend(model.get_parameter(n) for n in trainable)
+    # The stack is the leaf. A matrix is stacked transposed, (in, out) per model: its gradient comes out of the
+    # batched multiply in that layout, with no transposing copy (a sixth of a foundation's step). Adam sees each
+    # model's slice as a tensor of its own, one group per learning rate: the same kernels on the same shapes as
+    # for a model trained alone, hence the same numbers bit for bit.
+    leaves = {name: torch.stack([_stored(m.get_parameter(name).detach()) for m in models]).requires_grad_()
+              for name in trainable}
+    slices = {name: list(leaf.detach().unbind()) for name, leaf in leaves.items()}
+    by_lr: dict[float, list] = {}
+    for i, c in enumerate(configs):
+        by_lr.setdefault(c.lr, []).extend(slices[name][i] for name in trainable)
     optimizer = adam([{"params": ps, "lr": lr} for lr, ps in by_lr.items()], config.lr, config.weight_decay,
                      config.fused)
+
+    def adam_step():
+        for name, leaf in leaves.items():
+            for piece, grad in zip(slices[name], leaf.grad.unbind()):
+                piece.grad = grad
+            leaf.grad = None
+        optimizer.step()
+
+    def write_back():
+        with torch.no_grad():
+            for name, pieces in slices.items():
+                for model, piece in zip(models, pieces):
+                    model.get_parameter(name).copy_(_stored(piece))
     gated = bool(gates_of(template))
 
     def loss_of(p, b, xb, yb):
@@ -140,15 +166,15 @@ def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs,
                 idx = orders[:, i:i + config.batch_size]
                 if gated:
                     set_temperature(template, temperature_at(step / max(total - 1, 1), *config.temperature))
-                params = {**frozen, **{name: torch.stack([m.get_parameter(name) for m in models]) for name in trainable}}
+                params = {**frozen, **{name: _stored(leaf, stacked=True) for name, leaf in leaves.items()}}
                 losses = batched_loss(params, buffers, data[rows, idx] if per_model else data[idx],
                                       y[rows, idx] if y.dim() == 2 else y[idx])
-                optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()
-                optimizer.step()
+                adam_step()
                 loss_sum += losses.detach()
                 step += 1
                 bar.update(1)
+            write_back()
             _end_of_epoch(models, template, histories, loss_sum / steps_per_epoch, eval_sets)
             bar.set_postfix(loss=f"{loss_sum.mean().item() / steps_per_epoch:.3f}")
     finally:
