@@ -43,8 +43,9 @@ def check_writable() -> Path:
     except OSError as err:
         where = "DOPATUT_CACHE" if "DOPATUT_CACHE" in os.environ else "the default cache (DOPATUT_CACHE is not set)"
         raise CacheError(f"{where} = {str(path)!r} cannot be written ({type(err).__name__}: {err.strerror or err}); "
-                         "nothing was trained. Set DOPATUT_CACHE to a folder you can write, e.g. "
-                         "export DOPATUT_CACHE=/tmp/dopatut, or pass cache=False to keep models in memory only") from err
+                         "nothing was trained. Set DOPATUT_CACHE to a folder you can write, e.g. export "
+                         "DOPATUT_CACHE=/tmp/dopatut (foundation(..., cache=False) keeps a foundation in memory only)"
+                         ) from err
     return path
 
 
