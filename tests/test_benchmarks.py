@@ -104,6 +104,23 @@ def test_parse_durations_sums_phases_per_notebook(bench):
     assert bench.parse_durations(out) == {"02_foundation.ipynb": 13.0, "01_modes.ipynb": 3.0}
 
 
+
+def test_book_time_is_recorded_from_a_ci_log(bench, tmp_path):
+    names = sorted(p.name for p in (ROOT / "book").glob("*.ipynb"))
+    log = tmp_path / "ci.log"
+    lines = [f"{10.0 + i:.2f}s call     book/{name}::{name}" for i, name in enumerate(names)]
+    log.write_text("\n".join(["== slowest 20 durations ==", *lines, "==== 99 passed, 2 skipped in 500.00s ===="]))
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "latest.json").write_text(RESULTS.read_text())
+    assert bench.book_from_log(log, out) == 0
+    book = json.loads((out / "book.json").read_text())
+    assert book["seconds"] == pytest.approx(sum(10.0 + i for i in range(len(names)))) and book["passed"]
+    assert json.loads((out / "latest.json").read_text())["book"] == book
+    log.write_text("\n".join(lines[1:]))  # one notebook missing: refused, naming it
+    with pytest.raises(SystemExit, match=names[0]):
+        bench.book_from_log(log, out)
+
 def fake_results():
     return {
         "meta": {"date": "2026-01-01 00:00 UTC", "host": "h", "cpu": "c", "threads": 2, "torch": "t",

@@ -1,6 +1,6 @@
 """A chapter run as Colab runs it: a fake `google.colab`, a kernel in an environment without dopatut, and the
 chapter's own setup cell installing dopatut from its GitHub address (which git is told to read from this
-checkout's HEAD), a normal install, not an editable one. The appendix is the chapter: it reads the benchmark
+checkout's HEAD), a normal install, not an editable one. Chapter 1, and the appendix, which reads the benchmark
 results that must ship inside the package."""
 import json
 import subprocess
@@ -9,6 +9,7 @@ import sysconfig
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,11 +58,12 @@ def _colab_environment(tmp_path: Path) -> dict:
             "PIP_CONSTRAINT": "", "PIP_FIND_LINKS": "", "PYTHONNOUSERSITE": "1"}, site
 
 
-def test_appendix_runs_in_a_simulated_colab_from_a_normal_install(tmp_path, monkeypatch):
+@pytest.mark.parametrize("chapter", ["01_modes.ipynb", "appendix_performance.ipynb"])
+def test_a_chapter_runs_in_a_simulated_colab_from_a_normal_install(tmp_path, monkeypatch, chapter):
     env, site = _colab_environment(tmp_path)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    nb = nbformat.read(ROOT / "book" / "appendix_performance.ipynb", as_version=4)
+    nb = nbformat.read(ROOT / "book" / chapter, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("import dopatut, google.colab\nprint('dopatut from', dopatut.__file__)"))
     work = tmp_path / "work"  # not the checkout: nothing can be imported from it by accident
     work.mkdir()
