@@ -91,21 +91,25 @@ def load_checkpoint(path, kind: str, config: dict | None = None,
 
 
 def save_gates(path, gates, meta: dict | None = None) -> Path:
-    """Save one mode's GateSet alone (a few kB), apart from the base."""
-    config = {name: {"width": g.width} for name, g in gates.items()}
+    """Save one mode's GateSet alone (a few kB), apart from the base: per activation, its width and axis."""
+    config = {name: {"width": g.width, "feature_dim": getattr(g, "feature_dim", -1)} for name, g in gates.items()}
     return save_checkpoint(path, gates.state_dict(), "gates", config, meta)
 
 
 def load_gates(path, model, **gate_kwargs):
-    """Load a GateSet saved by `save_gates` and check that it fits `model`'s hidden layers."""
-    from .gate import GateSet  # local: checkpoints sits below gate in the import order
+    """Load a GateSet saved by `save_gates`, checked to fit `model` (names, widths, kinds of module)."""
+    from .gate import DopamineGate, GateSet  # local: checkpoints sits below gate in the import order
 
     payload = load_checkpoint(path, "gates")
-    layers = list(payload["config"])
-    gates = GateSet.for_model(model, layers=layers, **gate_kwargs)
-    expected = {k: tuple(v.shape) for k, v in gates.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in payload["state"].items()}
-    diffs = _differences(expected, found)
+    gates = GateSet({name: DopamineGate(c["width"], feature_dim=c["feature_dim"], **gate_kwargs)
+                     for name, c in payload["config"].items()})
+    try:
+        gates.check_fits(model)
+    except ValueError as err:
+        raise CheckpointError(f"{path} holds a mode for another model ({payload['meta'].get('model', '?')}): "
+                              f"{err}") from None
+    diffs = _differences({k: tuple(v.shape) for k, v in gates.state_dict().items()},
+                         {k: tuple(v.shape) for k, v in payload["state"].items()})
     if diffs:
         raise CheckpointError(f"{path}: gates do not fit the model:\n  " + "\n  ".join(diffs))
     gates.load_state_dict(payload["state"])

@@ -85,7 +85,7 @@ class ConditionedModel(nn.Module):
     def __init__(self, base: FoundationMLP, **gate_kwargs):
         super().__init__()
         self.base = freeze(copy.deepcopy(base))
-        self.gates = GateSet({name: ContextGate(layer.width, **gate_kwargs)
+        self.gates = GateSet({f"hidden.{name}.act": ContextGate(layer.width, **gate_kwargs)
                               for name, layer in self.base.hidden_layers().items()})
         attach(self.base, self.gates)
         self.method = "context"

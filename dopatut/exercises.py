@@ -272,7 +272,7 @@ def train_with_gate(base, soft_gate, hard_gate, config, angle_deg: float = 45.0,
     """Specialise `base` with the reader's gate in every hidden layer, exactly as `pipeline.specialise` trains
     dopatut's (same initialisation, data order, annealing and optimizer). Returns (model, hard-gate test accuracy)."""
     from .data import mode_data
-    from .gate import DopamineGate, hardened
+    from .gate import DopamineGate, GateSet, attach, hardened
     from .methods import apply_method
     from .stack import fit_many
     from .train import evaluate, seed_everything
@@ -287,10 +287,11 @@ def train_with_gate(base, soft_gate, hard_gate, config, angle_deg: float = 45.0,
 
     seed_everything(config.seed)
     model = apply_method(base, "dopamine", verbose=False)
-    for layer in model.hidden_layers().values():
-        mine = ReaderGate(layer.gate.width)
-        mine.load_state_dict(layer.gate.state_dict())
-        layer.gate = mine
+    mine = GateSet()
+    for name, gate in GateSet.of(model).items():
+        mine[name] = ReaderGate(gate.width)
+        mine[name].load_state_dict(gate.state_dict())
+    attach(model, mine)
     x, y = mode_data("train", angle_deg)
     fit_many([model], x, y, config, progress=progress, desc="your gate")
     with hardened(model):

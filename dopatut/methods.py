@@ -1,9 +1,14 @@
-"""Every way of adapting the frozen foundation, applied by name.
+r"""Every way of adapting a frozen model, applied by name, to any PyTorch model.
 
     model = apply_method(foundation, "lora", rank=4)
+    model = apply_method(vit, "lora", targets=["qkv", "proj"])
+    model = apply_method(vit, "dopamine", targets=r"blocks\.\d+\.mlp\.act")
 
-returns a copy of the foundation with all base weights frozen and only the
-method's own parameters trainable. The foundation itself is never modified.
+returns a copy of the model with all base weights frozen and only the method's own parameters trainable.
+The model itself is never modified. `targets` (see dopatut.targets: a regular expression, a list of names, or
+a module type) says where the method goes; by default:
+    gates (dopamine, gain_only, threshold_only): every ReLU, GELU and SiLU module;
+    lora: every nn.Linear;   bitfit: every bias;   head: the module named "head".
 """
 from __future__ import annotations
 
@@ -14,9 +19,11 @@ from torch import nn
 from .checks import refuse_options
 from .gate import GateSet, attach
 from .lora import LoRAConfig, LoRALinear
-from .model import FoundationMLP, count_parameters, freeze
+from .model import count_parameters, freeze
+from .targets import find_targets, replace_module
 
 METHODS = ("frozen", "dopamine", "gain_only", "threshold_only", "bitfit", "head", "lora", "full")
+GATE_METHODS = ("dopamine", "gain_only", "threshold_only")
 DESCRIPTIONS = {
     "frozen": "the foundation as it is, nothing trained",
     "dopamine": "a threshold and a gain per hidden neuron",
@@ -35,42 +42,53 @@ def linear_names(model: nn.Module) -> list[str]:
 
 def add_lora(model: nn.Module, config: LoRAConfig, targets=None) -> nn.Module:
     """Replace each target nn.Linear (all of them by default) by a LoRALinear, in place."""
-    names = linear_names(model) if targets is None else list(targets)
-    available = linear_names(model)
-    unknown = [t for t in names if t not in available]
-    if unknown:
-        raise ValueError(f"unknown LoRA targets {unknown}; linear layers are {available}")
-    for name in names:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoRALinear(getattr(parent, child), config))
+    for name in find_targets(model, nn.Linear if targets is None else targets, (nn.Linear,), "LoRA layers"):
+        replace_module(model, name, LoRALinear(model.get_submodule(name), config))
     return model
 
 
-def apply_method(foundation: FoundationMLP, method: str, *, rank: int | None = None, alpha: float | None = None,
-                 targets=None, verbose: bool = True, **gate_kwargs) -> FoundationMLP:
+def _train_biases(model: nn.Module, targets) -> None:
+    names = [""] if targets is None else find_targets(model, targets, (nn.Module,), "BitFit")
+    for name in names:
+        biases = [p for n, p in model.get_submodule(name).named_parameters() if n.endswith("bias")]
+        if not biases:
+            raise ValueError(f"BitFit target {name!r} has no bias")
+        for p in biases:
+            p.requires_grad_(True)
+
+
+def _train_head(model: nn.Module, targets) -> None:
+    if targets is None and not isinstance(getattr(model, "head", None), nn.Module):
+        raise ValueError(f"{type(model).__name__} has no module named 'head'; name the output layer with targets=")
+    for name in find_targets(model, ["head"] if targets is None else targets, (nn.Module,), "head-only tuning"):
+        for p in model.get_submodule(name).parameters():
+            p.requires_grad_(True)
+
+
+def apply_method(foundation: nn.Module, method: str, *, targets=None, rank: int | None = None,
+                 alpha: float | None = None, verbose: bool = True, **gate_kwargs) -> nn.Module:
     """A frozen copy of `foundation` with `method`'s parameters added and trainable.
 
-    rank (default 4), alpha, targets: LoRA only. gate_kwargs (temperature, ...): the gate methods only.
+    targets: where the method goes (all but frozen and full; defaults in the module's docstring).
+    rank (default 4), alpha: LoRA only. gate_kwargs (temperature, ...): the gate methods only.
     An option given to a method it does not apply to is refused (TypeError), not silently ignored.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if method != "lora":
-        refuse_options(method, "LoRA", rank=rank, alpha=alpha, targets=targets)
-    model = freeze(copy.deepcopy(foundation))
-    if method in ("dopamine", "gain_only", "threshold_only"):
-        gates = GateSet.for_model(model, learn_threshold=method != "gain_only",
-                                  learn_gain=method != "threshold_only", **gate_kwargs)
-        attach(model, gates)
-    else:
+        refuse_options(method, "LoRA", rank=rank, alpha=alpha)
+    if method in ("frozen", "full"):
+        refuse_options(method, "the methods that act on part of a model (all but frozen and full)", targets=targets)
+    if method not in GATE_METHODS:
         refuse_options(method, "the gate methods (dopamine, gain_only, threshold_only)", **gate_kwargs)
-    if method == "bitfit":
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.endswith("bias"))
+    model = freeze(copy.deepcopy(foundation))
+    if method in GATE_METHODS:
+        attach(model, GateSet.for_model(model, targets, learn_threshold=method != "gain_only",
+                                        learn_gain=method != "threshold_only", **gate_kwargs))
+    elif method == "bitfit":
+        _train_biases(model, targets)
     elif method == "head":
-        for p in model.head.parameters():
-            p.requires_grad_(True)
+        _train_head(model, targets)
     elif method == "lora":
         add_lora(model, LoRAConfig(rank=4 if rank is None else rank, alpha=alpha), targets)
     elif method == "full":

@@ -1,7 +1,7 @@
 """The foundation: a plain MLP whose hidden layers are reachable by name.
 
-Each hidden layer computes a drive z = W x + b and an activation a = relu(z). It has
-one empty slot, `gate`, where a Dopamine gate (or any module taking (z, a)) can sit.
+Each hidden layer computes a drive z = W x + b and an activation a = relu(z), with the ReLU a module of
+its own, `act`: that is where a Dopamine gate goes, by the same path as on any other model (dopatut.gate).
 """
 from __future__ import annotations
 
@@ -26,26 +26,34 @@ class MLPConfig:
         if not self.hidden:
             raise ValueError("hidden must list at least one layer width, got ()")
 
+    @property
+    def tag(self) -> str:
+        """A short name for file names."""
+        return "h" + "x".join(map(str, self.hidden))
+
     def to_dict(self) -> dict:
         return {**asdict(self), "hidden": list(self.hidden)}
 
 
 class HiddenLayer(nn.Module):
-    """Linear -> ReLU, with an optional gate g(z, a) applied to the activation."""
+    """Linear -> ReLU."""
 
     def __init__(self, n_in: int, n_out: int):
         super().__init__()
         self.linear = nn.Linear(n_in, n_out)
-        self.gate: nn.Module | None = None
+        self.act = nn.ReLU()
 
     @property
     def width(self) -> int:
         return self.linear.out_features
 
+    @property
+    def gate(self) -> nn.Module | None:
+        """The gate attached to this layer's activation, if any (read only: attach gates with dopatut.gate)."""
+        return getattr(self.act, "gate", None)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.linear(x)
-        a = torch.relu(z)
-        return a if self.gate is None else self.gate(z, a)
+        return self.act(self.linear(x))
 
 
 class FoundationMLP(nn.Module):
@@ -86,6 +94,6 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def base_state_dict(model: FoundationMLP) -> dict[str, torch.Tensor]:
-    """The foundation's own weights: everything but gates."""
+def base_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's own weights: everything but gates."""
     return {k: v for k, v in model.state_dict().items() if ".gate." not in k}

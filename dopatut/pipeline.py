@@ -28,13 +28,14 @@ from .model import FoundationMLP, MLPConfig, base_state_dict, count_parameters, 
 from .protocol import PROTOCOL, check_seeds
 from .stack import fit_many
 from .train import TrainConfig, evaluate, seed_everything
+from .vit import VisionTransformer, ViTConfig
 
 
 @dataclass(frozen=True)
 class FoundationSpec:
     """Everything that determines a foundation, apart from the seed."""
 
-    model: MLPConfig = MLPConfig()
+    model: MLPConfig | ViTConfig = MLPConfig()  # the MLP, or the vision transformer of chapter 9
     angles: tuple[float, ...] = (0.0, 45.0)
     weights: tuple[float, ...] | None = None  # None: equal proportions
     train: TrainConfig = PROTOCOL.foundation_config()
@@ -47,16 +48,24 @@ class FoundationSpec:
 
 def foundation_path(spec: FoundationSpec, seed: int) -> Path:
     key = hashlib.sha256(json.dumps(spec.to_dict(seed), sort_keys=True).encode()).hexdigest()[:10]
-    widths = "x".join(map(str, spec.model.hidden))
     angles = "_".join(f"{a:g}" for a in spec.angles)
-    return cache_dir() / f"foundation-h{widths}-a{angles}-s{seed}-{key}.pt"
+    return cache_dir() / f"foundation-{spec.model.tag}-a{angles}-s{seed}-{key}.pt"
+
+
+def build(config: MLPConfig | ViTConfig) -> FoundationMLP | VisionTransformer:
+    """A freshly initialised model of `config`'s kind."""
+    if isinstance(config, MLPConfig):
+        return FoundationMLP(config)
+    if isinstance(config, ViTConfig):
+        return VisionTransformer(config)
+    raise ValueError(f"a foundation's model is an MLPConfig or a ViTConfig, got {config!r}")
 
 
 def _load_foundation(spec: FoundationSpec, seed: int, progress: bool) -> FoundationMLP | None:
     path = foundation_path(spec, seed)
     if not path.exists():
         return None
-    model = FoundationMLP(spec.model)
+    model = build(spec.model)
     try:
         payload = load_checkpoint(path, "foundation", spec.to_dict(seed),
                                   {k: v.shape for k, v in model.state_dict().items()})
@@ -76,7 +85,7 @@ def _train_foundations(spec: FoundationSpec, seeds: list[int], progress: bool, d
     models = []
     for s in seeds:
         seed_everything(s)
-        models.append(FoundationMLP(spec.model).to(device))
+        models.append(build(spec.model).to(device))
     histories = fit_many(models, torch.stack([x for x, _ in data]), torch.stack([y for _, y in data]),
                          [replace(spec.train, seed=s) for s in seeds], vals, progress,
                          desc=f"foundations (seeds {seeds})" if len(seeds) > 1 else f"foundation (seed {seeds[0]})")

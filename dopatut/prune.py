@@ -24,7 +24,7 @@ from torch import nn
 
 from .attribution import hidden_states
 from .data import MNIST_MEAN, MNIST_STD
-from .gate import DopamineGate, hardened
+from .gate import DopamineGate, GateSet, attach, hardened
 from .model import FoundationMLP, MLPConfig
 
 
@@ -121,15 +121,16 @@ def prune(model: FoundationMLP, silent: dict[str, torch.Tensor], multiple_of: in
         keep[name] = torch.cat([(~mask).nonzero().flatten(), back]).sort().values
     small = FoundationMLP(MLPConfig(model.config.in_features, tuple(len(k) for k in keep.values()),
                                     model.config.n_classes))
-    rows_in = torch.arange(model.config.in_features)
+    rows_in, gates = torch.arange(model.config.in_features), GateSet()
     for (name, layer), new in zip(layers.items(), small.hidden_layers().values()):
         new.linear.weight.copy_(layer.linear.weight[keep[name]][:, rows_in])
         new.linear.bias.copy_(layer.linear.bias[keep[name]])
         if layer.gate is not None:
-            new.gate = DopamineGate(len(keep[name]), hard=True)
-            new.gate.threshold.copy_(layer.gate.threshold[keep[name]])
-            new.gate.gain.copy_(layer.gate.gain[keep[name]])
+            gate = gates[f"hidden.{name}.act"] = DopamineGate(len(keep[name]), hard=True)
+            gate.threshold.copy_(layer.gate.threshold[keep[name]])
+            gate.gain.copy_(layer.gate.gain[keep[name]])
         rows_in = keep[name]
+    attach(small, gates)
     small.head.weight.copy_(model.head.weight[:, rows_in])
     small.head.bias.copy_(model.head.bias)
     return small.requires_grad_(False).eval()

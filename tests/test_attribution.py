@@ -26,7 +26,7 @@ def test_contributions_sum_to_the_logits(small_model, inputs, method):
 def test_hidden_states_report_drive_output_and_gate(small_model, inputs):
     gates = GateSet.for_model(small_model, hard=True)
     with torch.no_grad():
-        gates["hidden1"].threshold.fill_(0.5)
+        gates["hidden.hidden1.act"].threshold.fill_(0.5)
     attach(small_model, gates)
     states = hidden_states(small_model, inputs)
     s = states["hidden1"]

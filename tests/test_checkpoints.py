@@ -61,10 +61,10 @@ def test_not_a_checkpoint(tmp_path):
 def test_gates_save_apart_from_the_base_and_check_the_fit(tmp_path, small_model):
     gates = GateSet.for_model(small_model)
     with torch.no_grad():
-        gates["hidden2"].threshold.uniform_()
+        gates["hidden.hidden2.act"].threshold.uniform_()
     path = save_gates(tmp_path / "g.pt", gates)
     assert path.stat().st_size < 20_000
     loaded = load_gates(path, small_model)
-    assert torch.equal(loaded["hidden2"].threshold, gates["hidden2"].threshold)
-    with pytest.raises(CheckpointError, match="gates do not fit the model"):
+    assert torch.equal(loaded["hidden.hidden2.act"].threshold, gates["hidden.hidden2.act"].threshold)
+    with pytest.raises(CheckpointError, match="holds a mode for another model .* has 16 neurons on axis -1, the layer has 8"):
         load_gates(path, FoundationMLP(MLPConfig(hidden=(32, 8))))

@@ -29,18 +29,20 @@ def test_raising_a_threshold_silences_a_neuron_under_the_hard_gate(small_model, 
     gates = GateSet.for_model(small_model, hard=True)
     attach(small_model, gates)
     with torch.no_grad():
-        gates["hidden2"].threshold[3] = 1e9
+        gates["hidden.hidden2.act"].threshold[3] = 1e9
     out = small_model.hidden["hidden2"](small_model.hidden["hidden1"](inputs))
     assert (out[:, 3] == 0).all() and (out[:, :3] != 0).any()
 
 
 def test_gate_on_layer_of_wrong_size_is_refused(small_model):
-    wrong = GateSet({"hidden1": DopamineGate(99)})
-    with pytest.raises(ValueError, match="99 neurons, the layer has 32"):
+    wrong = GateSet({"hidden.hidden1.act": DopamineGate(99)})
+    with pytest.raises(ValueError, match="99 neurons on axis -1, the layer has 32 on axis -1"):
         attach(small_model, wrong)
-    with pytest.raises(ValueError, match="unknown hidden layers"):
-        GateSet.for_model(small_model, layers=["hidden7"])
-    with pytest.raises(ValueError, match="gate has 5 neurons but the layer gives 3"):
+    with pytest.raises(ValueError, match="gate for 'hidden1', but FoundationMLP has no module of that name"):
+        attach(small_model, GateSet({"hidden1": DopamineGate(32)}))
+    with pytest.raises(ValueError, match="target 'hidden7' matches no module"):
+        GateSet.for_model(small_model, targets=["hidden7"])
+    with pytest.raises(ValueError, match=r"gate has 5 neurons on axis -1, but the layer gives a tensor of shape \(1, 3\)"):
         DopamineGate(5)(torch.zeros(1, 3), torch.zeros(1, 3))
 
 

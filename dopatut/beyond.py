@@ -1,0 +1,128 @@
+"""Chapter 9's experiment: the course's methods, put by target on a small vision transformer.
+
+    base = foundation(0, VIT_SPECS["mixture"])             # trained once (about 20 s), then cached
+    lrs = choose_lrs(base)                                 # each arm's learning rate, chosen on validation data
+    runs = run_arms(base, lrs, seeds=(0, 1, 2))            # arm -> [Result], one per seed
+    compare.summarise(runs), compare.differences(runs)     # the tables of chapter 5, for the transformer
+
+An *arm* is a method and where it goes: LoRA on the attention projections (PEFT's usual targets) and LoRA
+on the MLP are two arms of one method. The budget, fixed to fit the chapter in CI (and said there): the
+foundation trains `VIT_EPOCHS` epochs on the 50/50 mixture (or on upright digits only); each arm one epoch
+over the 50,000 "train" images at 45°, at the learning rate that scores best on the validation split after
+one epoch on the first `GRID_IMAGES` of them.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import torch
+
+from .data import mode_data
+from .gate import GateSet, hardened
+from .methods import apply_method
+from .pipeline import FoundationSpec, Result, specialise_many
+from .train import TrainConfig, evaluate, fit, seed_everything
+from .vit import ViTConfig
+
+VIT = ViTConfig()  # 7x7 patches, width 48, 2 blocks, 4 heads, MLP 192: 60,394 parameters
+VIT_EPOCHS = 3
+VIT_SPECS = {"mixture": FoundationSpec(VIT, (0.0, 45.0), train=TrainConfig(epochs=VIT_EPOCHS, lr=3e-3)),
+             "upright": FoundationSpec(VIT, (0.0,), train=TrainConfig(epochs=VIT_EPOCHS, lr=3e-3))}
+ARMS = {  # arm -> (method, apply_method options)
+    "dopamine": ("dopamine", {}),
+    "gain_only": ("gain_only", {}),
+    "lora_attn": ("lora", {"targets": ["qkv", "proj"]}),
+    "lora_mlp": ("lora", {"targets": ["fc1", "fc2"]}),
+    "head": ("head", {}),
+    "full": ("full", {}),
+}
+_GATE_LRS = (1e-2, 3e-2, 1e-1)
+LR_GRID = {"dopamine": _GATE_LRS, "gain_only": _GATE_LRS, "lora_attn": (1e-3, 3e-3, 1e-2),
+           "lora_mlp": (1e-3, 3e-3, 1e-2), "head": (3e-3, 1e-2, 3e-2), "full": (3e-4, 1e-3, 3e-3)}
+GRID_IMAGES = 10_000
+
+
+def _arm(name: str) -> tuple[str, dict]:
+    if name not in ARMS:
+        raise ValueError(f"unknown arm {name!r}; expected one of {', '.join(ARMS)}")
+    return ARMS[name]
+
+
+def choose_lrs(base, arms=tuple(ARMS), angle_deg: float = 45.0) -> dict[str, tuple[float, dict[float, float]]]:
+    """arm -> (chosen learning rate, {rate: validation accuracy}); each grid one stacked run, seed 0."""
+    out = {}
+    for arm in arms:
+        method, options = _arm(arm)
+        rates = LR_GRID[arm]
+        pairs = specialise_many([base] * len(rates), method, [0] * len(rates), angle_deg=angle_deg,
+                                eval_angles=(angle_deg,), split="val", progress=False, train_limit=GRID_IMAGES,
+                                configs=[TrainConfig(epochs=1, lr=lr, seed=0) for lr in rates], **options)
+        scores = {lr: r.accuracy[f"{angle_deg:g}"] for lr, (_, r) in zip(rates, pairs)}
+        out[arm] = (max(scores, key=scores.get), scores)
+    return out
+
+
+def run_arms(base, lrs: dict, seeds=(0, 1, 2), arms=None, angle_deg: float = 45.0,
+             progress: bool = True) -> tuple[dict[str, list[Result]], dict[str, list]]:
+    """Each arm at its chosen rate, one stacked run over `seeds`: (arm -> [Result], arm -> [model])."""
+    runs, models = {}, {}
+    for arm in arms or lrs:
+        method, options = _arm(arm)
+        lr = lrs[arm][0] if isinstance(lrs[arm], tuple) else lrs[arm]
+        pairs = specialise_many([base] * len(seeds), method, list(seeds), TrainConfig(epochs=1, lr=lr),
+                                angle_deg=angle_deg, progress=progress, **options)
+        models[arm], runs[arm] = [m for m, _ in pairs], [r for _, r in pairs]
+        for r in runs[arm]:
+            r.method = arm
+    return runs, models
+
+
+@torch.no_grad()
+def firing_by_block(model, angle_deg: float = 45.0, n: int = 10_000) -> dict[str, float]:
+    """Gate name -> the fraction of (image, token, neuron) whose hard gate is open, on `n` test images."""
+    x, _ = mode_data("test", angle_deg)
+    with hardened(model):
+        model.eval()
+        model(x[:n])
+    return {name: g.last_gate.mean().item() for name, g in GateSet.of(model).items()}
+
+
+def gate_movement(models) -> dict[str, dict[str, float]]:
+    """Gate name -> mean |tau - tau at init| and mean |g - 1| over neurons, averaged over the models."""
+    out = {}
+    for model in models:
+        fresh = GateSet.for_model(model)  # gates as they start: tau at the activation's OPEN_AT, g = 1
+        for (name, g), g0 in zip(GateSet.of(model).items(), fresh.values()):
+            row = out.setdefault(name, {"threshold": 0.0, "gain": 0.0})
+            row["threshold"] += (g.threshold - g0.threshold).abs().mean().item() / len(models)
+            row["gain"] += (g.gain - 1).abs().mean().item() / len(models)
+    return out
+
+
+def peft_cross_check(base, lr: float, targets=("qkv", "proj"), rank: int = 4, seed: int = 0,
+                     angle_deg: float = 45.0) -> dict[str, float]:
+    """dopatut's LoRA and Hugging Face PEFT's on the same targets, from the same A and B, trained the same way
+    (one epoch, same data order): test accuracy at `angle_deg` of each."""
+    from peft import LoraConfig, get_peft_model
+
+    seed_everything(seed)
+    ours = apply_method(base, "lora", targets=list(targets), rank=rank, verbose=False)
+    theirs = get_peft_model(copy.deepcopy(base), LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0,
+                                                            target_modules=list(targets)))
+    with torch.no_grad():  # PEFT's A and B take ours: the same starting point, so any gap is the implementation
+        for name, module in ours.named_modules():
+            if hasattr(module, "lora_A") and isinstance(module.lora_A, torch.nn.Parameter):
+                twin = theirs.base_model.model.get_submodule(name)
+                twin.lora_A["default"].weight.copy_(module.lora_A)
+                twin.lora_B["default"].weight.copy_(module.lora_B)
+    x, y = mode_data("train", angle_deg)
+    test = mode_data("test", angle_deg)
+    config = TrainConfig(epochs=1, lr=lr, seed=seed)
+    out = {}
+    for label, model in (("dopatut", ours), ("peft", theirs)):
+        fit(model, x, y, replace(config), progress=False)
+        out[label] = evaluate(model, *test)
+    out["trainable"] = {label: sum(p.numel() for p in m.parameters() if p.requires_grad)
+                        for label, m in (("dopatut", ours), ("peft", theirs))}
+    return out

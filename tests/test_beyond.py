@@ -1,0 +1,49 @@
+"""Chapter 9's helpers: arms by name, PEFT's LoRA computing what dopatut's does, gate statistics."""
+import copy
+
+import pytest
+import torch
+
+from dopatut import beyond
+from dopatut.gate import GateSet
+from dopatut.methods import apply_method
+from dopatut.vit import VisionTransformer, ViTConfig
+
+
+def small_vit():
+    torch.manual_seed(0)
+    return VisionTransformer(ViTConfig(width=16, depth=2, heads=2)).requires_grad_(False)
+
+
+def test_peft_lora_on_the_same_targets_computes_what_dopatut_lora_does():
+    peft = pytest.importorskip("peft")
+    base = small_vit()
+    ours = apply_method(base, "lora", targets=["qkv", "proj"], verbose=False)
+    theirs = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=4, lora_alpha=4, lora_dropout=0.0,
+                                                                      target_modules=["qkv", "proj"]))
+    with torch.no_grad():
+        for name, module in ours.named_modules():
+            if hasattr(module, "merged"):
+                module.lora_B.normal_()  # B != 0, so the deltas count
+                twin = theirs.base_model.model.get_submodule(name)
+                twin.lora_A["default"].weight.copy_(module.lora_A)
+                twin.lora_B["default"].weight.copy_(module.lora_B)
+    x = torch.randn(5, 784)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5) and not torch.allclose(ours(x), base(x), atol=1e-3)
+    assert (sum(p.numel() for p in ours.parameters() if p.requires_grad)
+            == sum(p.numel() for p in theirs.parameters() if p.requires_grad) == 2 * 4 * (16 + 48 + 16 + 16))
+
+
+def test_unknown_arm_is_refused():
+    with pytest.raises(ValueError, match="unknown arm 'lora_everywhere'; expected one of dopamine, gain_only"):
+        beyond.run_arms(small_vit(), {"lora_everywhere": 1e-3})
+
+
+def test_gate_movement_is_zero_at_init_and_sees_a_moved_threshold():
+    model = apply_method(small_vit(), "dopamine", verbose=False)
+    assert beyond.gate_movement([model]) == {"blocks.0.mlp.act": {"threshold": 0.0, "gain": 0.0},
+                                              "blocks.1.mlp.act": {"threshold": 0.0, "gain": 0.0}}
+    with torch.no_grad():
+        GateSet.of(model)["blocks.1.mlp.act"].threshold[:16] += 2.0  # 16 of 64 neurons by 2: a mean of 0.5
+    assert beyond.gate_movement([model])["blocks.1.mlp.act"]["threshold"] == pytest.approx(0.5)
