@@ -304,6 +304,45 @@ def bench_lora(base, epochs: int, repeats: int) -> dict:
     return out
 
 
+# ---------------------------------------------------------------- 3b: the transformer of chapter 9
+def saved_bytes(model, x, y) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of one training step (activation memory)."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return total
+
+
+def bench_transformer(repeats: int, quick: bool) -> dict:
+    """Chapter 9's transformer: its foundation trained from nothing, then Dopamine against LoRA on attention:
+    time per training step (interleaved, best of) and memory (activations kept for backward, Adam's state)."""
+    from dopatut import beyond
+    spec = beyond.VIT_SPECS["mixture"]
+    if quick:
+        spec = FoundationSpec(spec.model, spec.angles, train=TrainConfig(epochs=1, lr=3e-3))
+    start = time.perf_counter()
+    base = foundation(0, spec, cache=False, progress=False)
+    out = {"foundation_seconds": time.perf_counter() - start, "foundation_epochs": spec.train.epochs,
+           "foundation_accuracy": base.meta["accuracy"]}
+    x, y = mode_data("train", ANGLE_DEG, limit=4096)
+    models = {arm: apply_method(base, method, verbose=False, **options)
+              for arm, (method, options) in beyond.ARMS.items() if arm in ("dopamine", "lora_attn")}
+    fns = {arm: train_steps(m, x, y, adam([p for p in m.parameters() if p.requires_grad], 1e-3), 20)
+           for arm, m in models.items()}
+    out["seconds_per_step"] = {k: v / 20 for k, v in interleaved_best(fns, repeats + 2).items()}
+    out["activation_mb"] = {arm: saved_bytes(m, x[:BATCH], y[:BATCH]) / 2**20 for arm, m in models.items()}
+    out["n_trainable"] = {arm: sum(p.numel() for p in m.parameters() if p.requires_grad) for arm, m in models.items()}
+    out["adam_state_kb"] = {arm: 2 * 4 * n / 1024 for arm, n in out["n_trainable"].items()}  # two moments, float32
+    return out
+
+
 # ---------------------------------------------------------------- 4: one seed, in a child process
 def spec_for(quick: bool) -> FoundationSpec:
     """The book's foundation (the protocol's epochs on the 50k mixture), or a 1-epoch one for --quick."""
@@ -433,6 +472,22 @@ def summarise(r: dict) -> tuple[list[dict], list[dict]]:
         goals.append(goal("peak resident memory of one seed", sd["peak_rss_mb"], "<", 2000, ",.0f", " MB"))
         rows.append({"name": "one seed, whole pipeline (s; with Python start-up)",
                      "dopatut": f"{sd['seconds_pipeline']:.1f} ({sd['seconds_process']:.1f})"})
+    tr = r.get("transformer")
+    if tr:
+        acc = ", ".join(f"{a} deg {v:.1%}" for a, v in tr["foundation_accuracy"].items())
+        rows.append({"name": f"transformer foundation, {tr['foundation_epochs']} epochs from nothing (s; test {acc})",
+                     "dopatut": f"{tr['foundation_seconds']:.1f}"})
+        goals.append(goal("transformer foundation from an empty cache", tr["foundation_seconds"], "<", 60, ".1f", " s"))
+        step, mem = tr["seconds_per_step"], tr["activation_mb"]
+        rows.append({"name": "transformer: ms per training step, Dopamine vs LoRA on attention (r=4)",
+                     "dopatut": f"{1e3 * step['dopamine']:.2f}", "reference": f"{1e3 * step['lora_attn']:.2f}",
+                     "ratio": step["lora_attn"] / step["dopamine"]})
+        rows.append({"name": f"transformer: MB kept for backward per batch of {BATCH}, Dopamine vs LoRA on attention",
+                     "dopatut": f"{mem['dopamine']:.1f}", "reference": f"{mem['lora_attn']:.1f}",
+                     "ratio": mem["lora_attn"] / mem["dopamine"]})
+        rows.append({"name": "transformer: trainable parameters (Adam state, kB), Dopamine vs LoRA on attention",
+                     "dopatut": f"{tr['n_trainable']['dopamine']:,} ({tr['adam_state_kb']['dopamine']:.0f})",
+                     "reference": f"{tr['n_trainable']['lora_attn']:,} ({tr['adam_state_kb']['lora_attn']:.0f})"})
     goals.append(goal("whole book execution, empty cache (pytest --nbmake book)", book and book["seconds"], "<", 300,
                       ",.0f", " s", note=(f"measured {book['date']}; " + ("the cache was warm" if book.get("cache_warm")
                                           else "cache empty: the ten-seed comparison on two foundations trained")
@@ -549,6 +604,7 @@ def main(argv=None) -> int:
         base = r.pop("base")
         section("lora", bench_lora, base, epochs, repeats)
         section("inference", bench_inference, base, 10 if not args.quick else 2)
+    section("transformer", bench_transformer, repeats, args.quick)
     book_file = args.out / "book.json"
     if args.book:
         section("book", run_book, book_file, user_env)

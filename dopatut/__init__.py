@@ -4,6 +4,8 @@ from .gate import DopamineGate, GateSet, Modes, attach, detach, hardened, set_ha
 from .lora import LoRAConfig, LoRALinear, merge_lora, unmerge_lora
 from .methods import METHODS, apply_method, trainable_summary
 from .model import FoundationMLP, MLPConfig, count_parameters, freeze
+from .targets import find_targets
 from .train import TrainConfig, evaluate, fit, seed_everything
+from .vit import VisionTransformer, ViTConfig
 
 __version__ = "0.1.0"

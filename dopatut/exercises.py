@@ -296,3 +296,30 @@ def train_with_gate(base, soft_gate, hard_gate, config, angle_deg: float = 45.0,
     fit_many([model], x, y, config, progress=progress, desc="your gate")
     with hardened(model):
         return model, evaluate(model, *mode_data("test", angle_deg))
+
+
+# ---------------------------------------------------------------- chapter 9: methods by target
+def check_last_block_attention(pattern) -> bool:
+    """`pattern` (a regular expression on the whole module name) should select the attention projections of the
+    transformer's last block, and nothing else: blocks.1.attn.qkv and blocks.1.attn.proj."""
+    from torch import nn
+
+    from .targets import find_targets
+    from .vit import VisionTransformer, ViTConfig
+
+    if pattern is NotImplemented or pattern is None:
+        return _report(["the pattern is not written yet: replace NotImplemented with a string such as r\"...\"."])
+    expected = ["blocks.1.attn.qkv", "blocks.1.attn.proj"]
+    model = VisionTransformer(ViTConfig())
+    try:
+        found = find_targets(model, pattern, (nn.Linear,), "LoRA layers")
+    except ValueError as err:
+        return _report([f"dopatut refused the pattern: {err}"])
+    problems = []
+    if sorted(found) != sorted(expected):
+        extra, missing = sorted(set(found) - set(expected)), sorted(set(expected) - set(found))
+        problems.append(f"the pattern selects {found}; " + "; ".join(
+            part for part in (f"it should not select {extra}" if extra else "",
+                              f"it misses {missing}" if missing else "") if part)
+                        + ". Hint: the whole name must match, and '.' matches any character unless escaped.")
+    return _report(problems)

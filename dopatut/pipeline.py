@@ -141,13 +141,15 @@ class Result:
 
 def specialise_many(bases, method: str, seeds, config: TrainConfig | None = None, angle_deg=45.0,
                     eval_angles=(0.0, 45.0), split: str = "test", progress: bool = True,
-                    train_limit: int | None = None, configs=None, curve: bool = False, **method_kwargs):
+                    train_limit: int | None = None, configs=None, curve: bool = False, soft: bool = True,
+                    **method_kwargs):
     """Adapt a copy of each base (one per seed) to one mode with `method`, all in one stacked run.
 
     Model i starts from bases[i] with seed seeds[i] (LoRA's A is drawn from it, and the data order).
     angle_deg: the mode, or one per model (each then trains on its own angle's images).
     config: one TrainConfig for all (its seed is replaced by each model's), or `configs`, one per model.
-    Returns [(model, Result)], accuracies on `split` ("test" or "val") at `eval_angles` (None: each model's own).
+    Returns [(model, Result)], accuracies on `split` ("test" or "val") at `eval_angles` (None: each model's own);
+    gate methods with hard gates, and also soft unless soft=False.
     """
     seeds = check_seeds(seeds, distinct=False)  # a grid runs one seed with several settings
     check_limit(train_limit, "train", "train_limit")
@@ -177,10 +179,10 @@ def specialise_many(bases, method: str, seeds, config: TrainConfig | None = None
     out = []
     for model, c, angle in zip(models, curves, angles):
         evals = {f"{a:g}": mode_data(split, a, device) for a in (eval_angles or (angle,))}
-        soft = {k: evaluate(model, *xy) for k, xy in evals.items()} if gates_of(model) else {}
+        soft_acc = {k: evaluate(model, *xy) for k, xy in evals.items()} if soft and gates_of(model) else {}
         with hardened(model):
             hard = {k: evaluate(model, *xy) for k, xy in evals.items()}
-        out.append((model, Result(method, count_parameters(model)[0], hard, soft, seconds, c)))
+        out.append((model, Result(method, count_parameters(model)[0], hard, soft_acc, seconds, c)))
     return out
 
 

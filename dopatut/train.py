@@ -87,7 +87,9 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 10_000) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Logits in eval mode, in batches of `batch_size` (default: the model's `eval_batch_size`, else 10,000)."""
+    batch_size = batch_size or getattr(model, "eval_batch_size", 10_000)
     was_training = model.training
     model.eval()
     out = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
@@ -95,7 +97,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 10_000) 
     return out
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 10_000) -> float:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None) -> float:
     """Accuracy in [0, 1]."""
     return (predict_logits(model, x, batch_size).argmax(1) == y).float().mean().item()
 

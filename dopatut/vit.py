@@ -90,6 +90,8 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
+    eval_batch_size = 500  # evaluation in batches this size: 17 tokens x 192 neurons of 10,000 images overflow the caches
+
     def __init__(self, config: ViTConfig = ViTConfig()):
         super().__init__()
         self.config = config

@@ -193,3 +193,15 @@ def test_adam_shares_name_the_row_fit_used():
     assert adam_shares(steps) == (FUSED_ADAM, pytest.approx(0.2), pytest.approx(0.5))
     del steps[FUSED_ADAM]  # a torch without a fused Adam: fit used the default
     assert adam_shares(steps) == (PLAIN_ADAM, pytest.approx(0.5), pytest.approx(0.5))
+
+
+def test_saved_bytes_counts_what_backward_keeps(bench):
+    """A frozen first layer keeps nothing for its weight; the kept bytes grow with the batch."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    full = bench.saved_bytes(model, x, y)
+    assert bench.saved_bytes(model, torch.cat([x, x]), torch.cat([y, y])) > 1.9 * full - 64
+    model[0].requires_grad_(False)
+    assert bench.saved_bytes(model, x, y) <= full - 8 * 6 * 4  # x itself is no longer kept for W1's gradient
+    assert all(p.grad is None for p in model.parameters())

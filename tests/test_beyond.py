@@ -36,7 +36,7 @@ def test_peft_lora_on_the_same_targets_computes_what_dopatut_lora_does():
 
 
 def test_unknown_arm_is_refused():
-    with pytest.raises(ValueError, match="unknown arm 'lora_everywhere'; expected one of dopamine, gain_only"):
+    with pytest.raises(ValueError, match="unknown arm .lora_everywhere.; expected one of dopamine, dopamine_at_0, gain_only"):
         beyond.run_arms(small_vit(), {"lora_everywhere": 1e-3})
 
 

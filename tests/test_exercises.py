@@ -98,3 +98,17 @@ def test_checker_accepts_the_reference_and_names_each_mistake(check, capsys):
         assert not ok and words in out, (words, out)
         rejected += 1
     assert rejected >= 3
+
+
+def test_last_block_attention_check_answers_back(capsys):
+    from dopatut.exercises import check_last_block_attention
+    assert check_last_block_attention(r"blocks\.1\.attn\.(qkv|proj)")
+    assert check_last_block_attention(["blocks.1.attn.qkv", "blocks.1.attn.proj"])
+    assert not check_last_block_attention(NotImplemented)
+    assert "not written yet" in capsys.readouterr().out
+    assert not check_last_block_attention(r"blocks\.\d\.attn\.(qkv|proj)")
+    assert "it should not select ['blocks.0.attn.proj', 'blocks.0.attn.qkv']" in capsys.readouterr().out
+    assert not check_last_block_attention(r"blocks\.1\.attn\.qkv")
+    assert "it misses ['blocks.1.attn.proj']" in capsys.readouterr().out
+    assert not check_last_block_attention(r"blocks\.1\.mlp\.act")
+    assert "dopatut refused the pattern: LoRA layers need modules of kind Linear" in capsys.readouterr().out

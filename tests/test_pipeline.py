@@ -75,3 +75,19 @@ def test_specialise_many_trains_each_model_on_its_own_angle(cache, monkeypatch):
     assert alone.accuracy == r90.accuracy
     with pytest.raises(ValueError, match="one base and one angle per seed"):
         specialise_many([base], "dopamine", [0, 1], config, progress=False)
+
+
+def test_a_transformer_foundation_is_cached_under_its_own_name_and_soft_can_be_skipped(cache, monkeypatch):
+    from dopatut.vit import VisionTransformer, ViTConfig
+    monkeypatch.setenv("DOPATUT_CACHE", str(cache))
+    spec = FoundationSpec(model=ViTConfig(width=16, depth=1, heads=2), train=TrainConfig(epochs=1, batch_size=512))
+    assert "foundation-vit-p7-w16-d1-h2-r4-a0_45-s0-" in foundation_path(spec, 0).name
+    base = foundation(0, spec, progress=False)
+    assert isinstance(base, VisionTransformer) and foundation_path(spec, 0).exists()
+    again = foundation(0, spec, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(), again.state_dict().values()))
+    _, result = specialise_many([base], "dopamine", [0], TrainConfig(epochs=1, lr=1e-2, batch_size=512),
+                                progress=False, train_limit=2000, soft=False)[0]
+    assert result.soft_accuracy == {} and set(result.accuracy) == {"0", "45"}
+    with pytest.raises(ValueError, match="a foundation's model is an MLPConfig or a ViTConfig, got 'mlp'"):
+        foundation(0, replace(spec, model="mlp"), cache=False, progress=False)
