@@ -10,7 +10,9 @@ target (`GateSet.for_model(model, targets=...)`), and reads the activation's inp
 starts where the hard gate is open for the activation: tau = 0 for ReLU, which already silences z <= 0, so
 the gate is exactly the identity. GELU and SiLU are not zero below 0: a step at 0 would cut their negative
 lobe (down to -0.17 and -0.28), so their tau starts at OPEN_AT, below which they are within 5e-4 of zero:
-the hard gate is then exactly the identity wherever z > tau, and off by less than 5e-4 below it.
+the hard gate is then exactly the identity wherever z > tau, and off by less than 5e-4 below it. The price:
+there the soft gate is near 1 for every drive, so tau barely learns and the gate acts as a gain (chapter 9);
+`threshold_init=0.0` is the other choice, a gate that selects neurons but changes the model at init.
 The gates of one mode form a `GateSet`; `Modes` keeps several named sets on one base.
 """
 from __future__ import annotations

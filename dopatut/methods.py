@@ -27,11 +27,11 @@ GATE_METHODS = ("dopamine", "gain_only", "threshold_only")
 DESCRIPTIONS = {
     "frozen": "the foundation as it is, nothing trained",
     "dopamine": "a threshold and a gain per hidden neuron",
-    "gain_only": "a gain per hidden neuron, thresholds fixed at 0 (IA3-style)",
+    "gain_only": "a gain per hidden neuron, thresholds fixed where the gate is open (0 on ReLU; IA3-style)",
     "threshold_only": "a threshold per hidden neuron, gains fixed at 1",
     "bitfit": "biases only",
     "head": "the output layer only",
-    "lora": "low-rank deltas B A on every linear layer",
+    "lora": "low-rank deltas B A on every linear layer (or the targets named)",
     "full": "every weight",
 }
 
