@@ -109,7 +109,8 @@ def goal(name: str, value, op: str, target: float, fmt: str, unit: str = "", not
 def parse_durations(pytest_output: str) -> dict[str, float]:
     """Seconds per notebook from `pytest --durations=0` lines like '12.34s call book/01_modes.ipynb::...'."""
     out: dict[str, float] = {}
-    for m in re.finditer(r"^([\d.]+)s (?:setup|call|teardown)\s+(\S+?\.ipynb)", pytest_output, re.M):
+    # a notebook's own item (book/x.ipynb::...), not a test whose parameter names a notebook (tests/...[x.ipynb])
+    for m in re.finditer(r"^([\d.]+)s (?:setup|call|teardown)\s+((?:\S+/)?[^/\s:]+\.ipynb)::", pytest_output, re.M):
         out[Path(m.group(2)).name] = out.get(Path(m.group(2)).name, 0.0) + float(m.group(1))
     return out
 

@@ -100,6 +100,7 @@ def test_parse_durations_sums_phases_per_notebook(bench):
            "12.50s call     book/02_foundation.ipynb::02_foundation\n"
            "0.50s setup    book/02_foundation.ipynb::02_foundation\n"
            "3.00s call     book/01_modes.ipynb::01_modes\n"
+           "30.45s call     tests/test_colab.py::test_a_chapter_runs[01_modes.ipynb]\n"
            "1 passed in 16.0s\n")
     assert bench.parse_durations(out) == {"02_foundation.ipynb": 13.0, "01_modes.ipynb": 3.0}
 
