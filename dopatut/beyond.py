@@ -138,7 +138,8 @@ def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45
 
     from .stats import mean_std
 
-    fig, axes = plt.subplots(1, len(runs_by_kind), figsize=(7.5, 3.3), sharey=True, squeeze=False)
+    # each panel its own y range: on the mixture foundation the arms lie within a point or two
+    fig, axes = plt.subplots(1, len(runs_by_kind), figsize=(7.5, 3.3), squeeze=False)
     colors = dict(zip(ARMS, ("tab:orange", "tab:brown", "tab:red", "tab:blue", "tab:cyan", "tab:purple", "tab:green")))
     for ax, (kind, runs) in zip(axes[0], runs_by_kind.items()):
         for arm, results in runs.items():

@@ -47,3 +47,15 @@ def test_gate_movement_is_zero_at_init_and_sees_a_moved_threshold():
     with torch.no_grad():
         GateSet.of(model)["blocks.1.mlp.act"].threshold[:16] += 2.0  # 16 of 64 neurons by 2: a mean of 0.5
     assert beyond.gate_movement([model])["blocks.1.mlp.act"]["threshold"] == pytest.approx(0.5)
+
+
+def test_plot_arms_gives_each_foundation_its_own_panel_and_scale():
+    from dopatut.pipeline import Result
+    runs = {"mixture": {"frozen": [Result("frozen", 0, {"45": 0.944})] * 2,
+                        "dopamine": [Result("dopamine", 768, {"45": a}) for a in (0.953, 0.954)]},
+            "upright": {"frozen": [Result("frozen", 0, {"45": 0.5})] * 2,
+                        "dopamine": [Result("dopamine", 768, {"45": a}) for a in (0.76, 0.78)]}}
+    fig = beyond.plot_arms(runs)
+    left, right = fig.axes
+    assert left.get_title() == "mixture foundation" and right.get_title() == "upright foundation"
+    assert left.get_ylim()[0] > 90 and right.get_ylim()[0] < 55  # not one shared scale
