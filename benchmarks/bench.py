@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from dopatut.data import MNIST_MEAN, MNIST_STD, load_mnist, mixture, mode_data, rotate  # noqa: E402
 from dopatut.gate import hardened  # noqa: E402
-from dopatut.lora import lora_layers, merge_lora  # noqa: E402
+from dopatut.lora import merge_lora  # noqa: E402
 from dopatut.methods import apply_method, linear_names  # noqa: E402
 from dopatut.model import FoundationMLP, freeze  # noqa: E402
 from dopatut.perf import (FUSED_ADAM, PLAIN_ADAM, adam_shares, forward_flops, goals_table,  # noqa: E402
@@ -268,16 +268,9 @@ def full_recipe_gap(seed: int = 0) -> dict:
 
 # ---------------------------------------------------------------- 3: LoRA against PEFT
 def peft_lora(base, rank: int, alpha: float, start_from=None):
-    """PEFT's LoRA on a frozen copy of `base`, targeting every linear layer; optionally with `start_from`'s A."""
-    from peft import LoraConfig, get_peft_model
-    targets = linear_names(base)
-    model = get_peft_model(freeze(copy.deepcopy(base)), LoraConfig(
-        r=rank, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0, bias="none"))
-    if start_from is not None:  # the same start as dopatut's LoRA: only the implementations differ
-        with torch.no_grad():
-            for name, layer in zip(targets, lora_layers(start_from)):
-                model.base_model.model.get_submodule(name).lora_A["default"].weight.copy_(layer.lora_A)
-    return model
+    """PEFT's LoRA on a frozen copy of `base`, targeting every linear layer; optionally from `start_from`'s A and B."""
+    from dopatut.beyond import peft_lora as on_targets
+    return on_targets(base, linear_names(base), rank, alpha, start_from)  # PEFT freezes all but its own
 
 
 def bench_lora(base, epochs: int, repeats: int) -> dict:

@@ -20,6 +20,7 @@ import torch
 
 from .data import mode_data
 from .gate import GateSet, hardened
+from .lora import LoRALinear
 from .methods import apply_method
 from .pipeline import FoundationSpec, Result, specialise_many
 from .train import TrainConfig, evaluate, fit, seed_everything
@@ -103,22 +104,32 @@ def gate_movement(models) -> dict[str, dict[str, float]]:
     return out
 
 
+def peft_lora(base, targets, rank: int = 4, alpha: float | None = None, start_from=None):
+    """Hugging Face PEFT's LoRA on a copy of `base` at `targets` (module names); with `start_from` (a model
+    from dopatut's LoRA on the same targets), PEFT's A and B take its values: the same start, so any gap between
+    the two is the implementation."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = list(targets)
+    model = get_peft_model(copy.deepcopy(base), LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha,
+                                                           lora_dropout=0.0, target_modules=targets))
+    if start_from is not None:
+        with torch.no_grad():
+            for name, module in start_from.named_modules():
+                if isinstance(module, LoRALinear):
+                    twin = model.base_model.model.get_submodule(name)
+                    twin.lora_A["default"].weight.copy_(module.lora_A)
+                    twin.lora_B["default"].weight.copy_(module.lora_B)
+    return model
+
+
 def peft_cross_check(base, lr: float, targets=("qkv", "proj"), rank: int = 4, seed: int = 0,
                      angle_deg: float = 45.0) -> dict[str, float]:
     """dopatut's LoRA and Hugging Face PEFT's on the same targets, from the same A and B, trained the same way
     (one epoch, same data order): test accuracy at `angle_deg` of each."""
-    from peft import LoraConfig, get_peft_model
-
     seed_everything(seed)
     ours = apply_method(base, "lora", targets=list(targets), rank=rank, verbose=False)
-    theirs = get_peft_model(copy.deepcopy(base), LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0,
-                                                            target_modules=list(targets)))
-    with torch.no_grad():  # PEFT's A and B take ours: the same starting point, so any gap is the implementation
-        for name, module in ours.named_modules():
-            if hasattr(module, "lora_A") and isinstance(module.lora_A, torch.nn.Parameter):
-                twin = theirs.base_model.model.get_submodule(name)
-                twin.lora_A["default"].weight.copy_(module.lora_A)
-                twin.lora_B["default"].weight.copy_(module.lora_B)
+    theirs = peft_lora(base, targets, rank, start_from=ours)
     x, y = mode_data("train", angle_deg, limit=ADAPT_IMAGES)
     test = mode_data("test", angle_deg)
     config = TrainConfig(epochs=1, lr=lr, seed=seed)
