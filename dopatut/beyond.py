@@ -1,6 +1,7 @@
 """Chapter 9's experiment: the course's methods, put by target on a small vision transformer.
 
-    base = foundation(0, VIT_SPECS["mixture"])             # trained once (about 20 s), then cached
+    bases = vit_foundations(seed=0)                        # both foundations, trained in one stack, then cached
+    base = bases["mixture"]
     lrs = choose_lrs(base)                                 # each arm's learning rate, chosen on validation data
     runs = run_arms(base, lrs, seeds=(0, 1, 2))            # arm -> [Result], one per seed
     compare.summarise(runs), compare.differences(runs)     # the tables of chapter 5, for the transformer
@@ -22,7 +23,7 @@ from .data import mode_data
 from .gate import GateSet, hardened
 from .lora import LoRALinear
 from .methods import apply_method
-from .pipeline import FoundationSpec, Result, specialise_many
+from .pipeline import FoundationSpec, Result, foundations, specialise_many
 from .train import TrainConfig, evaluate, fit, seed_everything
 from .vit import ViTConfig
 
@@ -44,6 +45,11 @@ LR_GRID = {"dopamine": _GATE_LRS, "dopamine_at_0": _GATE_LRS, "gain_only": _GATE
            "lora_mlp": (3e-3, 1e-2, 3e-2), "head": (1e-3, 3e-3, 1e-2), "full": (3e-4, 1e-3, 3e-3)}
 ADAPT_IMAGES = 10_000
 GRID_IMAGES = 5_000
+
+
+def vit_foundations(seed: int = 0) -> dict:
+    """kind -> the transformer foundation of VIT_SPECS for `seed`; missing ones train together in one stack."""
+    return dict(zip(VIT_SPECS, foundations([seed] * len(VIT_SPECS), list(VIT_SPECS.values()))))
 
 
 def _arm(name: str) -> tuple[str, dict]:

@@ -79,48 +79,81 @@ def _load_foundation(spec: FoundationSpec, seed: int, progress: bool) -> Foundat
     return freeze(model)
 
 
-def _train_foundations(spec: FoundationSpec, seeds: list[int], progress: bool, device) -> list[FoundationMLP]:
-    data = [mixture("train", spec.angles, spec.weights, seed=s, device=device)[:2] for s in seeds]
-    vals = {f"{a:g}": mode_data("val", a, device) for a in spec.angles}
+def _train_foundations(specs: list[FoundationSpec], seeds: list[int], progress: bool,
+                       device) -> list[FoundationMLP]:
+    """Train one foundation per (spec, seed), in as few stacks as they allow (same model and budget)."""
+    groups: dict = {}
+    for i, spec in enumerate(specs):
+        groups.setdefault((spec.model, replace(spec.train, seed=0, lr=1.0)), []).append(i)
+    models = [None] * len(specs)
+    for members in groups.values():
+        for i, model in zip(members, _train_stack([specs[i] for i in members], [seeds[i] for i in members],
+                                                   progress, device)):
+            models[i] = model
+    return models
+
+
+def _train_stack(specs: list[FoundationSpec], seeds: list[int], progress: bool, device) -> list[FoundationMLP]:
+    data = [mixture("train", spec.angles, spec.weights, seed=s, device=device)[:2] for spec, s in zip(specs, seeds)]
+    angles = {f"{a:g}": a for spec in specs for a in spec.angles}
+    vals = {k: mode_data("val", a, device) for k, a in angles.items()}
     models = []
-    for s in seeds:
+    for spec, s in zip(specs, seeds):
         seed_everything(s)
         models.append(build(spec.model).to(device))
+    names = [f"{'+'.join(f'{a:g}' for a in spec.angles)}°, seed {s}" for spec, s in zip(specs, seeds)]
     histories = fit_many(models, torch.stack([x for x, _ in data]), torch.stack([y for _, y in data]),
-                         [replace(spec.train, seed=s) for s in seeds], vals, progress,
-                         desc=f"foundations (seeds {seeds})" if len(seeds) > 1 else f"foundation (seed {seeds[0]})")
-    tests = {f"{a:g}": mode_data("test", a, device) for a in spec.angles}
-    for model, history in zip(models, histories):
-        model.meta = {"accuracy": {k: evaluate(model, *xy) for k, xy in tests.items()}, "loss": history.loss,
-                      "curves": history.accuracy, "seconds": history.seconds, "stacked": len(seeds)}
+                         [replace(spec.train, seed=s) for spec, s in zip(specs, seeds)], vals, progress,
+                         desc=f"foundations ({'; '.join(names)})" if len(seeds) > 1 else f"foundation (seed {seeds[0]})")
+    tests = {k: mode_data("test", a, device) for k, a in angles.items()}
+    for spec, model, history in zip(specs, models, histories):
+        own = [f"{a:g}" for a in spec.angles]  # a stack may hold foundations of other modes: keep this one's
+        model.meta = {"accuracy": {k: evaluate(model, *tests[k]) for k in own}, "loss": history.loss,
+                      "curves": {k: history.accuracy[k] for k in own}, "seconds": history.seconds,
+                      "stacked": len(seeds)}
         freeze(model)
     return models
 
 
-def foundations(seeds, spec: FoundationSpec = FoundationSpec(), cache: bool = True, progress: bool = True,
-                device="cpu") -> list[FoundationMLP]:
-    """The frozen foundations of `seeds` for `spec`: loaded from the cache where there, the rest trained at once.
+def foundations(seeds, spec: FoundationSpec | list[FoundationSpec] = FoundationSpec(), cache: bool = True,
+                progress: bool = True, device="cpu") -> list[FoundationMLP]:
+    """The frozen foundations of `seeds`: loaded from the cache where there, the rest trained at once.
 
-    Each carries `.meta`: its test accuracy at each training angle ("accuracy"), and its validation accuracy
-    at each angle after every epoch ("curves").
+    spec: one FoundationSpec for every seed, or a list with one per seed, so that foundations of different
+    modes train in one stack: foundations([0, 0], [mixture_spec, upright_spec]). Each carries `.meta`: its
+    test accuracy at each of its training angles ("accuracy"), and its validation accuracy at each of them
+    after every epoch ("curves").
     """
-    seeds = check_seeds(seeds)
-    found = {s: _load_foundation(spec, s, progress) for s in seeds} if cache else {s: None for s in seeds}
-    missing = [s for s in seeds if found[s] is None]
+    if isinstance(spec, (list, tuple)):
+        seeds, specs = check_seeds(seeds, distinct=False), list(spec)
+        if len(specs) != len(seeds) or not all(isinstance(s, FoundationSpec) for s in specs):
+            raise ValueError(f"give one FoundationSpec per seed: {len(seeds)} seeds, got {spec!r}")
+        if len(set(zip(specs, seeds))) != len(seeds):
+            raise ValueError(f"each (spec, seed) must be asked for once, got seeds {seeds} with a spec repeated")
+    else:
+        seeds = check_seeds(seeds)
+        specs = [spec] * len(seeds)
+    keys = list(range(len(seeds)))
+    found = {i: _load_foundation(specs[i], seeds[i], progress) for i in keys} if cache else dict.fromkeys(keys)
+    missing = [i for i in keys if found[i] is None]
+
+    def train(which):
+        return dict(zip(which, _train_foundations([specs[i] for i in which], [seeds[i] for i in which],
+                                                  progress, device)))
     if missing and not cache:
-        found.update(zip(missing, _train_foundations(spec, missing, progress, device)))
+        found.update(train(missing))
     elif missing:
         check_writable()  # before training, not after
         with training_lock():  # another process may be training them: wait, then load what it saved
-            found.update({s: _load_foundation(spec, s, progress) for s in missing})
-            missing = [s for s in seeds if found[s] is None]
+            found.update({i: _load_foundation(specs[i], seeds[i], progress) for i in missing})
+            missing = [i for i in keys if found[i] is None]
             if missing:
-                models = _train_foundations(spec, missing, progress, device)
-                for s, model in zip(missing, models):
-                    save_checkpoint(foundation_path(spec, s), base_state_dict(model), "foundation", spec.to_dict(s),
-                                    model.meta)
-                found.update(zip(missing, models))
-    return [found[s].to(device) for s in seeds]  # loaded ones come from the cache on the CPU
+                trained = train(missing)
+                for i, model in trained.items():
+                    save_checkpoint(foundation_path(specs[i], seeds[i]), base_state_dict(model), "foundation",
+                                    specs[i].to_dict(seeds[i]), model.meta)
+                found.update(trained)
+    return [found[i].to(device) for i in keys]  # loaded ones come from the cache on the CPU
 
 
 def foundation(seed: int = 0, spec: FoundationSpec = FoundationSpec(), cache: bool = True,

@@ -63,6 +63,23 @@ def test_foundations_train_together_as_they_would_alone(cache, monkeypatch):
     assert set(pair[0].meta["curves"]) == {"0", "45"} and len(pair[0].meta["curves"]["45"]) == 1  # validation
 
 
+def test_foundations_of_different_modes_train_in_one_stack_as_they_would_alone(cache, monkeypatch):
+    monkeypatch.setenv("DOPATUT_CACHE", str(cache))
+    upright = replace(SPEC, angles=(0.0,))
+    both = foundations([5, 5], [SPEC, upright], progress=False)
+    assert both[0].meta["stacked"] == both[1].meta["stacked"] == 2
+    for spec, model in zip((SPEC, upright), both):
+        alone = foundation(5, spec, cache=False, progress=False)
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), alone.state_dict().values()))
+        assert model.meta["curves"] == alone.meta["curves"] and model.meta["accuracy"] == alone.meta["accuracy"]
+        assert foundation_path(spec, 5).exists()
+    assert set(both[1].meta["accuracy"]) == set(both[1].meta["curves"]) == {"0"}  # only its own mode
+    with pytest.raises(ValueError, match="one FoundationSpec per seed: 1 seeds"):
+        foundations([5], [SPEC, upright], progress=False)
+    with pytest.raises(ValueError, match="asked for once"):
+        foundations([5, 5], [SPEC, SPEC], progress=False)
+
+
 def test_specialise_many_trains_each_model_on_its_own_angle(cache, monkeypatch):
     monkeypatch.setenv("DOPATUT_CACHE", str(cache))
     base = foundation(0, SPEC, progress=False)
