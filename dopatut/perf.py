@@ -48,6 +48,48 @@ def forward_flops(shapes, n_samples: int) -> int:
     return 2 * sum(i * o for i, o in shapes) * n_samples
 
 
+def run_flops(method: str, shapes, n_samples: int, epochs: int = 1, rank: int = 4) -> int:
+    """Matmul FLOPs of one run of `method` on an MLP with `shapes`, as dopatut's fit_many computes it.
+
+    Methods that freeze the first layer's weight (gates, BitFit, head-only) compute its product with the
+    `n_samples` images once (2 in_1 out_1 each), then train on it: every later layer forward, and backward
+    to the first layer's gates or bias (head-only: to the head's weight only). LoRA and full training run
+    the whole network at every step; LoRA adds its rank-r factors on every layer.
+    """
+    from .methods import METHODS
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if method == "frozen":
+        return 0
+    macs = [i * o for i, o in shapes]
+    if method == "full":  # also a foundation: every layer trained
+        return epochs * training_flops(shapes, n_samples)
+    if method == "lora":
+        factors = sum(rank * (i + o) for i, o in shapes)  # A: in x r, B: r x out, per layer
+        per_sample = 2 * sum(macs) + 2 * sum(macs[1:]) + 6 * factors - 2 * rank * shapes[0][0]
+        return epochs * n_samples * per_sample
+    later = 2 * sum(macs[1:])  # the forward of every layer after the precomputed first one
+    backward = 2 * macs[-1] if method == "head" else later
+    return 2 * macs[0] * n_samples + epochs * n_samples * (later + backward)
+
+
+def protocol_flops(protocol=None, shapes=((784, 256), (256, 256), (256, 10)), n_samples: int = 50_000) -> dict:
+    """The protocol's training matmul FLOPs, by part: every seed's foundation, every setting of every grid, and
+    every method on every seed, on each foundation kind. Evaluation is left out (forward passes only)."""
+    from .protocol import LORA_RANK, PROTOCOL
+
+    protocol = protocol or PROTOCOL
+    kinds, seeds = len(protocol.foundations), len(protocol.seeds)
+    methods = [m for m in protocol.grids]
+
+    def run(method):
+        return run_flops(method, shapes, n_samples, protocol.epochs, LORA_RANK)
+    return {"foundations": kinds * seeds * run_flops("full", shapes, n_samples, protocol.foundation_epochs),
+            "settings grids": kinds * sum(len(protocol.grid(m)) * run(m) for m in methods),
+            "ten-seed comparison": kinds * seeds * sum(run(m) for m in methods)}
+
+
 def best_seconds(fn, repeats: int = 3, warmup: int = 1) -> float:
     """The fastest of `repeats` timed calls of fn() after `warmup` untimed ones: the least disturbed run."""
     return interleaved_best({"fn": fn}, repeats, warmup)["fn"]

@@ -11,8 +11,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dopatut.data import load_mnist, rotate, to_inputs
 from dopatut.model import FoundationMLP, MLPConfig
+from dopatut.methods import METHODS, apply_method
 from dopatut.perf import (FUSED_ADAM, PLAIN_ADAM, RESULTS, adam_shares, forward_flops, goals_table, interleaved_best,
-                          linear_shapes, load_results, measures_table, table_html, training_flops)
+                          linear_shapes, load_results, measures_table, protocol_flops, run_flops, table_html,
+                          training_flops)
+from dopatut.protocol import LORA_RANK, PROTOCOL, Protocol
+from dopatut.stack import fit_many
+from dopatut.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,11 +54,40 @@ def test_training_flops_agree_with_torch_counter(hidden):
     assert counter.get_total_flops() == forward_flops(linear_shapes(model), 32)
 
 
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "frozen"])
+def test_run_flops_count_what_fit_many_computes(method):
+    """Every method's count against torch's own counter around a real stacked run: two models, two epochs."""
+    torch.manual_seed(0)
+    base = FoundationMLP(MLPConfig(hidden=(64, 32)))
+    for p in base.parameters():
+        p.requires_grad_(False)
+    models = [apply_method(base, method, verbose=False, **({"rank": LORA_RANK} if method == "lora" else {}))
+              for _ in range(2)]
+    x, y = torch.randn(200, 784), torch.randint(0, 10, (200,))
+    with FlopCounterMode(display=False) as counter:
+        fit_many(models, x, y, [TrainConfig(epochs=2, batch_size=64, seed=s) for s in (0, 1)], progress=False)
+    assert counter.get_total_flops() == 2 * run_flops(method, linear_shapes(base), 200, epochs=2, rank=LORA_RANK)
+
+
+def test_protocol_flops_add_up_its_runs():
+    shapes = [(784, 256), (256, 256), (256, 10)]
+    small = Protocol(seeds=(0, 1), epochs=1, foundation_epochs=2,
+                     grids={"full": {"lr": (1e-3,)}, "head": {"lr": (1e-3, 1e-2)}})
+    parts = protocol_flops(small, shapes, n_samples=100)
+    kinds = len(small.foundations)
+    assert parts["foundations"] == kinds * 2 * 2 * 100 * training_flops(shapes, 1)
+    assert parts["settings grids"] == kinds * (run_flops("full", shapes, 100) + 2 * run_flops("head", shapes, 100))
+    assert parts["ten-seed comparison"] == kinds * 2 * (run_flops("full", shapes, 100) + run_flops("head", shapes, 100))
+    assert sum(protocol_flops().values()) > 2e13  # the book's protocol: over 20 TFLOP of training products
+
+
 def test_counting_errors_name_the_problem():
     with pytest.raises(ValueError, match="no nn.Linear"):
         linear_shapes(nn.ReLU())
     with pytest.raises(ValueError, match="got -1"):
         training_flops([(2, 3)], -1)
+    with pytest.raises(ValueError, match="unknown method 'dopa'"):
+        run_flops("dopa", [(2, 3)], 1)
 
 
 def test_interleaved_best_takes_each_functions_fastest_round_in_turn():
