@@ -6,7 +6,7 @@ from torch import nn
 
 from dopatut.checkpoints import CheckpointError
 from dopatut.gate import OPEN_AT, GatedActivation, GateSet, Modes, attach, detach, hardened
-from dopatut.methods import apply_method
+from dopatut.methods import METHODS, apply_method
 from dopatut.model import FoundationMLP, MLPConfig, count_parameters
 from dopatut.train import TrainConfig, fit
 from dopatut.vit import VisionTransformer, ViTConfig
@@ -68,6 +68,17 @@ def test_a_cnn_gets_one_gate_per_channel():
         gates["features.1"].threshold[2] = 1e9  # silence channel 2 of the first convolution
         silenced = model.features[:2](x.view(-1, 1, 8, 8))
     assert (silenced[:, 2] == 0).all() and (silenced[:, [0, 1, 3]] != 0).any()
+
+
+def test_every_method_goes_on_a_cnn_and_lora_says_what_it_can_wrap():
+    counts = {m: sum(p.numel() for p in apply_method(cnn(), m, verbose=False).parameters() if p.requires_grad)
+              for m in METHODS}
+    assert counts == {"frozen": 0, "dopamine": 2 * (6 + 8), "gain_only": 6 + 8, "threshold_only": 6 + 8,
+                      "bitfit": 6 + 8 + 8 + 3,  # both convolutions' biases, BatchNorm's shift, the head's bias
+                      "head": 128 * 3 + 3, "lora": 4 * (128 + 3),  # rank 4 on the one nn.Linear, the head
+                      "full": (6 * 9 + 6) + (8 * 6 * 9 + 8) + 2 * 8 + (128 * 3 + 3)}
+    with pytest.raises(ValueError, match=r"LoRA layers need modules of kind Linear, .*'features.0' \(Conv2d\)"):
+        apply_method(cnn(), "lora", targets=["features.0"], verbose=False)
 
 
 @pytest.mark.parametrize("act", [nn.GELU, nn.SiLU])
