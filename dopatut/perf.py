@@ -74,14 +74,17 @@ def run_flops(method: str, shapes, n_samples: int, epochs: int = 1, rank: int = 
     return 2 * macs[0] * n_samples + epochs * n_samples * (later + backward)
 
 
-def protocol_flops(protocol=None, shapes=((784, 256), (256, 256), (256, 10)), n_samples: int = 50_000) -> dict:
+def protocol_flops(protocol=None, shapes=None, n_samples: int = 50_000) -> dict:
     """The protocol's training matmul FLOPs, by part: every seed's foundation, every setting of every grid, and
-    every method on every seed, on each foundation kind. Evaluation is left out (forward passes only)."""
+    every method on every seed, on each foundation kind (shapes: the foundation MLP's by default). Evaluation is
+    left out (forward passes only)."""
+    from .model import FoundationMLP
     from .protocol import LORA_RANK, PROTOCOL
 
     protocol = protocol or PROTOCOL
+    shapes = linear_shapes(FoundationMLP()) if shapes is None else shapes
     kinds, seeds = len(protocol.foundations), len(protocol.seeds)
-    methods = [m for m in protocol.grids]
+    methods = list(protocol.grids)  # every method that trains
 
     def run(method):
         return run_flops(method, shapes, n_samples, protocol.epochs, LORA_RANK)
