@@ -21,7 +21,7 @@ import torch
 
 from .data import mode_data
 from .gate import GateSet, hardened
-from .lora import LoRALinear
+from .lora import LORA_LAYERS
 from .methods import apply_method
 from .pipeline import FoundationSpec, Result, foundations, specialise_many
 from .train import TrainConfig, evaluate, fit, seed_everything
@@ -122,10 +122,10 @@ def peft_lora(base, targets, rank: int = 4, alpha: float | None = None, start_fr
     if start_from is not None:
         with torch.no_grad():
             for name, module in start_from.named_modules():
-                if isinstance(module, LoRALinear):
+                if isinstance(module, tuple(LORA_LAYERS.values())):
                     twin = model.base_model.model.get_submodule(name)
                     twin.lora_A["default"].weight.copy_(module.lora_A)
-                    twin.lora_B["default"].weight.copy_(module.lora_B)
+                    twin.lora_B["default"].weight.copy_(module.lora_B.view_as(twin.lora_B["default"].weight))
     return model
 
 

@@ -1,4 +1,4 @@
-"""LoRA for nn.Linear, written from scratch in the shape of PEFT's LoRA layer.
+"""LoRA for nn.Linear (and nn.Conv2d), written from scratch in the shape of PEFT's LoRA layers.
 
     y = W x + b + (alpha / r) * B A x,   A: (r, in) random,  B: (out, r) zeros
 
@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -89,8 +90,51 @@ class LoRALinear(nn.Module):
         return f"rank={self.config.rank}, scaling={self.scaling:g}, merged={self.merged}"
 
 
-def lora_layers(model: nn.Module) -> list[LoRALinear]:
-    return [m for m in model.modules() if isinstance(m, LoRALinear)]
+class LoRAConv2d(nn.Module):
+    """LoRA for nn.Conv2d, as PEFT builds it: A is a convolution with the base's kernel, stride, padding and
+    dilation into r channels, B a 1x1 convolution back to the base's channels:
+
+        y = conv(x, W) + b + (alpha / r) * conv(conv(x, A), B),   A: (r, in, kh, kw) random,  B: (out, r) zeros
+
+    B applied to A's r channels is one kernel of W's shape, B A, so it merges like LoRALinear."""
+
+    def __init__(self, base: nn.Conv2d, config: LoRAConfig = LoRAConfig()):
+        super().__init__()
+        if not isinstance(base, nn.Conv2d):
+            raise TypeError(f"LoRAConv2d wraps an nn.Conv2d, got {type(base).__name__}")
+        if base.groups != 1 or base.padding_mode != "zeros":
+            raise ValueError(f"LoRAConv2d needs groups=1 and zero padding, got groups={base.groups}, "
+                             f"padding_mode={base.padding_mode!r}")
+        self.base = base
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.config = config
+        self.scaling = config.scaling
+        self.lora_A = nn.Parameter(torch.empty(config.rank, base.in_channels, *base.kernel_size))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_channels, config.rank))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # PEFT's default for A
+        self.merged = False
+
+    def delta_weight(self) -> torch.Tensor:
+        return torch.einsum("or,rikl->oikl", self.lora_B, self.lora_A) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        if self.merged:
+            return y
+        low = F.conv2d(x, self.lora_A, None, self.base.stride, self.base.padding, self.base.dilation)
+        return y + F.conv2d(low, self.lora_B[:, :, None, None]) * self.scaling
+
+    # the rest is LoRALinear's: it reads only base, delta_weight(), merged and config
+    weight, bias, merge, unmerge, extra_repr = (LoRALinear.weight, LoRALinear.bias, LoRALinear.merge,
+                                                LoRALinear.unmerge, LoRALinear.extra_repr)
+
+
+LORA_LAYERS = {nn.Linear: LoRALinear, nn.Conv2d: LoRAConv2d}  # the layers LoRA wraps, and their LoRA versions
+
+
+def lora_layers(model: nn.Module) -> list[LoRALinear | LoRAConv2d]:
+    return [m for m in model.modules() if isinstance(m, tuple(LORA_LAYERS.values()))]
 
 
 def merge_lora(model: nn.Module) -> nn.Module:

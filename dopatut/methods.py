@@ -8,7 +8,7 @@ returns a copy of the model with all base weights frozen and only the method's o
 The model itself is never modified. `targets` (see dopatut.targets: a regular expression, a list of names, or
 a module type) says where the method goes; by default:
     gates (dopamine, gain_only, threshold_only): every ReLU, GELU and SiLU module;
-    lora: every nn.Linear;   bitfit: every bias;   head: the module named "head".
+    lora: every nn.Linear and nn.Conv2d;   bitfit: every bias;   head: the module named "head".
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from torch import nn
 
 from .checks import refuse_options
 from .gate import GateSet, attach
-from .lora import LoRAConfig, LoRALinear
+from .lora import LORA_LAYERS, LoRAConfig
 from .model import count_parameters, freeze
 from .targets import find_targets, replace_module
 
@@ -31,7 +31,7 @@ DESCRIPTIONS = {
     "threshold_only": "a threshold per hidden neuron, gains fixed at 1",
     "bitfit": "biases only",
     "head": "the output layer only",
-    "lora": "low-rank deltas B A on every linear layer (or the targets named)",
+    "lora": "low-rank deltas B A on every linear and convolutional layer (or the targets named)",
     "full": "every weight",
 }
 
@@ -41,9 +41,12 @@ def linear_names(model: nn.Module) -> list[str]:
 
 
 def add_lora(model: nn.Module, config: LoRAConfig, targets=None) -> nn.Module:
-    """Replace each target nn.Linear (all of them by default) by a LoRALinear, in place."""
-    for name in find_targets(model, nn.Linear if targets is None else targets, (nn.Linear,), "LoRA layers"):
-        replace_module(model, name, LoRALinear(model.get_submodule(name), config))
+    """Replace each target nn.Linear or nn.Conv2d (all of them by default) by its LoRA version, in place."""
+    kinds = tuple(LORA_LAYERS)
+    for name in find_targets(model, kinds if targets is None else targets, kinds, "LoRA layers"):
+        layer = model.get_submodule(name)
+        lora = next(lora for kind, lora in LORA_LAYERS.items() if isinstance(layer, kind))
+        replace_module(model, name, lora(layer, config))
     return model
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from dopatut.lora import LoRAConfig, LoRALinear, merge_lora, unmerge_lora
+from dopatut.lora import LoRAConfig, LoRAConv2d, LoRALinear, merge_lora, unmerge_lora
 from dopatut.methods import apply_method
 
 
@@ -52,3 +52,35 @@ def test_double_merge_is_refused():
     layer.merge()
     with pytest.raises(RuntimeError, match="already merged"):
         layer.merge()
+
+
+@pytest.mark.parametrize("conv", [dict(kernel_size=3, padding=1), dict(kernel_size=3, stride=2, padding=1),
+                                  dict(kernel_size=(3, 2), dilation=2), dict(kernel_size=1)])
+def test_conv_lora_is_the_base_at_init_and_merges_into_one_kernel(conv):
+    torch.manual_seed(0)
+    base = nn.Conv2d(3, 5, **conv)
+    layer = LoRAConv2d(base, LoRAConfig(rank=2, alpha=3))
+    x = torch.randn(4, 3, 9, 9)
+    assert torch.equal(layer(x), base(x))  # B = 0: exactly the base
+    assert layer.lora_A.shape == (2, 3, *base.kernel_size) and layer.lora_B.shape == (5, 2)
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    unmerged = layer(x)
+    assert not torch.allclose(unmerged, base(x), atol=1e-3)
+    # conv(conv(x, A), B 1x1) is one convolution with the kernel B A: the effective weight
+    assert torch.allclose(unmerged, nn.functional.conv2d(x, layer.weight, layer.bias, base.stride, base.padding,
+                                                         base.dilation), atol=1e-5)
+    w_before = base.weight.clone()
+    merge_lora(layer)
+    assert torch.allclose(layer(x), unmerged, atol=1e-5)
+    unmerge_lora(layer)
+    assert torch.allclose(base.weight, w_before, atol=1e-6) and torch.allclose(layer(x), unmerged, atol=1e-5)
+
+
+def test_conv_lora_refuses_what_it_cannot_merge():
+    with pytest.raises(ValueError, match="groups=1 and zero padding, got groups=2"):
+        LoRAConv2d(nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.raises(ValueError, match="padding_mode='reflect'"):
+        LoRAConv2d(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"))
+    with pytest.raises(TypeError, match="wraps an nn.Conv2d, got Linear"):
+        LoRAConv2d(nn.Linear(3, 3))

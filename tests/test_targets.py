@@ -8,6 +8,7 @@ from dopatut.checkpoints import CheckpointError
 from dopatut.gate import OPEN_AT, GatedActivation, GateSet, Modes, attach, detach, hardened
 from dopatut.methods import METHODS, apply_method
 from dopatut.model import FoundationMLP, MLPConfig, count_parameters
+from dopatut.stack import fit_many
 from dopatut.train import TrainConfig, fit
 from dopatut.vit import VisionTransformer, ViTConfig
 
@@ -70,15 +71,27 @@ def test_a_cnn_gets_one_gate_per_channel():
     assert (silenced[:, 2] == 0).all() and (silenced[:, [0, 1, 3]] != 0).any()
 
 
-def test_every_method_goes_on_a_cnn_and_lora_says_what_it_can_wrap():
+def test_every_method_goes_on_a_cnn_by_target_with_exact_counts():
     counts = {m: sum(p.numel() for p in apply_method(cnn(), m, verbose=False).parameters() if p.requires_grad)
               for m in METHODS}
+    conv_lora = (4 * 1 * 9 + 6 * 4) + (4 * 6 * 9 + 8 * 4)  # A: rank x in x 3 x 3, B: out x rank, per convolution
     assert counts == {"frozen": 0, "dopamine": 2 * (6 + 8), "gain_only": 6 + 8, "threshold_only": 6 + 8,
                       "bitfit": 6 + 8 + 8 + 3,  # both convolutions' biases, BatchNorm's shift, the head's bias
-                      "head": 128 * 3 + 3, "lora": 4 * (128 + 3),  # rank 4 on the one nn.Linear, the head
+                      "head": 128 * 3 + 3, "lora": conv_lora + 4 * (128 + 3),  # rank 4 on the convolutions and head
                       "full": (6 * 9 + 6) + (8 * 6 * 9 + 8) + 2 * 8 + (128 * 3 + 3)}
-    with pytest.raises(ValueError, match=r"LoRA layers need modules of kind Linear, .*'features.0' \(Conv2d\)"):
-        apply_method(cnn(), "lora", targets=["features.0"], verbose=False)
+    only_convs = apply_method(cnn(), "lora", targets=nn.Conv2d, verbose=False)
+    assert sum(p.numel() for p in only_convs.parameters() if p.requires_grad) == conv_lora
+
+
+def test_lora_on_a_cnn_trains_stacked_and_leaves_the_convolutions_bitwise_alone():
+    base, x = cnn(), torch.randn(64, 64)
+    models = [apply_method(base, "lora", verbose=False) for _ in range(2)]
+    fit_many(models, x, torch.randint(0, 3, (64,)), [TrainConfig(epochs=2, batch_size=16, lr=0.05, seed=s)
+                                                        for s in (0, 1)], progress=False)
+    for model in models:
+        layer = model.features[3]
+        assert layer.lora_B.abs().sum() > 0  # B moved from zero
+        assert torch.equal(layer.base.weight, base.features[3].weight) and not layer.base.weight.requires_grad
 
 
 @pytest.mark.parametrize("act", [nn.GELU, nn.SiLU])
@@ -190,8 +203,8 @@ def test_bad_targets_say_what_they_found(targets, message):
 
 
 def test_lora_on_an_activation_and_shared_activations_are_refused():
-    with pytest.raises(ValueError, match=r"LoRA layers need modules of kind Linear, but targets \['1'\] match "
-                                         r"'1' \(ReLU\)"):
+    with pytest.raises(ValueError, match=r"LoRA layers need modules of kind Linear, Conv2d, but targets \['1'\] "
+                                         r"match '1' \(ReLU\)"):
         apply_method(stack(), "lora", targets=["1"], verbose=False)
     relu = nn.ReLU()
     shared = nn.Sequential(nn.Linear(4, 4), relu, nn.Linear(4, 4), relu)
