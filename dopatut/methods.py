@@ -5,7 +5,9 @@ r"""Every way of adapting a frozen model, applied by name, to any PyTorch model.
     model = apply_method(vit, "dopamine", targets=r"blocks\.\d+\.mlp\.act")
 
 returns a copy of the model with all base weights frozen and only the method's own parameters trainable.
-The model itself is never modified. `targets` (see dopatut.targets: a regular expression, a list of names, or
+The model itself is never modified. The base stays the base in its BatchNorm statistics too: every method but
+full fine-tuning sets their momentum to 0, so training (in train mode, normalising by batch statistics) leaves
+the running mean and variance as the foundation had them, and a mode switched off is the foundation again. `targets` (see dopatut.targets: a regular expression, a list of names, or
 a module type) says where the method goes; by default:
     gates (dopamine, gain_only, threshold_only): every ReLU, GELU and SiLU module;
     lora: every nn.Linear and nn.Conv2d;   bitfit: every bias;   head: the module named "head".
@@ -24,6 +26,7 @@ from .targets import find_targets, replace_module
 
 METHODS = ("frozen", "dopamine", "gain_only", "threshold_only", "bitfit", "head", "lora", "full")
 GATE_METHODS = ("dopamine", "gain_only", "threshold_only")
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 DESCRIPTIONS = {
     "frozen": "the foundation as it is, nothing trained",
     "dopamine": "a threshold and a gain per hidden neuron",
@@ -85,6 +88,10 @@ def apply_method(foundation: nn.Module, method: str, *, targets=None, rank: int 
     if method not in GATE_METHODS:
         refuse_options(method, "the gate methods (dopamine, gain_only, threshold_only)", **gate_kwargs)
     model = freeze(copy.deepcopy(foundation))
+    if method != "full":
+        for norm in model.modules():
+            if isinstance(norm, BATCH_NORMS):
+                norm.momentum = 0.0  # running statistics stay the foundation's
     if method in GATE_METHODS:
         attach(model, GateSet.for_model(model, targets, learn_threshold=method != "gain_only",
                                         learn_gain=method != "threshold_only", **gate_kwargs))

@@ -94,6 +94,19 @@ def test_lora_on_a_cnn_trains_stacked_and_leaves_the_convolutions_bitwise_alone(
         assert torch.equal(layer.base.weight, base.features[3].weight) and not layer.base.weight.requires_grad
 
 
+@pytest.mark.parametrize("method", ["dopamine", "bitfit", "lora", "full"])
+def test_batchnorm_statistics_stay_the_foundations_unless_everything_trains(method):
+    base, x = cnn(), torch.randn(64, 64)
+    model = apply_method(base, method, verbose=False)
+    train_a_little(model, x, torch.randint(0, 3, (64,)))  # fit trains in train mode: BatchNorm sees batch statistics
+    same = [torch.equal(getattr(model.features[4], s), getattr(base.features[4], s)) for s in ("running_mean", "running_var")]
+    assert same == ([False, False] if method == "full" else [True, True]), method
+    if method == "dopamine":  # gates off: the foundation again, BatchNorm included
+        detach(model)
+        with torch.no_grad():
+            assert torch.equal(model.eval()(x), base(x))
+
+
 @pytest.mark.parametrize("act", [nn.GELU, nn.SiLU])
 def test_the_open_threshold_rule_for_activations_that_are_not_zero_below_zero(act):
     """Hard gate at init: exactly the activation where z > OPEN_AT, within 5e-4 of it below (where it is ~0)."""
