@@ -25,7 +25,6 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image

@@ -5,12 +5,13 @@ r"""Every way of adapting a frozen model, applied by name, to any PyTorch model.
     model = apply_method(vit, "dopamine", targets=r"blocks\.\d+\.mlp\.act")
 
 returns a copy of the model with all base weights frozen and only the method's own parameters trainable.
-The model itself is never modified. The base stays the base in its BatchNorm statistics too: every method but
-full fine-tuning sets their momentum to 0, so training (in train mode, normalising by batch statistics) leaves
-the running mean and variance as the foundation had them, and a mode switched off is the foundation again. `targets` (see dopatut.targets: a regular expression, a list of names, or
+The model itself is never modified. `targets` (see dopatut.targets: a regular expression, a list of names, or
 a module type) says where the method goes; by default:
     gates (dopamine, gain_only, threshold_only): every ReLU, GELU and SiLU module;
     lora: every nn.Linear and nn.Conv2d;   bitfit: every bias;   head: the module named "head".
+The base stays the base in its BatchNorm statistics too: every method but full fine-tuning sets their momentum
+to 0, so training (in train mode, normalising by batch statistics) leaves the running mean and variance as the
+foundation had them, and a mode switched off is the foundation again.
 """
 from __future__ import annotations
 

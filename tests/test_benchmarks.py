@@ -15,7 +15,7 @@ from dopatut.methods import METHODS, apply_method
 from dopatut.perf import (FUSED_ADAM, PLAIN_ADAM, RESULTS, adam_shares, forward_flops, goals_table, interleaved_best,
                           linear_shapes, load_results, measures_table, protocol_flops, run_flops, table_html,
                           training_flops)
-from dopatut.protocol import LORA_RANK, PROTOCOL, Protocol
+from dopatut.protocol import LORA_RANK, Protocol
 from dopatut.stack import fit_many
 from dopatut.train import TrainConfig
 
