@@ -110,8 +110,14 @@ def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs,
     data, skip = _stem_out(models, x, per_model, template)
     per_model = per_model or skip is not None
     trainable = [name for name, p in models[0].named_parameters() if p.requires_grad]
-    frozen = {name: torch.stack([m.get_parameter(name).detach() for m in models])
-              for name, p in models[0].named_parameters() if not p.requires_grad and name != skip}
+    frozen, shared = {}, {}
+    for name, p in models[0].named_parameters():
+        if not p.requires_grad and name != skip:
+            values = [m.get_parameter(name).detach() for m in models]
+            if all(torch.equal(values[0], v) for v in values[1:]):
+                shared[name] = values[0]
+            else:
+                frozen[name] = torch.stack(values)
     buffers = {name: torch.stack([m.get_buffer(name) for m in models]) for name, _ in models[0].named_buffers()}
     # The stack is the leaf. A matrix is stacked transposed, (in, out) per model: its gradient comes out of the
     # batched multiply in that layout, with no transposing copy (a sixth of a foundation's step). Adam sees each
@@ -141,7 +147,7 @@ def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs,
     gated = bool(gates_of(template))
 
     def loss_of(p, b, xb, yb):
-        loss = F.cross_entropy(functional_call(template, (p, b), (xb,)), yb)
+        loss = F.cross_entropy(functional_call(template, (shared, p, b), (xb,)), yb)
         if gated and config.sparsity > 0:
             loss = loss + config.sparsity * gate_activity(template)
         return loss

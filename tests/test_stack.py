@@ -43,6 +43,19 @@ def test_a_model_trains_bit_for_bit_the_same_alone_or_in_a_stack(data, method):
     assert not torch.equal(trainable(stack[0])[next(iter(a))], a[next(iter(a))])  # other seeds, other models
 
 
+@pytest.mark.parametrize("method", ["dopamine", "lora", "head"])
+def test_models_of_different_foundations_share_a_stack_each_as_alone(data, method):
+    """Frozen weights that all models share are given once; where the foundations differ, each keeps its own."""
+    x, y, _ = data
+    configs = [TrainConfig(epochs=1, batch_size=256, lr=3e-3, seed=s) for s in (0, 1)]
+    alone = [make(method, 1, base_seed=200)]
+    stack = [make(method, 0, base_seed=100), make(method, 1, base_seed=200)]
+    fit_many(alone, x, y, configs[1:], progress=False)
+    fit_many(stack, x, y, configs, progress=False)
+    a, b = trainable(alone[0]), trainable(stack[1])
+    assert all(torch.equal(a[n], b[n]) for n in a), method
+
+
 @pytest.mark.parametrize("method", STACKED)
 def test_stacked_training_follows_fit_to_float_rounding(data, method):
     """Same initialisation and data order as fit; after a few steps the weights agree to rounding."""
