@@ -29,7 +29,8 @@ from .stats import PairedDifference, mean_std, paired_difference
 
 FOUNDATIONS = {kind: FoundationSpec(angles=angles) for kind, angles in PROTOCOL.foundations.items()}
 ANGLE = 45.0  # the mode every method specialises to
-RESULTS_VERSION = 2  # bump when the way results are computed changes (2: matrices trained in a transposed layout)
+RESULTS_VERSION = 3  # bump when the way results are computed changes (2: matrices trained in a transposed layout;
+# 3: frozen weights shared by a stack given once, LoRA evaluated as one product)
 
 
 def _spec(kind: str) -> FoundationSpec:

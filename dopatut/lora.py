@@ -67,10 +67,11 @@ class LoRALinear(nn.Module):
         return self.base.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
         if self.merged:
-            return y
-        return y + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
+            return self.base(x)
+        if not torch.is_grad_enabled():  # inference: W + delta is one small matrix, so one product, as merged
+            return F.linear(x, self.weight, self.bias)
+        return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
 
     @torch.no_grad()
     def merge(self) -> None:

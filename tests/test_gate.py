@@ -25,6 +25,20 @@ def test_soft_and_hard_formulas():
     assert torch.equal(gate.last_gate, torch.tensor([[1.0, 0.0, 1.0]]))
 
 
+def test_hard_gate_gives_the_formula_bit_for_bit_and_its_mask_as_floats():
+    g = torch.Generator().manual_seed(0)
+    gate = DopamineGate(64, hard=True)
+    with torch.no_grad():
+        gate.threshold.copy_(torch.randn(64, generator=g))
+        gate.gain.copy_(torch.rand(64, generator=g) * 2)
+    z = torch.randn(32, 64, generator=g)
+    a = torch.nn.functional.gelu(z)
+    mask = (z > gate.threshold).float()
+    assert torch.equal(gate(z, a), mask * gate.gain * a)
+    assert gate.last_gate.dtype == torch.float32 and torch.equal(gate.last_gate, mask)
+    assert 0 < gate.last_gate.mean() < 1
+
+
 def test_raising_a_threshold_silences_a_neuron_under_the_hard_gate(small_model, inputs):
     gates = GateSet.for_model(small_model, hard=True)
     attach(small_model, gates)

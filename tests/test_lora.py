@@ -84,3 +84,15 @@ def test_conv_lora_refuses_what_it_cannot_merge():
         LoRAConv2d(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"))
     with pytest.raises(TypeError, match="wraps an nn.Conv2d, got Linear"):
         LoRAConv2d(nn.Linear(3, 3))
+
+
+def test_inference_without_gradients_computes_the_merged_layer(small_model, inputs):
+    lora = apply_method(small_model, "lora", rank=4, verbose=False)
+    randomise_b(lora)
+    with_grad = lora(inputs)  # the low-rank path that training differentiates
+    with torch.no_grad():
+        inference = lora(inputs)
+        merge_lora(lora)
+        merged = lora(inputs)
+    assert torch.equal(inference, merged)  # one product with W + delta, as a merged layer computes it
+    assert torch.allclose(inference, with_grad, atol=1e-5) and not torch.allclose(inference, small_model(inputs))
