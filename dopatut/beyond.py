@@ -29,8 +29,8 @@ from .vit import ViTConfig
 
 VIT = ViTConfig()  # 7x7 patches, width 48, 2 blocks, 4 heads, MLP 192: 60,394 parameters
 VIT_EPOCHS = 3
-VIT_SPECS = {"mixture": FoundationSpec(VIT, (0.0, 45.0), train=TrainConfig(epochs=VIT_EPOCHS, lr=3e-3)),
-             "upright": FoundationSpec(VIT, (0.0,), train=TrainConfig(epochs=VIT_EPOCHS, lr=3e-3))}
+VIT_SPECS = {kind: FoundationSpec(VIT, angles, train=TrainConfig(epochs=VIT_EPOCHS, lr=3e-3), curves=False)
+             for kind, angles in (("mixture", (0.0, 45.0)), ("upright", (0.0,)))}  # no curves: not shown
 ARMS = {  # arm -> (method, apply_method options)
     "dopamine": ("dopamine", {}),
     "dopamine_at_0": ("dopamine", {"threshold_init": 0.0}),

@@ -39,11 +39,14 @@ class FoundationSpec:
     angles: tuple[float, ...] = (0.0, 45.0)
     weights: tuple[float, ...] | None = None  # None: equal proportions
     train: TrainConfig = PROTOCOL.foundation_config()
+    curves: bool = True  # validation accuracy at each angle after every epoch (one evaluation each)
 
     def to_dict(self, seed: int) -> dict:
+        # "curves" is named only when off, so the foundations cached before it existed keep their keys
         return {"model": self.model.to_dict(), "angles": [float(a) for a in self.angles],
                 "weights": None if self.weights is None else [float(w) for w in self.weights],
-                "train": replace(self.train, seed=seed).to_dict(), "split": "train"}
+                "train": replace(self.train, seed=seed).to_dict(), "split": "train",
+                **({} if self.curves else {"curves": False})}
 
 
 def foundation_path(spec: FoundationSpec, seed: int) -> Path:
@@ -96,7 +99,8 @@ def _train_foundations(specs: list[FoundationSpec], seeds: list[int], progress: 
 def _train_stack(specs: list[FoundationSpec], seeds: list[int], progress: bool, device) -> list[FoundationMLP]:
     data = [mixture("train", spec.angles, spec.weights, seed=s, device=device)[:2] for spec, s in zip(specs, seeds)]
     angles = {f"{a:g}": a for spec in specs for a in spec.angles}
-    vals = {k: mode_data("val", a, device) for k, a in angles.items()}
+    vals = {k: mode_data("val", a, device) for spec in specs if spec.curves for a in spec.angles
+            for k in [f"{a:g}"]}
     models = []
     for spec, s in zip(specs, seeds):
         seed_everything(s)
@@ -109,7 +113,7 @@ def _train_stack(specs: list[FoundationSpec], seeds: list[int], progress: bool, 
     for spec, model, history in zip(specs, models, histories):
         own = [f"{a:g}" for a in spec.angles]  # a stack may hold foundations of other modes: keep this one's
         model.meta = {"accuracy": {k: evaluate(model, *tests[k]) for k in own}, "loss": history.loss,
-                      "curves": {k: history.accuracy[k] for k in own}, "seconds": history.seconds,
+                      "curves": {k: history.accuracy[k] for k in own if spec.curves}, "seconds": history.seconds,
                       "stacked": len(seeds)}
         freeze(model)
     return models
@@ -122,7 +126,7 @@ def foundations(seeds, spec: FoundationSpec | list[FoundationSpec] = FoundationS
     spec: one FoundationSpec for every seed, or a list with one per seed, so that foundations of different
     modes train in one stack: foundations([0, 0], [mixture_spec, upright_spec]). Each carries `.meta`: its
     test accuracy at each of its training angles ("accuracy"), and its validation accuracy at each of them
-    after every epoch ("curves").
+    after every epoch ("curves"; empty where the spec turns them off).
     """
     if isinstance(spec, (list, tuple)):
         seeds, specs = check_seeds(seeds, distinct=False), list(spec)

@@ -33,6 +33,16 @@ def test_cache_key_separates_configurations_and_seeds():
     assert len(paths) == 4
 
 
+def test_curves_can_be_turned_off_under_a_key_of_their_own(cache, monkeypatch):
+    monkeypatch.setenv("DOPATUT_CACHE", str(cache))
+    quiet = replace(SPEC, curves=False)
+    assert "curves" not in SPEC.to_dict(0)  # foundations cached before the option keep their keys
+    assert foundation_path(quiet, 0) != foundation_path(SPEC, 0)
+    with_curves, without = foundations([0, 0], [SPEC, quiet], cache=False, progress=False)
+    assert set(with_curves.meta["curves"]) == {"0", "45"} and without.meta["curves"] == {}
+    assert without.meta["accuracy"] == with_curves.meta["accuracy"]  # curves are measured, never trained on
+
+
 def test_corrupt_cache_is_retrained(cache, monkeypatch, capsys):
     monkeypatch.setenv("DOPATUT_CACHE", str(cache))
     foundation(0, SPEC, progress=False)
