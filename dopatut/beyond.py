@@ -26,6 +26,7 @@ from .methods import apply_method
 from .pipeline import FoundationSpec, Result, foundations, specialise_many
 from .train import TrainConfig, evaluate, fit, seed_everything
 from .vit import ViTConfig
+from .workers import run_jobs
 
 VIT = ViTConfig()  # 7x7 patches, width 48, 2 blocks, 4 heads, MLP 192: 60,394 parameters
 VIT_EPOCHS = 3
@@ -47,9 +48,11 @@ ADAPT_IMAGES = 10_000
 GRID_IMAGES = 5_000
 
 
-def vit_foundations(seed: int = 0) -> dict:
-    """kind -> the transformer foundation of VIT_SPECS for `seed`; missing ones train together in one stack."""
-    return dict(zip(VIT_SPECS, foundations([seed] * len(VIT_SPECS), list(VIT_SPECS.values()))))
+def vit_foundations(seed: int = 0, side_by_side: bool = True) -> dict:
+    """kind -> the transformer foundation of VIT_SPECS for `seed`; missing ones train side by side in worker
+    processes (dopatut.workers), or with side_by_side=False together in one stack."""
+    return dict(zip(VIT_SPECS, foundations([seed] * len(VIT_SPECS), list(VIT_SPECS.values()),
+                                           side_by_side=side_by_side)))
 
 
 def _arm(name: str) -> tuple[str, dict]:
@@ -58,34 +61,46 @@ def _arm(name: str) -> tuple[str, dict]:
     return ARMS[name]
 
 
-def choose_lrs(base, arms=tuple(ARMS), angle_deg: float = 45.0) -> dict[str, tuple[float, dict[float, float]]]:
-    """arm -> (chosen learning rate, {rate: validation accuracy}); each grid one stacked run, seed 0."""
-    out = {}
-    for arm in arms:
-        method, options = _arm(arm)
-        rates = LR_GRID[arm]
-        pairs = specialise_many([base] * len(rates), method, [0] * len(rates), angle_deg=angle_deg,
-                                eval_angles=(angle_deg,), split="val", progress=False, train_limit=GRID_IMAGES, soft=False,
-                                configs=[TrainConfig(epochs=1, lr=lr, seed=0) for lr in rates], **options)
-        scores = {lr: r.accuracy[f"{angle_deg:g}"] for lr, (_, r) in zip(rates, pairs)}
-        out[arm] = (max(scores, key=scores.get), scores)
-    return out
+def _grid(base, arm: str, angle_deg: float) -> dict[float, float]:
+    """One arm's grid, one stacked run (seed 0): {rate: validation accuracy}."""
+    method, options = _arm(arm)
+    rates = LR_GRID[arm]
+    pairs = specialise_many([base] * len(rates), method, [0] * len(rates), angle_deg=angle_deg,
+                            eval_angles=(angle_deg,), split="val", progress=False, train_limit=GRID_IMAGES, soft=False,
+                            configs=[TrainConfig(epochs=1, lr=lr, seed=0) for lr in rates], **options)
+    return {lr: r.accuracy[f"{angle_deg:g}"] for lr, (_, r) in zip(rates, pairs)}
+
+
+def choose_lrs(base, arms=tuple(ARMS), angle_deg: float = 45.0,
+               progress: bool = True) -> dict[str, tuple[float, dict[float, float]]]:
+    """arm -> (chosen learning rate, {rate: validation accuracy}); the arms' grids run side by side
+    (dopatut.workers)."""
+    arms = [arm for arm in arms if _arm(arm)]  # an unknown arm is refused here, before any worker starts
+    scores = run_jobs(_grid, [{"base": base, "arm": arm, "angle_deg": angle_deg} for arm in arms],
+                      desc=f"learning-rate grids ({len(arms)} arms)", progress=progress)
+    return {arm: (max(s, key=s.get), s) for arm, s in zip(arms, scores)}
+
+
+def _run_arm(base, arm: str, lr: float, seeds, angle_deg: float, epochs: int) -> tuple[list, list[Result]]:
+    """One arm over `seeds`, one stacked run: ([model], [Result])."""
+    method, options = _arm(arm)
+    pairs = specialise_many([base] * len(seeds), method, list(seeds), TrainConfig(epochs=epochs, lr=lr),
+                            angle_deg=angle_deg, progress=False, train_limit=ADAPT_IMAGES, soft=False, **options)
+    for _, r in pairs:
+        r.method = arm
+    return [m for m, _ in pairs], [r for _, r in pairs]
 
 
 def run_arms(base, lrs: dict, seeds=(0, 1, 2), arms=None, angle_deg: float = 45.0, epochs: int = 1,
              progress: bool = True) -> tuple[dict[str, list[Result]], dict[str, list]]:
-    """Each arm at its chosen rate, `epochs` over the first ADAPT_IMAGES images, one stacked run over `seeds`:
-    (arm -> [Result], arm -> [model])."""
-    runs, models = {}, {}
-    for arm in arms or lrs:
-        method, options = _arm(arm)
-        lr = lrs[arm][0] if isinstance(lrs[arm], tuple) else lrs[arm]
-        pairs = specialise_many([base] * len(seeds), method, list(seeds), TrainConfig(epochs=epochs, lr=lr),
-                                angle_deg=angle_deg, progress=progress, train_limit=ADAPT_IMAGES, soft=False, **options)
-        models[arm], runs[arm] = [m for m, _ in pairs], [r for _, r in pairs]
-        for r in runs[arm]:
-            r.method = arm
-    return runs, models
+    """Each arm at its chosen rate, `epochs` over the first ADAPT_IMAGES images, one stacked run over `seeds`,
+    the arms side by side (dopatut.workers): (arm -> [Result], arm -> [model])."""
+    arms = [arm for arm in (arms or lrs) if _arm(arm)]  # an unknown arm is refused here
+    jobs = [{"base": base, "arm": arm, "lr": lrs[arm][0] if isinstance(lrs[arm], tuple) else lrs[arm],
+             "seeds": tuple(seeds), "angle_deg": angle_deg, "epochs": epochs} for arm in arms]
+    done = run_jobs(_run_arm, jobs, desc=f"arms ({len(arms)} x {len(seeds)} seeds)", progress=progress)
+    return ({arm: results for arm, (_, results) in zip(arms, done)},
+            {arm: models for arm, (models, _) in zip(arms, done)})
 
 
 @torch.no_grad()

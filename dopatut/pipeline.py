@@ -29,6 +29,7 @@ from .protocol import PROTOCOL, check_seeds
 from .stack import fit_many
 from .train import TrainConfig, evaluate, seed_everything
 from .vit import VisionTransformer, ViTConfig
+from .workers import run_jobs
 
 
 @dataclass(frozen=True)
@@ -120,13 +121,15 @@ def _train_stack(specs: list[FoundationSpec], seeds: list[int], progress: bool, 
 
 
 def foundations(seeds, spec: FoundationSpec | list[FoundationSpec] = FoundationSpec(), cache: bool = True,
-                progress: bool = True, device="cpu") -> list[FoundationMLP]:
+                progress: bool = True, device="cpu", side_by_side: bool = False) -> list[FoundationMLP]:
     """The frozen foundations of `seeds`: loaded from the cache where there, the rest trained at once.
 
     spec: one FoundationSpec for every seed, or a list with one per seed, so that foundations of different
     modes train in one stack: foundations([0, 0], [mixture_spec, upright_spec]). Each carries `.meta`: its
     test accuracy at each of its training angles ("accuracy"), and its validation accuracy at each of them
-    after every epoch ("curves"; empty where the spec turns them off).
+    after every epoch ("curves"; empty where the spec turns them off). side_by_side: each missing one trains
+    alone in a worker process (dopatut.workers) instead of in a stack; quicker for models whose small products
+    use a second thread poorly, such as chapter 9's transformer.
     """
     if isinstance(spec, (list, tuple)):
         seeds, specs = check_seeds(seeds, distinct=False), list(spec)
@@ -142,6 +145,9 @@ def foundations(seeds, spec: FoundationSpec | list[FoundationSpec] = FoundationS
     missing = [i for i in keys if found[i] is None]
 
     def train(which):
+        if side_by_side:
+            jobs = [{"specs": [specs[i]], "seeds": [seeds[i]], "progress": False, "device": device} for i in which]
+            return {i: stack[0] for i, stack in zip(which, run_jobs(_train_stack, jobs, "foundations", progress))}
         return dict(zip(which, _train_foundations([specs[i] for i in which], [seeds[i] for i in which],
                                                   progress, device)))
     if missing and not cache:

@@ -118,3 +118,23 @@ def test_a_transformer_foundation_is_cached_under_its_own_name_and_soft_can_be_s
     assert result.soft_accuracy == {} and set(result.accuracy) == {"0", "45"}
     with pytest.raises(ValueError, match="a foundation's model is an MLPConfig or a ViTConfig, got 'mlp'"):
         foundation(0, replace(spec, model="mlp"), cache=False, progress=False)
+
+
+def test_foundations_side_by_side_in_workers_are_cached_as_trained_alone(cache, monkeypatch, tmp_path):
+    from dopatut import workers
+    monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path))
+    monkeypatch.setenv("DOPATUT_WORKERS", "2")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pair = foundations([0, 1], SPEC, progress=False, side_by_side=True)  # two jobs, two workers
+        alone = foundations([1], SPEC, cache=False, progress=False, side_by_side=True)[0]  # one job, here
+    finally:
+        workers._shutdown()
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(pair[1].state_dict().values(), alone.state_dict().values()))
+    assert not torch.equal(pair[0].state_dict()["head.weight"], pair[1].state_dict()["head.weight"])
+    loaded = foundations([0, 1], SPEC, progress=False)
+    assert all(torch.equal(a, b) for m, n in zip(pair, loaded) for a, b in zip(m.state_dict().values(),
+                                                                                n.state_dict().values()))
+    assert pair[1].meta["accuracy"] == alone.meta["accuracy"] and pair[1].meta["accuracy"]["45"] > 0.5
