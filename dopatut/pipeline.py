@@ -29,7 +29,7 @@ from .protocol import PROTOCOL, check_seeds
 from .stack import fit_many
 from .train import TrainConfig, evaluate, seed_everything
 from .vit import VisionTransformer, ViTConfig
-from .workers import run_jobs
+from .workers import run_jobs, worker_count
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,9 @@ def foundations(seeds, spec: FoundationSpec | list[FoundationSpec] = FoundationS
     spec: one FoundationSpec for every seed, or a list with one per seed, so that foundations of different
     modes train in one stack: foundations([0, 0], [mixture_spec, upright_spec]). Each carries `.meta`: its
     test accuracy at each of its training angles ("accuracy"), and its validation accuracy at each of them
-    after every epoch ("curves"; empty where the spec turns them off). side_by_side: each missing one trains
-    alone in a worker process (dopatut.workers) instead of in a stack; quicker for models whose small products
-    use a second thread poorly, such as chapter 9's transformer.
+    after every epoch ("curves"; empty where the spec turns them off). side_by_side: where there are several
+    workers (dopatut.workers), each missing one trains alone in a worker process instead of in a stack; quicker
+    for models whose small products use a second thread poorly, such as chapter 9's transformer.
     """
     if isinstance(spec, (list, tuple)):
         seeds, specs = check_seeds(seeds, distinct=False), list(spec)
@@ -145,7 +145,7 @@ def foundations(seeds, spec: FoundationSpec | list[FoundationSpec] = FoundationS
     missing = [i for i in keys if found[i] is None]
 
     def train(which):
-        if side_by_side:
+        if side_by_side and worker_count() > 1:  # with one worker, a stack gives the same numbers, sooner
             jobs = [{"specs": [specs[i]], "seeds": [seeds[i]], "progress": False, "device": device} for i in which]
             return {i: stack[0] for i, stack in zip(which, run_jobs(_train_stack, jobs, "foundations", progress))}
         return dict(zip(which, _train_foundations([specs[i] for i in which], [seeds[i] for i in which],

@@ -138,3 +138,6 @@ def test_foundations_side_by_side_in_workers_are_cached_as_trained_alone(cache, 
     assert all(torch.equal(a, b) for m, n in zip(pair, loaded) for a, b in zip(m.state_dict().values(),
                                                                                 n.state_dict().values()))
     assert pair[1].meta["accuracy"] == alone.meta["accuracy"] and pair[1].meta["accuracy"]["45"] > 0.5
+    monkeypatch.setenv("DOPATUT_WORKERS", "1")  # one worker: a stack, as a model trains the same alone or stacked
+    stacked = foundations([0, 1], SPEC, cache=False, progress=False, side_by_side=True)
+    assert stacked[0].meta["stacked"] == 2 and pair[0].meta["stacked"] == 1
