@@ -23,6 +23,7 @@ from .data import mode_data
 from .gate import GateSet, hardened
 from .lora import LORA_LAYERS
 from .methods import apply_method
+from .model import count_parameters
 from .pipeline import FoundationSpec, Result, foundations, specialise_many
 from .train import TrainConfig, evaluate, fit, seed_everything
 from .vit import ViTConfig
@@ -61,6 +62,23 @@ def _arm(name: str) -> tuple[str, dict]:
     return ARMS[name]
 
 
+def _checked(arms) -> list[str]:
+    """The arms as a list; an unknown one is refused here, before any worker starts."""
+    arms = list(arms)
+    for arm in arms:
+        _arm(arm)
+    return arms
+
+
+def _longest_first(base, arms: list[str]) -> list[str]:
+    """The order to hand the arms to the workers: most trainable parameters (about the longest to train) first,
+    so that no worker is left alone with a long job at the end."""
+    def size(arm):
+        method, options = _arm(arm)
+        return count_parameters(apply_method(base, method, verbose=False, **options))[0]
+    return sorted(arms, key=size, reverse=True)
+
+
 def _grid(base, arm: str, angle_deg: float) -> dict[float, float]:
     """One arm's grid, one stacked run (seed 0): {rate: validation accuracy}."""
     method, options = _arm(arm)
@@ -75,10 +93,11 @@ def choose_lrs(base, arms=tuple(ARMS), angle_deg: float = 45.0,
                progress: bool = True) -> dict[str, tuple[float, dict[float, float]]]:
     """arm -> (chosen learning rate, {rate: validation accuracy}); the arms' grids run side by side
     (dopatut.workers)."""
-    arms = [arm for arm in arms if _arm(arm)]  # an unknown arm is refused here, before any worker starts
-    scores = run_jobs(_grid, [{"base": base, "arm": arm, "angle_deg": angle_deg} for arm in arms],
-                      desc=f"learning-rate grids ({len(arms)} arms)", progress=progress)
-    return {arm: (max(s, key=s.get), s) for arm, s in zip(arms, scores)}
+    arms = _checked(arms)
+    order = _longest_first(base, arms)
+    scores = dict(zip(order, run_jobs(_grid, [{"base": base, "arm": arm, "angle_deg": angle_deg} for arm in order],
+                                      desc=f"learning-rate grids ({len(arms)} arms)", progress=progress)))
+    return {arm: (max(scores[arm], key=scores[arm].get), scores[arm]) for arm in arms}
 
 
 def _run_arm(base, arm: str, lr: float, seeds, angle_deg: float, epochs: int) -> tuple[list, list[Result]]:
@@ -95,12 +114,13 @@ def run_arms(base, lrs: dict, seeds=(0, 1, 2), arms=None, angle_deg: float = 45.
              progress: bool = True) -> tuple[dict[str, list[Result]], dict[str, list]]:
     """Each arm at its chosen rate, `epochs` over the first ADAPT_IMAGES images, one stacked run over `seeds`,
     the arms side by side (dopatut.workers): (arm -> [Result], arm -> [model])."""
-    arms = [arm for arm in (arms or lrs) if _arm(arm)]  # an unknown arm is refused here
+    arms = _checked(arms or lrs)
+    order = _longest_first(base, arms)
     jobs = [{"base": base, "arm": arm, "lr": lrs[arm][0] if isinstance(lrs[arm], tuple) else lrs[arm],
-             "seeds": tuple(seeds), "angle_deg": angle_deg, "epochs": epochs} for arm in arms]
-    done = run_jobs(_run_arm, jobs, desc=f"arms ({len(arms)} x {len(seeds)} seeds)", progress=progress)
-    return ({arm: results for arm, (_, results) in zip(arms, done)},
-            {arm: models for arm, (models, _) in zip(arms, done)})
+             "seeds": tuple(seeds), "angle_deg": angle_deg, "epochs": epochs} for arm in order]
+    done = dict(zip(order, run_jobs(_run_arm, jobs, desc=f"arms ({len(arms)} x {len(seeds)} seeds)",
+                                    progress=progress)))
+    return {arm: done[arm][1] for arm in arms}, {arm: done[arm][0] for arm in arms}
 
 
 @torch.no_grad()

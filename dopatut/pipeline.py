@@ -100,8 +100,7 @@ def _train_foundations(specs: list[FoundationSpec], seeds: list[int], progress: 
 def _train_stack(specs: list[FoundationSpec], seeds: list[int], progress: bool, device) -> list[FoundationMLP]:
     data = [mixture("train", spec.angles, spec.weights, seed=s, device=device)[:2] for spec, s in zip(specs, seeds)]
     angles = {f"{a:g}": a for spec in specs for a in spec.angles}
-    vals = {k: mode_data("val", a, device) for spec in specs if spec.curves for a in spec.angles
-            for k in [f"{a:g}"]}
+    vals = {f"{a:g}": mode_data("val", a, device) for spec in specs if spec.curves for a in spec.angles}
     models = []
     for spec, s in zip(specs, seeds):
         seed_everything(s)
