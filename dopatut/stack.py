@@ -6,8 +6,9 @@ one batched matrix multiply over the S models. The stacks are what autograd diff
 parameters into a stack or gradients out of it; Adam updates each model's slice as a tensor of its own (one
 parameter group per learning rate), and the models receive their trained values after every epoch. Each model
 keeps its own initialisation and data order (a generator seeded with its config's seed, drawn exactly as
-`train.fit` draws it): a model trains the same, bit for bit, alone or in a stack of any size, and differs
-from `train.fit` only by the float rounding of batched kernels.
+`train.fit` draws it): a model trains the same, bit for bit, in any stack of two or more, and differs from
+`train.fit`, or from a stack of one (one matrix multiply where a stack has a batch of them, which some BLAS
+libraries round otherwise: MKL on AVX-512), only by float rounding.
 
 What is frozen is computed once. When a model's `stem` (FoundationMLP: the first layer's nn.Linear) has a
 frozen weight, its product x W^T over the whole training set is the same at every step and every epoch: it
