@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -319,7 +320,7 @@ def bench_transformer(repeats: int, quick: bool) -> dict:
     from dopatut import beyond
     spec = beyond.VIT_SPECS["mixture"]
     if quick:
-        spec = FoundationSpec(spec.model, spec.angles, train=TrainConfig(epochs=1, lr=3e-3))
+        spec = replace(spec, train=replace(spec.train, epochs=1))
     start = time.perf_counter()
     base = foundation(0, spec, cache=False, progress=False)
     out = {"foundation_seconds": time.perf_counter() - start, "foundation_epochs": spec.train.epochs,

@@ -1,6 +1,6 @@
 """Chapter 9's experiment: the course's methods, put by target on a small vision transformer.
 
-    bases = vit_foundations(seed=0)                        # both foundations, trained in one stack, then cached
+    bases = vit_foundations(seed=0)                        # both foundations, trained side by side, then cached
     base = bases["mixture"]
     lrs = choose_lrs(base)                                 # each arm's learning rate, chosen on validation data
     runs = run_arms(base, lrs, seeds=(0, 1, 2))            # arm -> [Result], one per seed
@@ -12,6 +12,11 @@ dopatut.gate) and Dopamine with its thresholds starting at 0. The budget, fixed 
 said there): the foundation trains `VIT_EPOCHS` epochs on its 50,000 images; each arm one epoch over the first
 `ADAPT_IMAGES` 45° training images, at the learning rate that scores best on the validation split after one
 epoch on the first `GRID_IMAGES` of them.
+
+Every model here trains by itself (train.fit, `stack=False`), one job per model in worker processes
+(dopatut.workers): the transformer's products are too small for vmap's batching to pay on a CPU (one arm's
+three seeds: 10-45% slower stacked than one after another, measured on two cores), while two one-thread
+workers side by side do not slow each other.
 """
 from __future__ import annotations
 
@@ -31,8 +36,9 @@ from .workers import run_jobs
 
 VIT = ViTConfig()  # 7x7 patches, width 48, 2 blocks, 4 heads, MLP 192: 60,394 parameters
 VIT_EPOCHS = 3
-VIT_SPECS = {kind: FoundationSpec(VIT, angles, train=TrainConfig(epochs=VIT_EPOCHS, lr=3e-3), curves=False)
-             for kind, angles in (("mixture", (0.0, 45.0)), ("upright", (0.0,)))}  # no curves: not shown
+VIT_SPECS = {kind: FoundationSpec(VIT, angles, train=TrainConfig(epochs=VIT_EPOCHS, lr=3e-3), curves=False,
+                                  stack=False) for kind, angles in (("mixture", (0.0, 45.0)), ("upright", (0.0,)))}
+# (no curves: they are not shown)
 ARMS = {  # arm -> (method, apply_method options)
     "dopamine": ("dopamine", {}),
     "dopamine_at_0": ("dopamine", {"threshold_init": 0.0}),
@@ -49,11 +55,10 @@ ADAPT_IMAGES = 10_000
 GRID_IMAGES = 5_000
 
 
-def vit_foundations(seed: int = 0, side_by_side: bool = True) -> dict:
+def vit_foundations(seed: int = 0) -> dict:
     """kind -> the transformer foundation of VIT_SPECS for `seed`; missing ones train side by side in worker
-    processes (dopatut.workers), or with side_by_side=False together in one stack."""
-    return dict(zip(VIT_SPECS, foundations([seed] * len(VIT_SPECS), list(VIT_SPECS.values()),
-                                           side_by_side=side_by_side)))
+    processes (dopatut.workers)."""
+    return dict(zip(VIT_SPECS, foundations([seed] * len(VIT_SPECS), list(VIT_SPECS.values()))))
 
 
 def _arm(name: str) -> tuple[str, dict]:
@@ -79,48 +84,48 @@ def _longest_first(base, arms: list[str]) -> list[str]:
     return sorted(arms, key=size, reverse=True)
 
 
-def _grid(base, arm: str, angle_deg: float) -> dict[float, float]:
-    """One arm's grid, one stacked run (seed 0): {rate: validation accuracy}."""
+def _grid_point(base, arm: str, lr: float, angle_deg: float) -> float:
+    """One arm at one rate (seed 0): its validation accuracy."""
     method, options = _arm(arm)
-    rates = LR_GRID[arm]
-    pairs = specialise_many([base] * len(rates), method, [0] * len(rates), angle_deg=angle_deg,
-                            eval_angles=(angle_deg,), split="val", progress=False, train_limit=GRID_IMAGES, soft=False,
-                            configs=[TrainConfig(epochs=1, lr=lr, seed=0) for lr in rates], **options)
-    return {lr: r.accuracy[f"{angle_deg:g}"] for lr, (_, r) in zip(rates, pairs)}
+    _, result = specialise_many([base], method, [0], TrainConfig(epochs=1, lr=lr), angle_deg=angle_deg,
+                                eval_angles=(angle_deg,), split="val", progress=False, train_limit=GRID_IMAGES,
+                                soft=False, stack=False, **options)[0]
+    return result.accuracy[f"{angle_deg:g}"]
 
 
 def choose_lrs(base, arms=tuple(ARMS), angle_deg: float = 45.0,
                progress: bool = True) -> dict[str, tuple[float, dict[float, float]]]:
-    """arm -> (chosen learning rate, {rate: validation accuracy}); the arms' grids run side by side
+    """arm -> (chosen learning rate, {rate: validation accuracy}); one job per (arm, rate), side by side
     (dopatut.workers)."""
-    arms = _checked(arms)
-    order = _longest_first(base, arms)
-    scores = dict(zip(order, run_jobs(_grid, [{"base": base, "arm": arm, "angle_deg": angle_deg} for arm in order],
-                                      desc=f"learning-rate grids ({len(arms)} arms)", progress=progress)))
-    return {arm: (max(scores[arm], key=scores[arm].get), scores[arm]) for arm in arms}
+    points = [(arm, lr) for arm in _longest_first(base, _checked(arms)) for lr in LR_GRID[arm]]
+    scores = run_jobs(_grid_point, [{"base": base, "arm": arm, "lr": lr, "angle_deg": angle_deg} for arm, lr in points],
+                      desc=f"learning-rate grids ({len(points)} runs)", progress=progress)
+    grids = {arm: {} for arm in _checked(arms)}
+    for (arm, lr), score in zip(points, scores):
+        grids[arm][lr] = score
+    return {arm: (max(grid, key=grid.get), grid) for arm, grid in grids.items()}
 
 
-def _run_arm(base, arm: str, lr: float, seeds, angle_deg: float, epochs: int) -> tuple[list, list[Result]]:
-    """One arm over `seeds`, one stacked run: ([model], [Result])."""
+def _run_one(base, arm: str, lr: float, seed: int, angle_deg: float, epochs: int) -> tuple:
+    """One arm, one seed: (model, Result)."""
     method, options = _arm(arm)
-    pairs = specialise_many([base] * len(seeds), method, list(seeds), TrainConfig(epochs=epochs, lr=lr),
-                            angle_deg=angle_deg, progress=False, train_limit=ADAPT_IMAGES, soft=False, **options)
-    for _, r in pairs:
-        r.method = arm
-    return [m for m, _ in pairs], [r for _, r in pairs]
+    model, result = specialise_many([base], method, [seed], TrainConfig(epochs=epochs, lr=lr), angle_deg=angle_deg,
+                                    progress=False, train_limit=ADAPT_IMAGES, soft=False, stack=False, **options)[0]
+    result.method = arm
+    return model, result
 
 
 def run_arms(base, lrs: dict, seeds=(0, 1, 2), arms=None, angle_deg: float = 45.0, epochs: int = 1,
              progress: bool = True) -> tuple[dict[str, list[Result]], dict[str, list]]:
-    """Each arm at its chosen rate, `epochs` over the first ADAPT_IMAGES images, one stacked run over `seeds`,
-    the arms side by side (dopatut.workers): (arm -> [Result], arm -> [model])."""
+    """Each arm at its chosen rate, `epochs` over the first ADAPT_IMAGES images, for each seed; one job per
+    (arm, seed), side by side (dopatut.workers): (arm -> [Result], arm -> [model]), in seed order."""
     arms = _checked(arms or lrs)
-    order = _longest_first(base, arms)
-    jobs = [{"base": base, "arm": arm, "lr": lrs[arm][0] if isinstance(lrs[arm], tuple) else lrs[arm],
-             "seeds": tuple(seeds), "angle_deg": angle_deg, "epochs": epochs} for arm in order]
-    done = dict(zip(order, run_jobs(_run_arm, jobs, desc=f"arms ({len(arms)} x {len(seeds)} seeds)",
-                                    progress=progress)))
-    return {arm: done[arm][1] for arm in arms}, {arm: done[arm][0] for arm in arms}
+    runs = [(arm, seed) for arm in _longest_first(base, arms) for seed in seeds]
+    jobs = [{"base": base, "arm": arm, "lr": lrs[arm][0] if isinstance(lrs[arm], tuple) else lrs[arm], "seed": seed,
+             "angle_deg": angle_deg, "epochs": epochs} for arm, seed in runs]
+    done = dict(zip(runs, run_jobs(_run_one, jobs, desc=f"arms ({len(arms)} x {len(seeds)} seeds)", progress=progress)))
+    return ({arm: [done[arm, s][1] for s in seeds] for arm in arms},
+            {arm: [done[arm, s][0] for s in seeds] for arm in arms})
 
 
 @torch.no_grad()

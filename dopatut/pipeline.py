@@ -7,7 +7,9 @@
 
 Everything trains on the "train" split (the first 50,000 training images) with the budget of
 `protocol.PROTOCOL`. Training goes through `stack.fit_many` even for one model, so a seed gives the same
-numbers, bit for bit, whether it is trained alone or with others.
+numbers, bit for bit, in any stack of two or more, and alone up to float rounding (see dopatut.stack). Where
+batching gains nothing (chapter 9's transformer, whose products are small), `stack=False` trains each model by
+itself with `train.fit`.
 """
 from __future__ import annotations
 
@@ -27,9 +29,9 @@ from .methods import apply_method
 from .model import FoundationMLP, MLPConfig, base_state_dict, count_parameters, freeze
 from .protocol import PROTOCOL, check_seeds
 from .stack import fit_many
-from .train import TrainConfig, evaluate, seed_everything
+from .train import TrainConfig, evaluate, fit, seed_everything
 from .vit import VisionTransformer, ViTConfig
-from .workers import run_jobs, worker_count
+from .workers import run_jobs
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,15 @@ class FoundationSpec:
     weights: tuple[float, ...] | None = None  # None: equal proportions
     train: TrainConfig = PROTOCOL.foundation_config()
     curves: bool = True  # validation accuracy at each angle after every epoch (one evaluation each)
+    stack: bool = True  # False: trained by itself with train.fit (in a worker process where there are several)
 
     def to_dict(self, seed: int) -> dict:
-        # "curves" is named only when off, so the foundations cached before it existed keep their keys
+        # "curves" and "stack" are named only when off, so the foundations cached before them keep their keys;
+        # "stack" is in the key because the two loops round floats differently
         return {"model": self.model.to_dict(), "angles": [float(a) for a in self.angles],
                 "weights": None if self.weights is None else [float(w) for w in self.weights],
                 "train": replace(self.train, seed=seed).to_dict(), "split": "train",
-                **({} if self.curves else {"curves": False})}
+                **({} if self.curves else {"curves": False}), **({} if self.stack else {"stack": False})}
 
 
 def foundation_path(spec: FoundationSpec, seed: int) -> Path:
@@ -97,38 +101,49 @@ def _train_foundations(specs: list[FoundationSpec], seeds: list[int], progress: 
     return models
 
 
+def _fresh(spec: FoundationSpec, seed: int, device) -> FoundationMLP | VisionTransformer:
+    seed_everything(seed)
+    return build(spec.model).to(device)
+
+
+def _finished(spec: FoundationSpec, model, history, stacked: int, device):
+    """The trained foundation, frozen, with its meta: test accuracy at its own angles, loss and curves."""
+    own = {f"{a:g}": a for a in spec.angles}  # a stack may hold foundations of other modes: keep this one's
+    model.meta = {"accuracy": {k: evaluate(model, *mode_data("test", a, device)) for k, a in own.items()},
+                  "loss": history.loss, "curves": {k: history.accuracy[k] for k in own if spec.curves},
+                  "seconds": history.seconds, "stacked": stacked}
+    return freeze(model)
+
+
 def _train_stack(specs: list[FoundationSpec], seeds: list[int], progress: bool, device) -> list[FoundationMLP]:
     data = [mixture("train", spec.angles, spec.weights, seed=s, device=device)[:2] for spec, s in zip(specs, seeds)]
-    angles = {f"{a:g}": a for spec in specs for a in spec.angles}
     vals = {f"{a:g}": mode_data("val", a, device) for spec in specs if spec.curves for a in spec.angles}
-    models = []
-    for spec, s in zip(specs, seeds):
-        seed_everything(s)
-        models.append(build(spec.model).to(device))
+    models = [_fresh(spec, s, device) for spec, s in zip(specs, seeds)]
     names = [f"{'+'.join(f'{a:g}' for a in spec.angles)}°, seed {s}" for spec, s in zip(specs, seeds)]
     histories = fit_many(models, torch.stack([x for x, _ in data]), torch.stack([y for _, y in data]),
                          [replace(spec.train, seed=s) for spec, s in zip(specs, seeds)], vals, progress,
                          desc=f"foundations ({'; '.join(names)})" if len(seeds) > 1 else f"foundation (seed {seeds[0]})")
-    tests = {k: mode_data("test", a, device) for k, a in angles.items()}
-    for spec, model, history in zip(specs, models, histories):
-        own = [f"{a:g}" for a in spec.angles]  # a stack may hold foundations of other modes: keep this one's
-        model.meta = {"accuracy": {k: evaluate(model, *tests[k]) for k in own}, "loss": history.loss,
-                      "curves": {k: history.accuracy[k] for k in own if spec.curves}, "seconds": history.seconds,
-                      "stacked": len(seeds)}
-        freeze(model)
-    return models
+    return [_finished(spec, model, history, len(seeds), device) for spec, model, history in zip(specs, models, histories)]
+
+
+def _train_alone(spec: FoundationSpec, seed: int, progress: bool, device) -> FoundationMLP | VisionTransformer:
+    """One foundation of a spec with stack=False, trained by itself with train.fit."""
+    x, y = mixture("train", spec.angles, spec.weights, seed=seed, device=device)[:2]
+    vals = {f"{a:g}": mode_data("val", a, device) for a in spec.angles} if spec.curves else None
+    model = _fresh(spec, seed, device)
+    history = fit(model, x, y, replace(spec.train, seed=seed), vals, progress, desc=f"foundation (seed {seed})")
+    return _finished(spec, model, history, 1, device)
 
 
 def foundations(seeds, spec: FoundationSpec | list[FoundationSpec] = FoundationSpec(), cache: bool = True,
-                progress: bool = True, device="cpu", side_by_side: bool = False) -> list[FoundationMLP]:
+                progress: bool = True, device="cpu") -> list[FoundationMLP]:
     """The frozen foundations of `seeds`: loaded from the cache where there, the rest trained at once.
 
     spec: one FoundationSpec for every seed, or a list with one per seed, so that foundations of different
-    modes train in one stack: foundations([0, 0], [mixture_spec, upright_spec]). Each carries `.meta`: its
-    test accuracy at each of its training angles ("accuracy"), and its validation accuracy at each of them
-    after every epoch ("curves"; empty where the spec turns them off). side_by_side: where there are several
-    workers (dopatut.workers), each missing one trains alone in a worker process instead of in a stack; quicker
-    for models whose small products use a second thread poorly, such as chapter 9's transformer.
+    modes train in one stack: foundations([0, 0], [mixture_spec, upright_spec]). Specs with stack=False train
+    each by itself instead, side by side in worker processes where there are several (dopatut.workers), else
+    one after another. Each carries `.meta`: its test accuracy at each of its training angles ("accuracy"),
+    and its validation accuracy at each of them after every epoch ("curves"; empty where the spec turns them off).
     """
     if isinstance(spec, (list, tuple)):
         seeds, specs = check_seeds(seeds, distinct=False), list(spec)
@@ -144,11 +159,13 @@ def foundations(seeds, spec: FoundationSpec | list[FoundationSpec] = FoundationS
     missing = [i for i in keys if found[i] is None]
 
     def train(which):
-        if side_by_side and worker_count() > 1:  # with one worker, a stack gives the same numbers, sooner
-            jobs = [{"specs": [specs[i]], "seeds": [seeds[i]], "progress": False, "device": device} for i in which]
-            return {i: stack[0] for i, stack in zip(which, run_jobs(_train_stack, jobs, "foundations", progress))}
-        return dict(zip(which, _train_foundations([specs[i] for i in which], [seeds[i] for i in which],
-                                                  progress, device)))
+        stacked = [i for i in which if specs[i].stack]
+        alone = [i for i in which if not specs[i].stack]
+        jobs = [{"spec": specs[i], "seed": seeds[i], "progress": progress and len(alone) == 1, "device": device}
+                for i in alone]
+        return {**dict(zip(stacked, _train_foundations([specs[i] for i in stacked], [seeds[i] for i in stacked],
+                                                       progress, device))),
+                **dict(zip(alone, run_jobs(_train_alone, jobs, "foundations", progress and len(alone) > 1)))}
     if missing and not cache:
         found.update(train(missing))
     elif missing:
@@ -184,14 +201,15 @@ class Result:
 def specialise_many(bases, method: str, seeds, config: TrainConfig | None = None, angle_deg=45.0,
                     eval_angles=(0.0, 45.0), split: str = "test", progress: bool = True,
                     train_limit: int | None = None, configs=None, curve: bool = False, soft: bool = True,
-                    **method_kwargs):
+                    stack: bool = True, **method_kwargs):
     """Adapt a copy of each base (one per seed) to one mode with `method`, all in one stacked run.
 
     Model i starts from bases[i] with seed seeds[i] (LoRA's A is drawn from it, and the data order).
     angle_deg: the mode, or one per model (each then trains on its own angle's images).
     config: one TrainConfig for all (its seed is replaced by each model's), or `configs`, one per model.
     Returns [(model, Result)], accuracies on `split` ("test" or "val") at `eval_angles` (None: each model's own);
-    gate methods with hard gates, and also soft unless soft=False.
+    gate methods with hard gates, and also soft unless soft=False. stack=False: each model trains by itself
+    with train.fit, one after another (the same data order; other float rounding).
     """
     seeds = check_seeds(seeds, distinct=False)  # a grid runs one seed with several settings
     check_limit(train_limit, "train", "train_limit")
@@ -208,23 +226,27 @@ def specialise_many(bases, method: str, seeds, config: TrainConfig | None = None
     for base, seed in zip(bases, seeds):
         seed_everything(seed)  # LoRA's A matrices are drawn here
         models.append(apply_method(base, method, verbose=False, **method_kwargs))
-    seconds, curves = 0.0, [[] for _ in models]
+    seconds, curves = [0.0] * len(models), [[] for _ in models]
     if method != "frozen":
         data = {a: mode_data("train", a, device, limit=train_limit) for a in dict.fromkeys(angles)}
-        x, y = data[angles[0]] if len(data) == 1 else [torch.stack([data[a][k] for a in angles]) for k in (0, 1)]
         vals = {"val": mode_data("val", angles[0], device)} if curve else None
-        histories = fit_many(models, x, y, configs, vals, progress,
-                             desc=f"{method} -> {angles[0]:g}° ({len(models)} model{'s' * (len(models) > 1)})")
-        del x, y, data
-        seconds = histories[0].seconds
+        desc = f"{method} -> {angles[0]:g}° ({len(models)} model{'s' * (len(models) > 1)})"
+        if stack:
+            x, y = data[angles[0]] if len(data) == 1 else [torch.stack([data[a][k] for a in angles]) for k in (0, 1)]
+            histories = fit_many(models, x, y, configs, vals, progress, desc=desc)
+            del x, y
+        else:
+            histories = [fit(m, *data[a], c, vals, progress, desc=desc) for m, c, a in zip(models, configs, angles)]
+        del data
+        seconds = [h.seconds for h in histories]
         curves = [h.accuracy.get("val", []) for h in histories]
     out = []
-    for model, c, angle in zip(models, curves, angles):
+    for model, c, angle, s in zip(models, curves, angles, seconds):
         evals = {f"{a:g}": mode_data(split, a, device) for a in (eval_angles or (angle,))}
         soft_acc = {k: evaluate(model, *xy) for k, xy in evals.items()} if soft and gates_of(model) else {}
         with hardened(model):
             hard = {k: evaluate(model, *xy) for k, xy in evals.items()}
-        out.append((model, Result(method, count_parameters(model)[0], hard, soft_acc, seconds, c)))
+        out.append((model, Result(method, count_parameters(model)[0], hard, soft_acc, s, c)))
     return out
 
 

@@ -63,3 +63,23 @@ def test_plot_arms_gives_each_foundation_its_own_panel_and_scale():
     left, right = fig.axes
     assert left.get_title() == "mixture foundation" and right.get_title() == "upright foundation"
     assert left.get_ylim()[0] > 90 and right.get_ylim()[0] < 55  # not one shared scale
+
+
+def test_grids_and_arms_are_one_job_per_model_each_as_trained_alone(monkeypatch):
+    from dopatut.pipeline import specialise_many
+    from dopatut.train import TrainConfig
+    monkeypatch.setenv("DOPATUT_WORKERS", "1")  # in process; tests/test_workers.py checks a job's numbers in a worker
+    monkeypatch.setattr(beyond, "ADAPT_IMAGES", 500)
+    monkeypatch.setattr(beyond, "GRID_IMAGES", 300)
+    monkeypatch.setitem(beyond.LR_GRID, "head", (1e-4, 3e-2))
+    base = small_vit()
+    lrs = beyond.choose_lrs(base, arms=("head", "gain_only"), progress=False)
+    assert list(lrs) == ["head", "gain_only"] and set(lrs["head"][1]) == {1e-4, 3e-2}
+    assert lrs["head"][0] == max(lrs["head"][1], key=lrs["head"][1].get)
+    runs, models = beyond.run_arms(base, lrs, seeds=(1, 0), progress=False)
+    assert list(runs) == ["head", "gain_only"] and [r.method for r in runs["head"]] == ["head", "head"]
+    alone, result = specialise_many([base], "head", [0], TrainConfig(epochs=1, lr=lrs["head"][0]), progress=False,
+                                    train_limit=500, soft=False, stack=False)[0]
+    same = lambda m, n: all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), n.state_dict().values()))
+    assert same(models["head"][1], alone) and not same(models["head"][0], alone)  # in the order of the seeds
+    assert runs["head"][1].accuracy == result.accuracy
