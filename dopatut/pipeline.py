@@ -123,7 +123,8 @@ def _train_stack(specs: list[FoundationSpec], seeds: list[int], progress: bool, 
     histories = fit_many(models, torch.stack([x for x, _ in data]), torch.stack([y for _, y in data]),
                          [replace(spec.train, seed=s) for spec, s in zip(specs, seeds)], vals, progress,
                          desc=f"foundations ({'; '.join(names)})" if len(seeds) > 1 else f"foundation (seed {seeds[0]})")
-    return [_finished(spec, model, history, len(seeds), device) for spec, model, history in zip(specs, models, histories)]
+    return [_finished(spec, model, history, len(seeds), device)
+            for spec, model, history in zip(specs, models, histories)]
 
 
 def _train_alone(spec: FoundationSpec, seed: int, progress: bool, device) -> FoundationMLP | VisionTransformer:
@@ -202,7 +203,7 @@ def specialise_many(bases, method: str, seeds, config: TrainConfig | None = None
                     eval_angles=(0.0, 45.0), split: str = "test", progress: bool = True,
                     train_limit: int | None = None, configs=None, curve: bool = False, soft: bool = True,
                     stack: bool = True, **method_kwargs):
-    """Adapt a copy of each base (one per seed) to one mode with `method`, all in one stacked run.
+    """Adapt a copy of each base (one per seed) to one mode with `method`, in one stacked run (stack=False: in turn).
 
     Model i starts from bases[i] with seed seeds[i] (LoRA's A is drawn from it, and the data order).
     angle_deg: the mode, or one per model (each then trains on its own angle's images).
