@@ -51,6 +51,7 @@ ARMS = {  # arm -> (method, apply_method options)
 _GATE_LRS = (3e-2, 1e-1, 3e-1)  # a factor of 3 apart, centred on where a first, wider grid put each arm's best
 LR_GRID = {"dopamine": _GATE_LRS, "dopamine_at_0": _GATE_LRS, "gain_only": _GATE_LRS, "lora_attn": (3e-3, 1e-2, 3e-2),
            "lora_mlp": (3e-3, 1e-2, 3e-2), "head": (1e-3, 3e-3, 1e-2), "full": (3e-4, 1e-3, 3e-3)}
+WIDEN = 2  # where an arm's best rate sits at an edge of its grid, up to this many rates past it, a factor of 3 apart
 ADAPT_IMAGES = 10_000
 GRID_IMAGES = 5_000
 
@@ -93,17 +94,45 @@ def _grid_point(base, arm: str, lr: float, angle_deg: float) -> float:
     return result.accuracy[f"{angle_deg:g}"]
 
 
+def past_edge(scores: dict[float, float], factor: float = 3.0) -> float | None:
+    """The next rate to try past the edge of `scores` ({rate: validation accuracy}) where the best one sits
+    (`factor` times the largest, or the smallest divided by it); None if the best is inside."""
+    best, rates = max(scores, key=scores.get), sorted(scores)
+    if len(rates) < 2 or best not in (rates[0], rates[-1]):
+        return None
+    return float(f"{best * factor if best == rates[-1] else best / factor:.2g}")
+
+
 def choose_lrs(base, arms=tuple(ARMS), angle_deg: float = 45.0,
                progress: bool = True) -> dict[str, tuple[float, dict[float, float]]]:
-    """arm -> (chosen learning rate, {rate: validation accuracy}); one job per (arm, rate), side by side
-    (dopatut.workers)."""
-    points = [(arm, lr) for arm in _longest_first(base, _checked(arms)) for lr in LR_GRID[arm]]
-    scores = run_jobs(_grid_point, [{"base": base, "arm": arm, "lr": lr, "angle_deg": angle_deg} for arm, lr in points],
-                      desc=f"learning-rate grids ({len(points)} runs)", progress=progress)
-    grids = {arm: {} for arm in _checked(arms)}
-    for (arm, lr), score in zip(points, scores):
-        grids[arm][lr] = score
-    return {arm: (max(grid, key=grid.get), grid) for arm, grid in grids.items()}
+    """arm -> (chosen learning rate, {rate: validation accuracy}, rates ascending).
+
+    Each arm tries the rates of LR_GRID; where its best sits at an edge, the next rate past that edge (a factor
+    of 3) too, up to WIDEN times, so that the rate chosen has a worse one on each side wherever it can.
+    One job per (arm, rate), side by side (dopatut.workers)."""
+    arms = _checked(arms)
+    grids = {arm: {} for arm in arms}
+    todo = [(arm, lr) for arm in _longest_first(base, arms) for lr in LR_GRID[arm]]
+    for widening in range(WIDEN + 1):
+        jobs = [{"base": base, "arm": arm, "lr": lr, "angle_deg": angle_deg} for arm, lr in todo]
+        scores = run_jobs(_grid_point, jobs, progress=progress,
+                          desc=f"learning rates, {'past an edge' if widening else 'grids'} ({len(todo)} runs)")
+        for (arm, lr), score in zip(todo, scores):
+            grids[arm][lr] = score
+        todo = [(arm, lr) for arm in arms if (lr := past_edge(grids[arm]))]
+        if not todo:
+            break
+    return {arm: (max(grid, key=grid.get), dict(sorted(grid.items()))) for arm, grid in grids.items()}
+
+
+def grid_table(lrs: dict) -> str:
+    """An HTML table of choose_lrs's answer: each arm's rates tried with their validation accuracy, and its choice."""
+    from .compare import html_table
+
+    width = max(len(scores) for _, scores in lrs.values())
+    rows = [[arm, *(f"{lr:g}: {100 * acc:.2f}%" for lr, acc in scores.items()), *[""] * (width - len(scores)),
+             f"{best:g}"] for arm, (best, scores) in lrs.items()]
+    return html_table(["arm", *(f"rate {i + 1}" for i in range(width)), "chosen"], rows)
 
 
 def _run_one(base, arm: str, lr: float, seed: int, angle_deg: float, epochs: int) -> tuple:

@@ -72,6 +72,7 @@ def test_grids_and_arms_are_one_job_per_model_each_as_trained_alone(monkeypatch)
     monkeypatch.setattr(beyond, "ADAPT_IMAGES", 500)
     monkeypatch.setattr(beyond, "GRID_IMAGES", 300)
     monkeypatch.setitem(beyond.LR_GRID, "head", (1e-4, 3e-2))
+    monkeypatch.setattr(beyond, "WIDEN", 0)  # the grids as they are (widening: the test below)
     base = small_vit()
     lrs = beyond.choose_lrs(base, arms=("head", "gain_only"), progress=False)
     assert list(lrs) == ["head", "gain_only"] and set(lrs["head"][1]) == {1e-4, 3e-2}
@@ -83,3 +84,28 @@ def test_grids_and_arms_are_one_job_per_model_each_as_trained_alone(monkeypatch)
     same = lambda m, n: all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), n.state_dict().values()))
     assert same(models["head"][1], alone) and not same(models["head"][0], alone)  # in the order of the seeds
     assert runs["head"][1].accuracy == result.accuracy
+
+
+def test_past_edge_tries_the_next_rate_only_where_the_best_sits_at_an_edge():
+    assert beyond.past_edge({0.01: 0.90, 0.03: 0.95, 0.1: 0.93}) is None  # inside: nothing to add
+    assert beyond.past_edge({0.01: 0.90, 0.03: 0.93, 0.1: 0.95}) == 0.3
+    assert beyond.past_edge({0.003: 0.96, 0.01: 0.93, 0.03: 0.90}) == 0.001
+    assert beyond.past_edge({0.1: 0.9}) is None
+
+
+def test_choose_lrs_widens_a_grid_past_its_edge_until_the_best_is_inside_or_widen_runs_out(monkeypatch):
+    calls = []
+
+    def score(base, arm, lr, angle_deg):  # validation accuracy peaks at 0.03 for head, rises forever for full
+        calls.append((arm, lr))
+        return -abs(lr - 0.03) if arm == "head" else lr
+    monkeypatch.setenv("DOPATUT_WORKERS", "1")
+    monkeypatch.setattr(beyond, "_grid_point", score)
+    monkeypatch.setitem(beyond.LR_GRID, "head", (1e-3, 3e-3, 1e-2))
+    monkeypatch.setitem(beyond.LR_GRID, "full", (1e-3, 3e-3, 1e-2))
+    lrs = beyond.choose_lrs(small_vit(), arms=("head", "full"), progress=False)
+    assert lrs["head"][0] == 0.03 and list(lrs["head"][1]) == [0.001, 0.003, 0.01, 0.03, 0.09]  # inside after two
+    assert lrs["head"][1] == pytest.approx({0.001: -0.029, 0.003: -0.027, 0.01: -0.02, 0.03: 0.0, 0.09: -0.06})
+    assert list(lrs["full"][1]) == [0.001, 0.003, 0.01, 0.03, 0.09] and lrs["full"][0] == 0.09  # WIDEN = 2: stops
+    assert len(calls) == 3 + 3 + 2 + 2
+    assert "rate 5" in beyond.grid_table(lrs) and "0.09: 9.00%" in beyond.grid_table(lrs)
