@@ -115,8 +115,8 @@ def choose_lrs(base, arms=tuple(ARMS), angle_deg: float = 45.0,
     todo = [(arm, lr) for arm in _longest_first(base, arms) for lr in LR_GRID[arm]]
     for widening in range(WIDEN + 1):
         jobs = [{"base": base, "arm": arm, "lr": lr, "angle_deg": angle_deg} for arm, lr in todo]
-        scores = run_jobs(_grid_point, jobs, progress=progress,
-                          desc=f"learning rates, {'past an edge' if widening else 'grids'} ({len(todo)} runs)")
+        what = f"past an edge ({len(todo)} run{'s' * (len(todo) > 1)})" if widening else f"grids ({len(todo)} runs)"
+        scores = run_jobs(_grid_point, jobs, desc=f"learning rates, {what}", progress=progress)
         for (arm, lr), score in zip(todo, scores):
             grids[arm][lr] = score
         todo = [(arm, lr) for arm in arms if (lr := past_edge(grids[arm]))]
@@ -133,6 +133,16 @@ def grid_table(lrs: dict) -> str:
     rows = [[arm, *(f"{lr:g}: {100 * acc:.2f}%" for lr, acc in scores.items()), *[""] * (width - len(scores)),
              f"{best:g}"] for arm, (best, scores) in lrs.items()]
     return html_table(["arm", *(f"rate {i + 1}" for i in range(width)), "chosen"], rows)
+
+
+def widened_and_at_edge(chosen: dict[str, dict]) -> tuple[list[str], list[str]]:
+    """For {foundation: choose_lrs's answer}: the arms whose grid was widened ("arm (foundation)"), and those whose
+    chosen rate is still at an edge of the rates tried ("arm (foundation, rate)")."""
+    widened = [f"{arm} ({kind})" for kind, lrs in chosen.items() for arm, (_, scores) in lrs.items()
+               if len(scores) > len(LR_GRID[arm])]
+    at_edge = [f"{arm} ({kind}, {best:g})" for kind, lrs in chosen.items() for arm, (best, scores) in lrs.items()
+               if best in (min(scores), max(scores))]
+    return widened, at_edge
 
 
 def _run_one(base, arm: str, lr: float, seed: int, angle_deg: float, epochs: int) -> tuple:

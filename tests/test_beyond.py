@@ -109,3 +109,10 @@ def test_choose_lrs_widens_a_grid_past_its_edge_until_the_best_is_inside_or_wide
     assert list(lrs["full"][1]) == [0.001, 0.003, 0.01, 0.03, 0.09] and lrs["full"][0] == 0.09  # WIDEN = 2: stops
     assert len(calls) == 3 + 3 + 2 + 2
     assert "rate 5" in beyond.grid_table(lrs) and "0.09: 9.00%" in beyond.grid_table(lrs)
+
+
+def test_widened_and_at_edge_name_the_grids_widened_and_the_choices_left_at_an_edge():
+    chosen = {"mixture": {"head": (0.01, {0.001: 0.9, 0.003: 0.91, 0.01: 0.93, 0.03: 0.92}),
+                          "full": (0.001, {0.0003: 0.9, 0.001: 0.95, 0.003: 0.94})},
+              "upright": {"full": (0.027, {0.0003: 0.1, 0.001: 0.2, 0.003: 0.3, 0.009: 0.4, 0.027: 0.5})}}
+    assert beyond.widened_and_at_edge(chosen) == (["head (mixture)", "full (upright)"], ["full (upright, 0.027)"])
