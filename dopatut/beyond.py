@@ -85,12 +85,21 @@ def _longest_first(base, arms: list[str]) -> list[str]:
     return sorted(arms, key=size, reverse=True)
 
 
-def _grid_point(base, arm: str, lr: float, angle_deg: float) -> float:
-    """One arm at one rate (seed 0): its validation accuracy."""
+def _adapted(base, arm: str, lr: float, seed: int, angle_deg: float, epochs: int, train_limit: int,
+             split: str = "test", eval_angles=(0.0, 45.0)) -> tuple:
+    """One arm, one seed, trained by itself on the first `train_limit` images: (model, Result). The sizes come in
+    the job, not from this module's globals, which a worker forked earlier would hold as they were then."""
     method, options = _arm(arm)
-    _, result = specialise_many([base], method, [0], TrainConfig(epochs=1, lr=lr), angle_deg=angle_deg,
-                                eval_angles=(angle_deg,), split="val", progress=False, train_limit=GRID_IMAGES,
-                                soft=False, stack=False, **options)[0]
+    model, result = specialise_many([base], method, [seed], TrainConfig(epochs=epochs, lr=lr), angle_deg=angle_deg,
+                                    eval_angles=eval_angles, split=split, progress=False, train_limit=train_limit,
+                                    soft=False, stack=False, **options)[0]
+    result.method = arm
+    return model, result
+
+
+def _grid_point(base, arm: str, lr: float, angle_deg: float, train_limit: int) -> float:
+    """One arm at one rate (seed 0, one epoch): its validation accuracy (the model stays in the worker)."""
+    _, result = _adapted(base, arm, lr, 0, angle_deg, 1, train_limit, split="val", eval_angles=(angle_deg,))
     return result.accuracy[f"{angle_deg:g}"]
 
 
@@ -114,7 +123,8 @@ def choose_lrs(base, arms=tuple(ARMS), angle_deg: float = 45.0,
     grids = {arm: {} for arm in arms}
     todo = [(arm, lr) for arm in _longest_first(base, arms) for lr in LR_GRID[arm]]
     for widening in range(WIDEN + 1):
-        jobs = [{"base": base, "arm": arm, "lr": lr, "angle_deg": angle_deg} for arm, lr in todo]
+        jobs = [{"base": base, "arm": arm, "lr": lr, "angle_deg": angle_deg, "train_limit": GRID_IMAGES}
+                for arm, lr in todo]
         what = f"past an edge ({len(todo)} run{'s' * (len(todo) > 1)})" if widening else f"grids ({len(todo)} runs)"
         scores = run_jobs(_grid_point, jobs, desc=f"learning rates, {what}", progress=progress)
         for (arm, lr), score in zip(todo, scores):
@@ -145,15 +155,6 @@ def widened_and_at_edge(chosen: dict[str, dict]) -> tuple[list[str], list[str]]:
     return widened, at_edge
 
 
-def _run_one(base, arm: str, lr: float, seed: int, angle_deg: float, epochs: int) -> tuple:
-    """One arm, one seed: (model, Result)."""
-    method, options = _arm(arm)
-    model, result = specialise_many([base], method, [seed], TrainConfig(epochs=epochs, lr=lr), angle_deg=angle_deg,
-                                    progress=False, train_limit=ADAPT_IMAGES, soft=False, stack=False, **options)[0]
-    result.method = arm
-    return model, result
-
-
 def run_arms(base, lrs: dict, seeds=(0, 1, 2), arms=None, angle_deg: float = 45.0, epochs: int = 1,
              progress: bool = True) -> tuple[dict[str, list[Result]], dict[str, list]]:
     """Each arm at its chosen rate, `epochs` over the first ADAPT_IMAGES images, for each seed; one job per
@@ -161,8 +162,9 @@ def run_arms(base, lrs: dict, seeds=(0, 1, 2), arms=None, angle_deg: float = 45.
     arms = _checked(arms or lrs)
     runs = [(arm, seed) for arm in _longest_first(base, arms) for seed in seeds]
     jobs = [{"base": base, "arm": arm, "lr": lrs[arm][0] if isinstance(lrs[arm], tuple) else lrs[arm], "seed": seed,
-             "angle_deg": angle_deg, "epochs": epochs} for arm, seed in runs]
-    done = dict(zip(runs, run_jobs(_run_one, jobs, desc=f"arms ({len(arms)} x {len(seeds)} seeds)", progress=progress)))
+             "angle_deg": angle_deg, "epochs": epochs, "train_limit": ADAPT_IMAGES} for arm, seed in runs]
+    done = dict(zip(runs, run_jobs(_adapted, jobs, desc=f"arms ({len(arms)} x {len(seeds)} seeds)",
+                                   progress=progress)))
     return ({arm: [done[arm, s][1] for s in seeds] for arm in arms},
             {arm: [done[arm, s][0] for s in seeds] for arm in arms})
 

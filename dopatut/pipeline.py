@@ -162,11 +162,12 @@ def foundations(seeds, spec: FoundationSpec | list[FoundationSpec] = FoundationS
     def train(which):
         stacked = [i for i in which if specs[i].stack]
         alone = [i for i in which if not specs[i].stack]
+        trained = dict(zip(stacked, _train_foundations([specs[i] for i in stacked], [seeds[i] for i in stacked],
+                                                       progress, device)))
         jobs = [{"spec": specs[i], "seed": seeds[i], "progress": progress and len(alone) == 1, "device": device}
-                for i in alone]
-        return {**dict(zip(stacked, _train_foundations([specs[i] for i in stacked], [seeds[i] for i in stacked],
-                                                       progress, device))),
-                **dict(zip(alone, run_jobs(_train_alone, jobs, "foundations", progress and len(alone) > 1)))}
+                for i in alone]  # one job runs here with its own bar; several run in workers, under one bar
+        trained.update(zip(alone, run_jobs(_train_alone, jobs, "foundations", progress and len(alone) > 1)))
+        return trained
     if missing and not cache:
         found.update(train(missing))
     elif missing:

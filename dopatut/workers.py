@@ -87,7 +87,7 @@ def run_jobs(fn, jobs: list[dict], desc: str | None = None, progress: bool = Tru
     jobs = list(jobs)
     size = worker_count()
     bar = tqdm(total=len(jobs), desc=desc or getattr(fn, "__name__", "jobs"), disable=not progress)
-    if _in_worker or size == 1 or len(jobs) == 1 or torch.cuda.is_available():
+    if _in_worker or size == 1 or len(jobs) <= 1 or torch.cuda.is_available():  # no pool for one job, or none
         threads, results = torch.get_num_threads(), []
         torch.set_num_threads(threads if _in_worker else job_threads())  # as in a worker: the same numbers
         try:

@@ -96,7 +96,7 @@ def test_past_edge_tries_the_next_rate_only_where_the_best_sits_at_an_edge():
 def test_choose_lrs_widens_a_grid_past_its_edge_until_the_best_is_inside_or_widen_runs_out(monkeypatch):
     calls = []
 
-    def score(base, arm, lr, angle_deg):  # validation accuracy peaks at 0.03 for head, rises forever for full
+    def score(base, arm, lr, angle_deg, train_limit):  # validation accuracy peaks at 0.03 for head, rises forever for full
         calls.append((arm, lr))
         return -abs(lr - 0.03) if arm == "head" else lr
     monkeypatch.setenv("DOPATUT_WORKERS", "1")

@@ -50,6 +50,11 @@ def test_jobs_run_in_workers_in_order_with_the_numbers_they_give_here(two_worker
     assert torch.get_num_threads() == threads  # a job run here gives the threads back
 
 
+def test_no_jobs_start_no_workers(two_workers):
+    workers._shutdown()
+    assert workers.run_jobs(fail, [], progress=False) == [] and workers._pool is None
+
+
 def test_a_job_s_error_reaches_the_caller(two_workers):
     with pytest.raises(ValueError, match=r"bad job [01]"):
         workers.run_jobs(fail, [{"message": "bad job 0"}, {"message": "bad job 1"}], progress=False)
