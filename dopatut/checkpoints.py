@@ -90,24 +90,56 @@ def load_checkpoint(path, kind: str, config: dict | None = None,
     return payload
 
 
-def save_gates(path, gates, meta: dict | None = None) -> Path:
-    """Save one mode's GateSet alone (a few kB), apart from the base: per activation, its width and axis."""
-    config = {name: {"width": g.width, "feature_dim": getattr(g, "feature_dim", -1)} for name, g in gates.items()}
-    return save_checkpoint(path, gates.state_dict(), "gates", config, meta)
+def save_gates(path, gates, model, meta: dict | None = None) -> Path:
+    """Save one mode's GateSet alone (a few kB), apart from the base. The file records each gate's place (module
+    name, call index, width, axis, activation class) and every place the model could be gated at by default,
+    so that `load_gates` refuses a model it does not fit exactly."""
+    from .gate import model_places  # local: checkpoints sits below gate in the import order
+    from .places import split_key
+
+    found = model_places(model)
+    places = {}
+    for key, g in gates.items():
+        module, call = split_key(key)
+        known = found.get(key, {})
+        places[key] = {"module": module, "call": call or 0, "width": g.width,
+                       "axis": getattr(g, "feature_dim", -1), "activation": known.get("activation")}
+    config = {"places": places, "model_places": found}
+    return save_checkpoint(path, gates.state_dict(), "mode", config, {"model": type(model).__name__, **(meta or {})})
 
 
-def load_gates(path, model, **gate_kwargs):
-    """Load a GateSet saved by `save_gates`, checked to fit `model` (names, widths, kinds of module)."""
-    from .gate import DopamineGate, GateSet  # local: checkpoints sits below gate in the import order
+def _place_differences(saved: dict, now: dict) -> list[str]:
+    lines = [f"{k}: in the mode's model, not in this one" for k in saved if k not in now]
+    lines += [f"{k}: in this model ({now[k]['activation']}, {now[k]['width']} neurons), not in the mode's"
+              for k in now if k not in saved]
+    for k in saved:
+        if k in now and saved[k] != now[k]:
+            lines.append(f"{k}: " + ", ".join(f"{f} {saved[k][f]!r} in the mode's model, {now[k][f]!r} here"
+                                               for f in saved[k] if saved[k][f] != now[k].get(f)))
+    return lines
 
-    payload = load_checkpoint(path, "gates")
-    gates = GateSet({name: DopamineGate(c["width"], feature_dim=c["feature_dim"], **gate_kwargs)
-                     for name, c in payload["config"].items()})
+
+def load_gates(path, model, partial: bool = False, **gate_kwargs):
+    """Load a GateSet saved by `save_gates`, checked to fit `model`: every place the mode's model could be gated
+    at is a place of this model, with the same width, axis and activation, and no more (partial=True: only the
+    mode's own places are checked, so a mode can go on part of a larger model)."""
+    from .gate import DopamineGate, GateSet, model_places  # local: checkpoints sits below gate in the import order
+
+    payload = load_checkpoint(path, "mode")
+    config, source = payload["config"], payload["meta"].get("model", "?")
+    if not partial:
+        diffs = _place_differences(config["model_places"], model_places(model))
+        if diffs:
+            raise CheckpointError(f"{path} holds a mode for another model ({source}); the activations differ "
+                                  f"({len(diffs)}):\n  " + "\n  ".join(diffs[:20]) +
+                                  ("\n  ..." if len(diffs) > 20 else "") +
+                                  "\nload it with partial=True to put it on the places it names only")
+    gates = GateSet({key: DopamineGate(c["width"], feature_dim=c["axis"], **gate_kwargs)
+                     for key, c in config["places"].items()})
     try:
         gates.check_fits(model)
     except ValueError as err:
-        raise CheckpointError(f"{path} holds a mode for another model ({payload['meta'].get('model', '?')}): "
-                              f"{err}") from None
+        raise CheckpointError(f"{path} holds a mode for another model ({source}): {err}") from None
     diffs = _differences({k: tuple(v.shape) for k, v in gates.state_dict().items()},
                          {k: tuple(v.shape) for k, v in payload["state"].items()})
     if diffs:

@@ -5,10 +5,13 @@ For a neuron with drive z and activation a = act(z), threshold tau, gain g and t
     soft (training):   out = sigmoid((z - tau) / T) * g * a
     hard (inference):  out = 1[z > tau] * g * a
 
-The base weights never change. A gate sits on an activation module (ReLU, GELU, SiLU) of any model, found by
-target (`GateSet.for_model(model, targets=...)`), and reads the activation's input z. At init g = 1 and tau
-starts where the hard gate is open for the activation: tau = 0 for ReLU, which already silences z <= 0, so
-the gate is exactly the identity. GELU and SiLU are not zero below 0: a step at 0 would cut their negative
+The base weights never change. A gate sits on an activation module of any model (by default every activation
+class of torch.nn, transformers and timm: dopatut.activations), found by target (`GateSet.for_model(model,
+targets=...)`), and reads the activation's input z, even where the activation writes in place. Its width is read
+from z in a probe forward (dopatut.places), and a module that runs at several places per forward gets one gate
+per place, in call order ("layer1.0.relu[0]", "layer1.0.relu[1]"). At init g = 1 and tau starts where the hard
+gate is open for the activation (`activations.open_threshold`): tau = 0 for ReLU, which already silences z <= 0,
+so the gate is exactly the identity. GELU and SiLU are not zero below 0: a step at 0 would cut their negative
 lobe (down to -0.17 and -0.28), so their tau starts at OPEN_AT, below which they are within 5e-4 of zero:
 the hard gate is then exactly the identity wherever z > tau, and off by less than 5e-4 below it. The price:
 there the soft gate is near 1 for every drive, so tau barely learns and the gate acts as a gain (chapter 9);
@@ -23,10 +26,12 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .targets import drive_width, find_targets, replace_module
+from .activations import activation_classes, open_threshold
+from .places import Place, probe, split_key
+from .targets import _check_not_shared, find_targets, replace_module
 
-ACTIVATIONS = (nn.ReLU, nn.GELU, nn.SiLU)
-OPEN_AT = {nn.ReLU: 0.0, nn.GELU: -4.0, nn.SiLU: -10.0}  # tau at init: |act(z)| < 5e-4 for z below it
+OPEN_AT = {nn.ReLU: 0.0, nn.GELU: -4.0, nn.SiLU: -10.0}  # tau at init: |act(z)| < 5e-4 for z below it (the rule
+# of activations.open_threshold, which gives the same for every activation class)
 
 
 class DopamineGate(nn.Module):
@@ -86,15 +91,76 @@ class DopamineGate(nn.Module):
 
 
 class GatedActivation(nn.Module):
-    """An activation module with a gate on it: forward(z) = gate(z, act(z)). `attach` puts it in act's place."""
+    """An activation module with gates on it, one per place it runs: at its i-th call in a forward pass,
+    forward(z) = gates[i](z, act(z)). `attach` puts it in act's place; `name` is that place's module name."""
 
-    def __init__(self, act: nn.Module, gate: nn.Module):
+    def __init__(self, act: nn.Module, gates, name: str = ""):
         super().__init__()
         self.act = act
-        self.gate = gate
+        self.gates = nn.ModuleList(gates if isinstance(gates, (list, tuple)) else [gates])
+        self.name = name
+        self.calls = 0  # calls since the model's forward began (counted where there are several gates)
+        self.bypass = False  # True: the bare activation (a probe forward)
+
+    @property
+    def gate(self) -> nn.Module:
+        """The gate, where the module runs at one place; `gates[i]` where it runs at several."""
+        if len(self.gates) != 1:
+            raise ValueError(f"{self.name!r} runs at {len(self.gates)} places and has a gate for each: "
+                             f"use .gates[i] (or GateSet.of(model)['{self.name}[i]'])")
+        return self.gates[0]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.gate(z, self.act(z))
+        if self.bypass:
+            return self.act(z)
+        if len(self.gates) == 1:
+            gate, call = self.gates[0], None
+        else:
+            call = self.calls % len(self.gates)
+            gate, self.calls = self.gates[call], self.calls + 1
+        width, axis = getattr(gate, "width", None), getattr(gate, "feature_dim", -1)
+        if width is not None and (z.dim() < 2 or z.shape[axis] != width):
+            where = self.name if call is None else f"{self.name}[{call}]"
+            raise ValueError(f"the gate at {where!r} has {width} neurons on axis {axis}, but its activation's "
+                             f"input has shape {tuple(z.shape)}; attach gates made for this model "
+                             f"(GateSet.for_model reads each width from the drive)")
+        # an activation that writes in place would overwrite z, the drive the gate compares: it gets a copy
+        return gate(z, self.act(z.clone() if getattr(self.act, "inplace", False) else z))
+
+
+def _reset_calls(model: nn.Module, args) -> None:
+    for m in model.modules():
+        if isinstance(m, GatedActivation):
+            m.calls = 0
+
+
+def _check_calls(model: nn.Module, args, out) -> None:
+    for m in model.modules():
+        if isinstance(m, GatedActivation) and len(m.gates) > 1 and m.calls not in (0, len(m.gates)):
+            calls, m.calls = m.calls, 0
+            raise RuntimeError(f"{m.name!r} ran {calls} times in this forward pass, but it has gates for the "
+                               f"{len(m.gates)} places it ran at when the gates were made; attach gates made "
+                               f"with an example input that takes this path (GateSet.for_model(..., example_input=))")
+
+
+def _watch_calls(model: nn.Module) -> None:
+    """Count the calls of modules with several gates from the start of each forward pass of `model`."""
+    if _reset_calls not in model._forward_pre_hooks.values():
+        model.register_forward_pre_hook(_reset_calls)
+        model.register_forward_hook(_check_calls)
+
+
+@contextmanager
+def passthrough(model: nn.Module):
+    """Every gated activation of `model` computes its bare activation inside the block (a probe forward)."""
+    gated = [m for m in model.modules() if isinstance(m, GatedActivation)]
+    for m in gated:
+        m.bypass = True
+    try:
+        yield model
+    finally:
+        for m in gated:
+            m.bypass, m.calls = False, 0
 
 
 def _activation(model: nn.Module, name: str) -> nn.Module:
@@ -103,9 +169,50 @@ def _activation(model: nn.Module, name: str) -> nn.Module:
 
 
 def gate_targets(model: nn.Module, targets=None) -> list[str]:
-    """The activation modules that `targets` names (default: every ReLU, GELU and SiLU of the model)."""
-    return find_targets(model, ACTIVATIONS if targets is None else targets, ACTIVATIONS + (GatedActivation,),
-                        "Dopamine gates", inside=(GatedActivation,))
+    """The activation modules that `targets` names (default: every activation module, dopatut.activations)."""
+    if targets is not None:
+        return find_targets(model, targets, (nn.Module,), "Dopamine gates", inside=(GatedActivation,),
+                            listed=activation_classes() + (GatedActivation,))
+    try:
+        return find_targets(model, activation_classes(), (nn.Module,), "Dopamine gates", inside=(GatedActivation,))
+    except ValueError:
+        raise ValueError(_no_activation_message(model)) from None
+
+
+def _no_activation_message(model: nn.Module) -> str:
+    kind = type(model).__name__
+    lines = [f"{kind} has no activation module dopatut knows (torch.nn's, transformers' or timm's), so the "
+             f"default targets match nothing."]
+    try:
+        found = probe(model, [], functional=True).functional
+    except Exception:  # no example input: say what can be said without running the model
+        found = []
+    if found:
+        calls = ", ".join(f"{fn} in {where or kind!r}" for where, fn in dict.fromkeys(found))
+        lines.append(f"Its forward computes activations as function calls ({calls}): a gate needs a module to sit "
+                     f"on. Make each one a module: in __init__, self.act = nn.ReLU() (or nn.GELU(), ...), and in "
+                     f"forward, self.act(x) instead of F.relu(x).")
+    leaves = sorted({type(m).__name__ for _, m in model.named_modules()
+                     if not list(m.children()) and next(m.parameters(), None) is None})
+    if leaves:
+        lines.append(f"Its parameter-free modules are of classes {', '.join(leaves)}: if one is an activation, "
+                     f"name it with targets= (its class, a name pattern, or a predicate (name, module) -> bool).")
+    return " ".join(lines)
+
+
+def _places(model: nn.Module, names, example=None, notes: list | None = None) -> dict[str, list[Place]]:
+    found = probe(model, names, example, functional=notes is not None)
+    if found.functional:
+        calls = ", ".join(f"{fn} in {where or type(model).__name__!r}" for where, fn in dict.fromkeys(found.functional))
+        notes.append(f"not gated: activations computed as function calls ({calls}); make each a module to gate it")
+    for name, (before, after) in found.shape_changes.items():
+        raise ValueError(f"Dopamine gates go on activations (an output the shape of the input), but {name!r} "
+                         f"({type(_activation(model, name)).__name__}) maps {before} to {after}")
+    silent = [name for name in names if not found.places[name]]
+    if silent:
+        raise ValueError(f"{silent} did not run in a forward pass on the example input, so their widths are "
+                         f"unknown; pass example_input= that reaches them")
+    return found.places
 
 
 class GateSet(nn.ModuleDict):
@@ -143,27 +250,56 @@ class GateSet(nn.ModuleDict):
         return [(name, self[name]) for name in self]
 
     @classmethod
-    def for_model(cls, model: nn.Module, targets=None, **gate_kwargs) -> "GateSet":
-        """A fresh gate on every activation that `targets` names (see dopatut.targets; default: all of them)."""
-        gates = cls()
-        for name in gate_targets(model, targets):
-            width, axis = drive_width(model, name)
-            start = OPEN_AT.get(type(_activation(model, name)), 0.0)
-            gates[name] = DopamineGate(width, **{"threshold_init": start, "feature_dim": axis, **gate_kwargs})
+    def for_model(cls, model: nn.Module, targets=None, example_input=None, **gate_kwargs) -> "GateSet":
+        """A fresh gate at every place where an activation that `targets` names runs (see dopatut.targets;
+        default: every activation module), its width read from the drive in a forward pass on `example_input`
+        (default: dopatut.places.example_input(model)). `gates.notes` says where the hard gate is not the
+        identity at init."""
+        gates, gates.notes = cls(), []
+        for name, places in _places(model, gate_targets(model, targets), example_input, gates.notes).items():
+            start, exact = open_threshold(_activation(model, name))
+            if not exact:
+                gates.notes.append(f"{name!r} ({places[0].activation}) is not near 0 below any drive: its gates "
+                                   f"start at tau = 0, and the hard gate cuts its negative part at init")
+            for place in places:
+                gates[place.key] = DopamineGate(place.width, **{"threshold_init": start, "feature_dim": place.axis,
+                                                                **gate_kwargs})
         return gates
 
-    def check_fits(self, model: nn.Module) -> None:
-        for name, gate in self.items():
+    def check_fits(self, model: nn.Module, example_input=None) -> None:
+        """A ValueError naming the place and both numbers unless every gate fits where it goes on `model`."""
+        modules: dict[str, list] = {}
+        for key in self:
+            name, call = split_key(key)
+            modules.setdefault(name, []).append(call)
+        for name in modules:
             try:
                 model.get_submodule(name)
             except AttributeError:
                 raise ValueError(f"gate for {name!r}, but {type(model).__name__} has no module of that name; its "
                                  f"activations are {gate_targets(model)}") from None
-            gate_targets(model, [name])  # the right kind, not shared
-            width, axis = drive_width(model, name)
-            if (gate.width, getattr(gate, "feature_dim", -1)) != (width, axis):
-                raise ValueError(f"gate for {name!r} has {gate.width} neurons on axis "
-                                 f"{getattr(gate, 'feature_dim', -1)}, the layer has {width} on axis {axis}")
+        _check_not_shared(model, list(modules))
+        places = _places(model, list(modules), example_input)
+        for name, calls in modules.items():
+            keys = [p.key for p in places[name]]
+            given = [name if c is None else f"{name}[{c}]" for c in calls]
+            if sorted(given) != sorted(keys):
+                raise ValueError(f"gates for {given}, but {name!r} runs at {len(keys)} place(s) per forward: "
+                                 f"{keys}; give one gate for each")
+            for place in places[name]:
+                gate = self[place.key]
+                have = (gate.width, getattr(gate, "feature_dim", -1))
+                if have != (place.width, place.axis):
+                    raise ValueError(f"gate for {place.key!r} has {have[0]} neurons on axis {have[1]}, but the "
+                                     f"activation's input there has {place.width} on axis {place.axis}")
+
+    def places(self) -> dict[str, list[str]]:
+        """Module name -> the keys of its gates, in call order."""
+        grouped: dict[str, list] = {}
+        for key in self:
+            name, call = split_key(key)
+            grouped.setdefault(name, []).append((call or 0, key))
+        return {name: [k for _, k in sorted(keys)] for name, keys in grouped.items()}
 
     @classmethod
     def of(cls, model: nn.Module) -> "GateSet":
@@ -171,7 +307,8 @@ class GateSet(nn.ModuleDict):
         gates = cls()
         for name, module in model.named_modules():
             if isinstance(module, GatedActivation):
-                gates[name] = module.gate
+                for i, gate in enumerate(module.gates):
+                    gates[name if len(module.gates) == 1 else f"{name}[{i}]"] = gate
         return gates
 
 
@@ -179,13 +316,16 @@ def gates_of(model: nn.Module) -> list[DopamineGate]:
     return [m for m in model.modules() if isinstance(m, DopamineGate)]
 
 
-def attach(model: nn.Module, gates: GateSet) -> nn.Module:
-    """Put `gates` on the model's activations by name, in place; activations not named get no gate (and lose
-    any they had). Base weights are untouched."""
-    gates.check_fits(model)
+def attach(model: nn.Module, gates: GateSet, example_input=None, check: bool = True) -> nn.Module:
+    """Put `gates` on the model's activations by place, in place; activations not named get no gate (and lose
+    any they had). Base weights are untouched. check=False skips the fit check (gates just made for `model`)."""
+    if check:
+        gates.check_fits(model, example_input)
     detach(model)
-    for name, gate in gates.items():
-        replace_module(model, name, GatedActivation(model.get_submodule(name), gate))
+    for name, keys in gates.places().items():
+        replace_module(model, name, GatedActivation(model.get_submodule(name), [gates[k] for k in keys], name))
+        if len(keys) > 1:
+            _watch_calls(model)
     return model
 
 
@@ -267,20 +407,21 @@ class Modes:
         return self.model
 
     def save(self, name: str, path):
-        """Write mode `name` alone (its gate tensors; atomic, checksummed) and return the path."""
+        """Write mode `name` alone (its gate tensors, and the places it was made for; atomic, checksummed)."""
         from .checkpoints import save_gates  # local: checkpoints sits below gate in the import order
-        return save_gates(path, self._get(name), meta={"model": type(self.model).__name__})
+        return save_gates(path, self._get(name), self.model)
 
-    def load(self, name: str, path) -> GateSet:
-        """Read a mode saved by `save`; refused (CheckpointError) if it does not fit this model."""
+    def load(self, name: str, path, partial: bool = False) -> GateSet:
+        """Read a mode saved by `save`; refused (CheckpointError) unless this model's activations are the ones
+        it was saved on, place for place (partial=True: only the mode's own places need to fit)."""
         from .checkpoints import load_gates
-        gates = load_gates(path, self.model)
+        gates = load_gates(path, self.model, partial=partial)
         self.sets[name] = gates
         return gates
 
     def summary(self) -> str:
         """One line per mode, as PEFT's print_trainable_parameters: its numbers against the base's."""
-        base = sum(p.numel() for n, p in self.model.named_parameters() if ".gate." not in n)
+        base = sum(p.numel() for n, p in self.model.named_parameters() if ".gates." not in n)
         lines = [f"{type(self.model).__name__}: {base:,} base parameters, {len(self.sets)} modes"]
         for name, gates in self.sets.items():
             n = sum(p.numel() for p in gates.parameters())
@@ -290,3 +431,12 @@ class Modes:
 
     def __repr__(self) -> str:
         return f"Modes({sorted(self.sets)}, active={self.active!r})"
+
+
+def model_places(model: nn.Module, example_input=None) -> dict[str, dict]:
+    """Every place a gate can go by default (every activation module's every call): key -> what it is."""
+    try:
+        names = find_targets(model, activation_classes(), (nn.Module,), "Dopamine gates", inside=(GatedActivation,))
+    except ValueError:
+        return {}
+    return {p.key: p.describe() for places in probe(model, names, example_input).places.values() for p in places}

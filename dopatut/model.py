@@ -72,6 +72,10 @@ class FoundationMLP(nn.Module):
     def hidden_layers(self) -> dict[str, HiddenLayer]:
         return dict(self.hidden.items())
 
+    def example_input(self) -> torch.Tensor:
+        """A batch the model takes (for the forward pass that finds where gates go: dopatut.places)."""
+        return torch.zeros(2, self.get_submodule(self.stem).in_features, device=self.head.weight.device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n_in = self.get_submodule(self.stem).in_features  # 784, or 256 when the stem's product is precomputed
         if x.dim() != 2 or x.shape[1] != n_in:
@@ -96,4 +100,4 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def base_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's own weights: everything but gates."""
-    return {k: v for k, v in model.state_dict().items() if ".gate." not in k}
+    return {k: v for k, v in model.state_dict().items() if ".gates." not in k}

@@ -4,7 +4,8 @@ The same idea as PEFT's `target_modules`. `targets` is one of
   - a str: a regular expression the whole module name must match, e.g. r"blocks\\.\\d+\\.mlp\\.act";
   - a list of str: module names, each matching a module's full name or its last dotted parts
     ("qkv" matches "blocks.0.attn.qkv");
-  - a type or a tuple of types: every module of that type, e.g. nn.GELU.
+  - a type or a tuple of types: every module of that type, e.g. nn.GELU;
+  - a predicate, called as predicate(name, module) -> bool, e.g. lambda name, m: name.endswith("act_fn").
 Every module found must be of the kind the method needs. A target that matches nothing, matches a module of
 the wrong kind, or matches a module another target already matched is an error naming what was found.
 """
@@ -16,7 +17,8 @@ from torch import nn
 
 
 def _kind_names(kinds) -> str:
-    return ", ".join(k.__name__ for k in kinds)
+    names = [k.__name__ for k in kinds]
+    return ", ".join(names) if len(names) <= 4 else ", ".join(names[:3]) + f", ... ({len(names)} classes)"
 
 
 def _matches(name: str, target: str) -> bool:
@@ -25,20 +27,25 @@ def _matches(name: str, target: str) -> bool:
 
 def _candidates(model: nn.Module, inside=()) -> dict[str, nn.Module]:
     """Every named submodule, but not those inside a module of a type in `inside` (a wrapper is found, not its parts)."""
-    found = {}
+    found, wrappers = {}, []
     for name, module in model.named_modules():
-        if name and not any(name.startswith(w + ".") for w in found if isinstance(found[w], inside)):
+        if name and not any(name.startswith(w) for w in wrappers):
             found[name] = module
+            if isinstance(module, inside):
+                wrappers.append(name + ".")
     return found
 
 
-def find_targets(model: nn.Module, targets, kinds: tuple, what: str, inside: tuple = ()) -> list[str]:
+def find_targets(model: nn.Module, targets, kinds: tuple, what: str, inside: tuple = (),
+                 listed: tuple | None = None) -> list[str]:
     """The names of `model`'s modules that `targets` selects, each checked to be one of `kinds`.
 
     what: the method, for messages ("LoRA", "Dopamine gates"). inside: wrapper types whose children are
     not searched (the wrapper itself counts as its kind: a gated activation is still an activation).
+    listed: the kinds a message lists as candidates when a target matches nothing (default: kinds).
     """
     modules = _candidates(model, inside)
+    listed = kinds if listed is None else listed
     if isinstance(targets, type) or (isinstance(targets, tuple) and targets and all(isinstance(t, type) for t in targets)):
         # a wrapper of `inside` (a gated activation) is found by the type of what it wraps
         chosen = {name: str(targets) for name, m in modules.items()
@@ -46,6 +53,11 @@ def find_targets(model: nn.Module, targets, kinds: tuple, what: str, inside: tup
         label = _kind_names(targets if isinstance(targets, tuple) else (targets,))
         if not chosen:
             raise ValueError(f"targets {label} match no module of {type(model).__name__}")
+    elif callable(targets):
+        chosen = {name: "predicate" for name, m in modules.items() if targets(name, m)}
+        if not chosen:
+            raise ValueError(f"the targets predicate {getattr(targets, '__name__', targets)!r} is true for no "
+                             f"module of {type(model).__name__}")
     elif isinstance(targets, str):
         if not targets:
             raise ValueError("targets is an empty pattern; give a regular expression, a list of names or a type")
@@ -56,14 +68,14 @@ def find_targets(model: nn.Module, targets, kinds: tuple, what: str, inside: tup
         chosen = {name: targets for name in modules if pattern.fullmatch(name)}
         if not chosen:
             raise ValueError(f"targets {targets!r} (a regular expression on the whole name) match no module; "
-                             f"modules of the right kind ({_kind_names(kinds)}) are {_of_kind(modules, kinds)}")
+                             f"modules of the right kind ({_kind_names(listed)}) are {_of_kind(modules, listed)}")
     elif isinstance(targets, (list, tuple)) and targets and all(isinstance(t, str) for t in targets):
         chosen = {}
         for target in targets:
             hits = [name for name in modules if _matches(name, target)]
             if not hits:
                 raise ValueError(f"target {target!r} matches no module; modules of the right kind "
-                                 f"({_kind_names(kinds)}) are {_of_kind(modules, kinds)}")
+                                 f"({_kind_names(listed)}) are {_of_kind(modules, listed)}")
             for name in hits:
                 if name in chosen:
                     raise ValueError(f"targets {chosen[name]!r} and {target!r} both match {name!r}; "
@@ -71,7 +83,7 @@ def find_targets(model: nn.Module, targets, kinds: tuple, what: str, inside: tup
                 chosen[name] = target
     else:
         raise ValueError(f"targets must be a regular expression (str), a non-empty list of module names, "
-                         f"or a module type, got {targets!r}")
+                         f"a module type, or a predicate (name, module) -> bool, got {targets!r}")
     wrong = [f"{name!r} ({type(modules[name]).__name__})" for name in chosen if not isinstance(modules[name], kinds)]
     if wrong:
         raise ValueError(f"{what} need modules of kind {_kind_names(kinds)}, but targets {targets!r} match "
@@ -103,29 +115,3 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
     setattr(parent, child, new)
     return old
 
-
-# The layers whose outputs are a set of neurons: their width, and the axis the neurons lie on.
-_WIDTH = ((nn.Linear, "out_features", -1), (nn.Conv1d, "out_channels", 1), (nn.Conv2d, "out_channels", 1),
-          (nn.Conv3d, "out_channels", 1), (nn.BatchNorm1d, "num_features", 1), (nn.BatchNorm2d, "num_features", 1),
-          (nn.BatchNorm3d, "num_features", 1))
-
-
-def drive_width(model: nn.Module, name: str) -> tuple[int, int]:
-    """(neurons, axis) of the activation `name`: read from the layer registered just before it in its parent.
-
-    That layer computes the activation's input (Linear -> act, Conv2d -> [BatchNorm2d ->] act), as in an
-    nn.Sequential or a block written in order. A Linear's neurons lie on the last axis, a convolution's
-    channels on axis 1 (of N, C, ...).
-    """
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    siblings = list(parent.named_children())
-    at = [n for n, _ in siblings].index(child)
-    before = siblings[at - 1][1] if at > 0 else None
-    for kind, attribute, axis in _WIDTH:
-        if isinstance(before, kind):
-            return getattr(before, attribute), axis
-    found = "nothing" if before is None else f"a {type(before).__name__}"
-    raise ValueError(f"cannot tell how many neurons {name!r} has: the module registered just before it in "
-                     f"its parent is {found}; dopatut reads the width from a Linear, Conv or BatchNorm layer "
-                     f"registered just before the activation")

@@ -113,6 +113,10 @@ class VisionTransformer(nn.Module):
         n = side // p
         return x.view(-1, n, p, n, p).transpose(2, 3).reshape(-1, n * n, p * p)
 
+    def example_input(self) -> torch.Tensor:
+        """A batch the model takes (for the forward pass that finds where gates go: dopatut.places)."""
+        return torch.zeros(2, self.config.in_features, device=self.head.weight.device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.config.in_features:
             raise ValueError(f"input must be (batch, {self.config.in_features}), got {tuple(x.shape)}")

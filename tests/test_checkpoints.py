@@ -62,9 +62,20 @@ def test_gates_save_apart_from_the_base_and_check_the_fit(tmp_path, small_model)
     gates = GateSet.for_model(small_model)
     with torch.no_grad():
         gates["hidden.hidden2.act"].threshold.uniform_()
-    path = save_gates(tmp_path / "g.pt", gates)
+    path = save_gates(tmp_path / "g.pt", gates, small_model)
     assert path.stat().st_size < 20_000
     loaded = load_gates(path, small_model)
     assert torch.equal(loaded["hidden.hidden2.act"].threshold, gates["hidden.hidden2.act"].threshold)
-    with pytest.raises(CheckpointError, match="holds a mode for another model .* has 16 neurons on axis -1, the layer has 8"):
+    with pytest.raises(CheckpointError, match="holds a mode for another model .*\n  hidden.hidden2.act: width 16 in "
+                                              "the mode's model, 8 here"):
         load_gates(path, FoundationMLP(MLPConfig(hidden=(32, 8))))
+    # partial: only the mode's own places are checked, and they still must fit
+    with pytest.raises(CheckpointError, match="gate for 'hidden.hidden2.act' has 16 neurons on axis -1, but the "
+                                              "activation's input there has 8"):
+        load_gates(path, FoundationMLP(MLPConfig(hidden=(32, 8))), partial=True)
+    one = GateSet({"hidden.hidden1.act": gates["hidden.hidden1.act"]})
+    path = save_gates(tmp_path / "one.pt", one, small_model)  # a mode on part of the model
+    deeper = FoundationMLP(MLPConfig(hidden=(32, 16, 16)))
+    with pytest.raises(CheckpointError, match="hidden.hidden3.act: in this model \\(ReLU, 16 neurons\\), not in the mode's"):
+        load_gates(path, deeper)
+    assert list(load_gates(path, deeper, partial=True)) == ["hidden.hidden1.act"]

@@ -50,7 +50,7 @@ def test_raising_a_threshold_silences_a_neuron_under_the_hard_gate(small_model, 
 
 def test_gate_on_layer_of_wrong_size_is_refused(small_model):
     wrong = GateSet({"hidden.hidden1.act": DopamineGate(99)})
-    with pytest.raises(ValueError, match="99 neurons on axis -1, the layer has 32 on axis -1"):
+    with pytest.raises(ValueError, match="gate for .hidden.hidden1.act. has 99 neurons on axis -1, but the activation.s input there has 32 on axis -1"):
         attach(small_model, wrong)
     with pytest.raises(ValueError, match="gate for 'hidden1', but FoundationMLP has no module of that name"):
         attach(small_model, GateSet({"hidden1": DopamineGate(32)}))
