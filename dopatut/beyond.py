@@ -26,7 +26,7 @@ import torch
 
 from .data import mode_data
 from .gate import GateSet, hardened
-from .lora import LORA_LAYERS
+from .lora import LORA_WRAPPERS
 from .methods import apply_method
 from .model import count_parameters
 from .pipeline import FoundationSpec, Result, foundations, specialise_many
@@ -203,7 +203,7 @@ def peft_lora(base, targets, rank: int = 4, alpha: float | None = None, start_fr
     if start_from is not None:
         with torch.no_grad():
             for name, module in start_from.named_modules():
-                if isinstance(module, tuple(LORA_LAYERS.values())):
+                if isinstance(module, LORA_WRAPPERS):
                     twin = model.base_model.model.get_submodule(name)
                     twin.lora_A["default"].weight.copy_(module.lora_A)
                     twin.lora_B["default"].weight.copy_(module.lora_B.view_as(twin.lora_B["default"].weight))

@@ -8,6 +8,7 @@ B A into W for inference at the base's cost; `unmerge` takes it back out.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -131,11 +132,75 @@ class LoRAConv2d(nn.Module):
                                                 LoRALinear.unmerge, LoRALinear.extra_repr)
 
 
-LORA_LAYERS = {nn.Linear: LoRALinear, nn.Conv2d: LoRAConv2d}  # the layers LoRA wraps, and their LoRA versions
+class LoRAConv1D(nn.Module):
+    """LoRA for transformers' Conv1D (GPT-2's c_attn, c_fc, c_proj): a linear layer whose weight is stored
+    transposed, (in, out), y = x W + b. As PEFT does (fan_in_fan_out), A and B are LoRALinear's, and the merged
+    delta is (B A) transposed:
+
+        y = x W + b + (alpha / r) * x A^T B^T,   A: (r, in) random,  B: (out, r) zeros"""
+
+    def __init__(self, base: nn.Module, config: LoRAConfig = LoRAConfig()):
+        super().__init__()
+        if not is_conv1d(base):
+            raise TypeError(f"LoRAConv1D wraps a transformers Conv1D, got {type(base).__name__}")
+        self.base = base
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.config = config
+        self.scaling = config.scaling
+        n_in, n_out = base.weight.shape
+        self.lora_A = nn.Parameter(torch.empty(config.rank, n_in))
+        self.lora_B = nn.Parameter(torch.zeros(n_out, config.rank))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # PEFT's default for A
+        self.merged = False
+
+    def delta_weight(self) -> torch.Tensor:
+        return ((self.lora_B @ self.lora_A) * self.scaling).t()  # in Conv1D's (in, out) layout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        if self.merged:
+            return y
+        return y + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
+
+    weight, bias, merge, unmerge, extra_repr = (LoRALinear.weight, LoRALinear.bias, LoRALinear.merge,
+                                                LoRALinear.unmerge, LoRALinear.extra_repr)
 
 
-def lora_layers(model: nn.Module) -> list[LoRALinear | LoRAConv2d]:
-    return [m for m in model.modules() if isinstance(m, tuple(LORA_LAYERS.values()))]
+def is_conv1d(module: nn.Module) -> bool:
+    """A transformers Conv1D (checked by class, without importing transformers)."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and getattr(module, "weight", None) is not None
+
+
+LORA_LAYERS = {nn.Linear: LoRALinear, nn.Conv2d: LoRAConv2d}  # the torch layers LoRA wraps, and their LoRA versions
+LORA_WRAPPERS = (LoRALinear, LoRAConv2d, LoRAConv1D)
+
+
+def lora_kinds() -> tuple[type, ...]:
+    """The layer classes LoRA wraps: torch's, and transformers' Conv1D where transformers is imported."""
+    conv1d = getattr(sys.modules.get("transformers.pytorch_utils"), "Conv1D", None)
+    return tuple(LORA_LAYERS) + ((conv1d,) if isinstance(conv1d, type) else ())
+
+
+def lora_version(layer: nn.Module):
+    """The LoRA class for `layer`, or None if LoRA cannot wrap it."""
+    if is_conv1d(layer):
+        return LoRAConv1D
+    return next((lora for kind, lora in LORA_LAYERS.items() if type(layer) is kind or isinstance(layer, kind)), None)
+
+
+def cannot_wrap(layer: nn.Module) -> str | None:
+    """Why LoRA cannot wrap `layer` (None if it can)."""
+    if lora_version(layer) is None:
+        return f"it is a {type(layer).__name__}; LoRA wraps Linear, Conv2d and transformers' Conv1D"
+    if isinstance(layer, nn.Conv2d) and (layer.groups != 1 or layer.padding_mode != "zeros"):
+        return (f"it is a Conv2d with groups={layer.groups} and padding_mode={layer.padding_mode!r} (a depthwise or "
+                f"grouped convolution); LoRAConv2d needs groups=1 and zero padding")
+    return None
+
+
+def lora_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, LORA_WRAPPERS)]
 
 
 def merge_lora(model: nn.Module) -> nn.Module:

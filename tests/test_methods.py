@@ -41,7 +41,7 @@ def test_unknown_method_lists_the_known_ones(foundation):
 def test_lora_targets_are_checked(foundation):
     model = apply_method(foundation, "lora", rank=2, targets=["head"], verbose=False)
     assert count_parameters(model)[0] == 2 * (256 + 10)
-    with pytest.raises(ValueError, match="target 'hidden9' matches no module; modules of the right kind \\(Linear, Conv2d\\) are "
+    with pytest.raises(ValueError, match="target 'hidden9' matches no module; modules of the right kind \\(Linear, Conv2d(, Conv1D)?\\) are "
                                          "\\['hidden.hidden1.linear', 'hidden.hidden2.linear', 'head'\\]"):
         apply_method(foundation, "lora", targets=["hidden9"])
 
