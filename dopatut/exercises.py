@@ -323,3 +323,42 @@ def check_last_block_attention(pattern) -> bool:
                               f"it misses {missing}" if missing else "") if part)
                         + ". Hint: the whole name must match, and '.' matches any character unless escaped.")
     return _report(problems)
+
+
+# ---------------------------------------------------------------- chapter 10: targets on your own model
+def check_last_mlp_predicate(predicate) -> bool:
+    """`predicate(name, module)` should select the activation of the last block's MLP of a GPT-2 (built from a
+    config, two blocks), and nothing else: transformer.h.1.mlp.act."""
+    import warnings
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from .gate import GateSet
+
+    if predicate is NotImplemented or predicate is None:
+        return _report(["the predicate is not written yet: replace NotImplemented with a function "
+                        "(name, module) -> bool."])
+    if not callable(predicate):
+        return _report([f"targets should be a function of (name, module), got {type(predicate).__name__}"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=32,
+                                           bos_token_id=0, eos_token_id=0))
+    expected = ["transformer.h.1.mlp.act"]
+    try:
+        found = list(GateSet.for_model(model, targets=predicate))
+    except NotImplementedError:
+        return _report(["the predicate is not written yet: replace the `raise NotImplementedError` line with "
+                        "your code."])
+    except Exception as err:  # noqa: BLE001 - the reader's predicate, reported in words
+        return _report([f"dopatut refused the predicate: {str(err).splitlines()[0]}. Hint: a gate goes on an "
+                        f"activation module; print the model to see what each block holds."])
+    problems = []
+    if found != expected:
+        extra, missing = sorted(set(found) - set(expected)), sorted(set(expected) - set(found))
+        problems.append(f"the predicate selects {found}; " + "; ".join(
+            part for part in (f"it should not select {extra}" if extra else "",
+                              f"it misses {missing}" if missing else "") if part)
+                        + ". Hint: the name tells the block; the module's class tells an activation.")
+    return _report(problems)

@@ -112,3 +112,20 @@ def test_last_block_attention_check_answers_back(capsys):
     assert "it misses ['blocks.1.attn.proj']" in capsys.readouterr().out
     assert not check_last_block_attention(r"blocks\.1\.mlp\.act")
     assert "dopatut refused the pattern: LoRA layers need modules of kind Linear" in capsys.readouterr().out
+
+
+def test_last_mlp_predicate_check_answers_back(capsys):
+    pytest.importorskip("transformers")
+    from dopatut.exercises import check_last_mlp_predicate
+    assert check_last_mlp_predicate(lambda name, m: name == "transformer.h.1.mlp.act")
+    assert check_last_mlp_predicate(lambda name, m: name.startswith("transformer.h.1.") and name.endswith(".act"))
+    assert not check_last_mlp_predicate(NotImplemented)
+    assert "not written yet" in capsys.readouterr().out
+    assert not check_last_mlp_predicate(not_written)
+    assert "not written yet" in capsys.readouterr().out
+    assert not check_last_mlp_predicate(lambda name, m: name.endswith("mlp.act"))
+    assert "it should not select ['transformer.h.0.mlp.act']" in capsys.readouterr().out
+    assert not check_last_mlp_predicate(lambda name, m: name == "transformer.h.1.mlp.c_fc")
+    assert "dopatut refused the predicate: Dopamine gates go on activations" in capsys.readouterr().out
+    assert not check_last_mlp_predicate(lambda name, m: False)
+    assert "is true for no module of GPT2LMHeadModel" in capsys.readouterr().out
