@@ -253,3 +253,27 @@ def test_more_architectures_of_the_same_families(entry):
             assert {n.rpartition(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {entry.head}
         with torch.no_grad(), hardened(model):
             assert torch.equal(call(model.eval(), entry.inputs()), call(base, entry.inputs()))
+
+
+def test_lora_on_gpt2_computes_what_peft_computes_from_the_same_factors():
+    import copy
+    peft = pytest.importorskip("peft")
+    gpt2 = built(ZOO[7])
+    ours = apply_method(gpt2, "lora", verbose=False)
+    ours_layers = {n: m for n, m in ours.named_modules() if hasattr(m, "lora_B")}
+    config = peft.LoraConfig(r=4, lora_alpha=4, lora_dropout=0.0, target_modules=["c_attn", "c_proj", "c_fc"],
+                             fan_in_fan_out=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = peft.get_peft_model(copy.deepcopy(gpt2), config).base_model.model
+    with torch.no_grad():
+        for name, layer in ours_layers.items():
+            layer.lora_B.normal_(std=0.1)
+            twin = theirs.get_submodule(name)
+            twin.lora_A["default"].weight.copy_(layer.lora_A)
+            twin.lora_B["default"].weight.copy_(layer.lora_B)
+    assert sum(p.numel() for p in ours.parameters() if p.requires_grad) == \
+        sum(p.numel() for p in theirs.parameters() if p.requires_grad)
+    x = ZOO[7].inputs()
+    with torch.no_grad():
+        assert torch.allclose(call(ours.eval(), x), call(theirs.eval(), x), atol=1e-5)
