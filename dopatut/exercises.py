@@ -315,14 +315,18 @@ def check_last_block_attention(pattern) -> bool:
         found = find_targets(model, pattern, (nn.Linear,), "LoRA layers")
     except ValueError as err:
         return _report([f"dopatut refused the pattern: {err}"])
-    problems = []
-    if sorted(found) != sorted(expected):
-        extra, missing = sorted(set(found) - set(expected)), sorted(set(expected) - set(found))
-        problems.append(f"the pattern selects {found}; " + "; ".join(
-            part for part in (f"it should not select {extra}" if extra else "",
-                              f"it misses {missing}" if missing else "") if part)
-                        + ". Hint: the whole name must match, and '.' matches any character unless escaped.")
-    return _report(problems)
+    return _report(_selection("pattern", found, expected,
+                              "the whole name must match, and '.' matches any character unless escaped"))
+
+
+def _selection(what: str, found: list[str], expected: list[str], hint: str) -> list[str]:
+    """[] if `found` is `expected` (in any order), else the problem: what is extra, what is missing, and a hint."""
+    if sorted(found) == sorted(expected):
+        return []
+    extra, missing = sorted(set(found) - set(expected)), sorted(set(expected) - set(found))
+    return [f"the {what} selects {found}; " + "; ".join(
+        part for part in (f"it should not select {extra}" if extra else "",
+                          f"it misses {missing}" if missing else "") if part) + f". Hint: {hint}."]
 
 
 # ---------------------------------------------------------------- chapter 10: targets on your own model
@@ -354,11 +358,5 @@ def check_last_mlp_predicate(predicate) -> bool:
     except Exception as err:  # noqa: BLE001 - the reader's predicate, reported in words
         return _report([f"dopatut refused the predicate: {str(err).splitlines()[0]}. Hint: a gate goes on an "
                         f"activation module; print the model to see what each block holds."])
-    problems = []
-    if found != expected:
-        extra, missing = sorted(set(found) - set(expected)), sorted(set(expected) - set(found))
-        problems.append(f"the predicate selects {found}; " + "; ".join(
-            part for part in (f"it should not select {extra}" if extra else "",
-                              f"it misses {missing}" if missing else "") if part)
-                        + ". Hint: the name tells the block; the module's class tells an activation.")
-    return _report(problems)
+    return _report(_selection("predicate", found, expected,
+                              "the name tells the block; the module's class tells an activation"))

@@ -103,6 +103,10 @@ class GatedActivation(nn.Module):
         self.bypass = False  # True: the bare activation (a probe forward)
 
     @property
+    def wrapped_activation(self) -> nn.Module:
+        return self.act
+
+    @property
     def gate(self) -> nn.Module:
         """The gate, where the module runs at one place; `gates[i]` where it runs at several."""
         if len(self.gates) != 1:
@@ -184,7 +188,8 @@ def _no_activation_message(model: nn.Module) -> str:
     lines = [f"{kind} has no activation module dopatut knows (torch.nn's, transformers' or timm's), so the "
              f"default targets match nothing."]
     try:
-        found = probe(model, [], functional=True).functional
+        with passthrough(model):
+            found = probe(model, [], functional=True).functional
     except Exception:  # no example input: say what can be said without running the model
         found = []
     if found:
@@ -201,7 +206,8 @@ def _no_activation_message(model: nn.Module) -> str:
 
 
 def _places(model: nn.Module, names, example=None, notes: list | None = None) -> dict[str, list[Place]]:
-    found = probe(model, names, example, functional=notes is not None)
+    with passthrough(model):
+        found = probe(model, names, example, functional=notes is not None)
     if found.functional:
         calls = ", ".join(f"{fn} in {where or type(model).__name__!r}" for where, fn in dict.fromkeys(found.functional))
         notes.append(f"not gated: activations computed as function calls ({calls}); make each a module to gate it")
@@ -439,4 +445,6 @@ def model_places(model: nn.Module, example_input=None) -> dict[str, dict]:
         names = find_targets(model, activation_classes(), (nn.Module,), "Dopamine gates", inside=(GatedActivation,))
     except ValueError:
         return {}
-    return {p.key: p.describe() for places in probe(model, names, example_input).places.values() for p in places}
+    with passthrough(model):
+        found = probe(model, names, example_input)
+    return {p.key: p.describe() for places in found.places.values() for p in places}

@@ -32,20 +32,25 @@ class LoRAConfig:
         return (self.rank if self.alpha is None else self.alpha) / self.rank
 
 
+def _factors(layer: nn.Module, base: nn.Module, config: LoRAConfig, n_in: int, n_out: int) -> None:
+    """The frozen base and the factors A: (r, n_in) random, B: (n_out, r) zeros, on a LoRA layer being made."""
+    layer.base = base
+    for p in base.parameters():
+        p.requires_grad_(False)
+    layer.config = config
+    layer.scaling = config.scaling
+    layer.lora_A = nn.Parameter(torch.empty(config.rank, n_in))
+    layer.lora_B = nn.Parameter(torch.zeros(n_out, config.rank))
+    nn.init.kaiming_uniform_(layer.lora_A, a=math.sqrt(5))  # PEFT's default for A
+    layer.merged = False
+
+
 class LoRALinear(nn.Module):
     def __init__(self, base: nn.Linear, config: LoRAConfig = LoRAConfig()):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-        self.base = base
-        for p in base.parameters():
-            p.requires_grad_(False)
-        self.config = config
-        self.scaling = config.scaling
-        self.lora_A = nn.Parameter(torch.empty(config.rank, base.in_features))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, config.rank))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # PEFT's default for A
-        self.merged = False
+        _factors(self, base, config, base.in_features, base.out_features)
 
     @property
     def in_features(self) -> int:
@@ -143,16 +148,7 @@ class LoRAConv1D(nn.Module):
         super().__init__()
         if not is_conv1d(base):
             raise TypeError(f"LoRAConv1D wraps a transformers Conv1D, got {type(base).__name__}")
-        self.base = base
-        for p in base.parameters():
-            p.requires_grad_(False)
-        self.config = config
-        self.scaling = config.scaling
-        n_in, n_out = base.weight.shape
-        self.lora_A = nn.Parameter(torch.empty(config.rank, n_in))
-        self.lora_B = nn.Parameter(torch.zeros(n_out, config.rank))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # PEFT's default for A
-        self.merged = False
+        _factors(self, base, config, *base.weight.shape)  # Conv1D's weight is (in, out)
 
     def delta_weight(self) -> torch.Tensor:
         return ((self.lora_B @ self.lora_A) * self.scaling).t()  # in Conv1D's (in, out) layout

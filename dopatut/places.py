@@ -144,21 +144,21 @@ class Probe:
 @torch.no_grad()
 def probe(model: nn.Module, names, example=None, functional: bool = False) -> Probe:
     """Run `model` once on `example` (default: `example_input(model)`) and record the places of `names`;
-    functional=True also records activations computed as function calls (slower: every torch call is seen)."""
-    from .gate import GatedActivation, passthrough  # local: gate builds on this module
-
+    functional=True also records activations computed as function calls (slower: every torch call is seen).
+    A wrapper that names the activation it wraps (`wrapped_activation`, as a gated activation does) counts as that
+    activation; the caller decides whether its own computation runs (dopatut.gate.passthrough)."""
     names = list(names)
     example = example_input(model) if example is None else example
     made_by: dict[int, nn.Module] = {}
     keep, stack = [], []
     calls: dict[str, list] = {name: [] for name in names}
     linears, changes = [], {}
-    acts = activation_classes() + (GatedActivation,)
+    acts = activation_classes()
     modules = dict(model.named_modules())
 
     def pre(name, module):
         def hook(mod, args):
-            stack.append((name, isinstance(mod, acts)))
+            stack.append((name, isinstance(getattr(mod, "wrapped_activation", mod), acts)))
             if name in calls and args and isinstance(args[0], torch.Tensor):
                 z = args[0]
                 calls[name].append((tuple(z.shape), made_by.get(id(z)), z.dim()))
@@ -187,7 +187,7 @@ def probe(model: nn.Module, names, example=None, functional: bool = False) -> Pr
     model.eval()
     mode = _Functional(stack)
     try:
-        with passthrough(model), (mode if functional else nullcontext()):
+        with mode if functional else nullcontext():
             run(model, example)
     finally:
         for h in handles:
@@ -196,7 +196,7 @@ def probe(model: nn.Module, names, example=None, functional: bool = False) -> Pr
             m.training = training
     places = {}
     for name, seen in calls.items():
-        act = modules[name].act if isinstance(modules[name], GatedActivation) else modules[name]
+        act = getattr(modules[name], "wrapped_activation", modules[name])
         places[name] = [Place(name, i, len(seen), shape[_axis(maker, dim)], _axis(maker, dim), type(act).__name__)
                         for i, (shape, maker, dim) in enumerate(seen)]
     return Probe(places, mode.found, linears, changes)
