@@ -173,6 +173,8 @@ def apply_method(foundation: nn.Module, method: str, *, targets=None, rank: int 
         for p in model.parameters():
             p.requires_grad_(True)
     model.method = method
+    model.method_options = {k: v for k, v in {"targets": targets, "rank": rank, "alpha": alpha, **gate_kwargs}.items()
+                            if v is not None}  # what save_pretrained records (dopatut.pretrained)
     if verbose:
         print("\n  ".join([trainable_summary(model), *notes]))
     return model
