@@ -23,6 +23,7 @@ from .cache import cache_dir, check_writable, training_lock
 from .checkpoints import atomic_write_bytes
 from .checks import check_seed
 from .methods import METHODS
+from .registry import get_method
 from .pipeline import FoundationSpec, Result, foundation, foundations, specialise_many
 from .protocol import PROTOCOL, Protocol, check_seeds
 from .stats import PairedDifference, mean_std, paired_difference
@@ -40,8 +41,7 @@ def _spec(kind: str) -> FoundationSpec:
 
 
 def _check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    get_method(method)  # a ValueError naming the registered methods
     return method
 
 
@@ -109,7 +109,7 @@ def select(method: str, kind: str = "mixture", protocol: Protocol = PROTOCOL, pr
 
     def compute():
         grid = protocol.grid(method)
-        if method == "frozen":
+        if get_method(method).grid is None:  # nothing to choose
             return {"settings": [{}], "val_accuracy": [_frozen_val(spec, protocol)], "curves": [[]]}
         base = foundation(protocol.selection_seed, spec, progress=progress)
         scores = {}
@@ -128,7 +128,7 @@ def select(method: str, kind: str = "mixture", protocol: Protocol = PROTOCOL, pr
                 "curves": [scores[i][1] for i in range(len(grid))]}
 
     value = _cached(f"select-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": spec.to_dict(0),
-                                                 "method": method}, compute)
+                                                 "method": method, **get_method(method).fingerprint()}, compute)
     settings = [{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()} for s in value["settings"]]
     return Selection(method, kind, settings, value["val_accuracy"], value["curves"])
 
@@ -166,7 +166,8 @@ def compare(kind: str = "mixture", methods=METHODS, protocol: Protocol = PROTOCO
             return [asdict(result) for _, result in pairs]
 
         rows = _cached(f"compare-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": spec.to_dict(0),
-                                                     "method": method, "setting": setting}, compute)
+                                                     "method": method, "setting": setting,
+                                                     **get_method(method).fingerprint()}, compute)
         out[method] = [Result(**row) for row in rows]
     return out
 

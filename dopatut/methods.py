@@ -25,29 +25,19 @@ is the foundation again.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 from torch import nn
 
-from .checks import refuse_options
 from .gate import GateSet, attach
 from .lora import LoRAConfig, cannot_wrap, lora_kinds, lora_version
 from .model import count_parameters, freeze
 from .places import probe
+from .registry import Context, Method, get_method, method_names, register_method
 from .targets import find_targets, replace_module
 
-METHODS = ("frozen", "dopamine", "gain_only", "threshold_only", "bitfit", "head", "lora", "full")
-GATE_METHODS = ("dopamine", "gain_only", "threshold_only")
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-DESCRIPTIONS = {
-    "frozen": "the foundation as it is, nothing trained",
-    "dopamine": "a threshold and a gain per hidden neuron",
-    "gain_only": "a gain per hidden neuron, thresholds fixed where the gate is open (0 on ReLU; IA3-style)",
-    "threshold_only": "a threshold per hidden neuron, gains fixed at 1",
-    "bitfit": "biases only",
-    "head": "the output layer only",
-    "lora": "low-rank deltas B A on every linear and convolutional layer (or the targets named)",
-    "full": "every weight",
-}
+LORA_RANK = 4  # the comparison's rank; chapter 4 sweeps the rank on the same protocol
 
 
 def linear_names(model: nn.Module) -> list[str]:
@@ -134,50 +124,87 @@ def _train_head(model: nn.Module, targets, example_input=None, notes: list | Non
             p.requires_grad_(True)
 
 
-def apply_method(foundation: nn.Module, method: str, *, targets=None, rank: int | None = None,
-                 alpha: float | None = None, example_input=None, verbose: bool = True, **gate_kwargs) -> nn.Module:
+def apply_method(foundation: nn.Module, method: str, *, example_input=None, verbose: bool = True,
+                 **options) -> nn.Module:
     """A frozen copy of `foundation` with `method`'s parameters added and trainable.
 
-    targets: where the method goes (all but frozen and full; defaults in the module's docstring).
+    method: a registered method's name (dopatut.registry; the eight of the course are registered below).
+    options: the method's own (targets; rank and alpha for LoRA; temperature, threshold_init, ... for the gates).
     example_input: an input the model takes, for the forward pass that finds the gates' places (a tensor, a
     tuple of positional inputs or a dict of keyword inputs; default: dopatut.places.example_input).
-    rank (default 4), alpha: LoRA only. gate_kwargs (temperature, ...): the gate methods only.
     An option given to a method it does not apply to is refused (TypeError), not silently ignored.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    if method != "lora":
-        refuse_options(method, "LoRA", rank=rank, alpha=alpha)
-    if method in ("frozen", "full"):
-        refuse_options(method, "the methods that act on part of a model (all but frozen and full)", targets=targets)
-    if method not in GATE_METHODS:
-        refuse_options(method, "the gate methods (dopamine, gain_only, threshold_only)", **gate_kwargs)
+    spec = get_method(method)
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(given) - set(spec.options))
+    if unknown:
+        takers = [m for m in method_names() if set(unknown) <= set(get_method(m).options)]
+        raise TypeError(f"{', '.join(unknown)} {'applies' if len(unknown) == 1 else 'apply'} only to "
+                        f"{', '.join(takers) or 'no registered method'}, not to {method!r} (its options: "
+                        f"{', '.join(spec.options) or 'none'}); got {', '.join(f'{k}={given[k]!r}' for k in unknown)}")
     model = freeze(copy.deepcopy(foundation))
-    notes: list[str] = []
-    if method != "full":
+    context = Context(example_input)
+    if not spec.trains_everything:
         for norm in model.modules():
             if isinstance(norm, BATCH_NORMS):
                 norm.track_running_stats = False  # its running statistics and count stay the foundation's
-    if method in GATE_METHODS:
-        gates = GateSet.for_model(model, targets, example_input, learn_threshold=method != "gain_only",
-                                  learn_gain=method != "threshold_only", **gate_kwargs)
-        attach(model, gates, check=False)  # made for this model a line above
-        notes += _gate_notes(gates) + gates.notes
-    elif method == "bitfit":
-        _train_biases(model, targets)
-    elif method == "head":
-        _train_head(model, targets, example_input, notes)
-    elif method == "lora":
-        add_lora(model, LoRAConfig(rank=4 if rank is None else rank, alpha=alpha), targets, notes)
-    elif method == "full":
-        for p in model.parameters():
-            p.requires_grad_(True)
+    if spec.attach is not None:
+        spec.attach(model, given, context)
     model.method = method
-    model.method_options = {k: v for k, v in {"targets": targets, "rank": rank, "alpha": alpha, **gate_kwargs}.items()
-                            if v is not None}  # what save_pretrained records (dopatut.pretrained)
+    model.method_options = given  # what save_pretrained records (dopatut.pretrained)
     if verbose:
-        print("\n  ".join([trainable_summary(model), *notes]))
+        print("\n  ".join([trainable_summary(model), *context.notes]))
     return model
+
+
+# ---------------------------------------------------------------- the course's eight methods, each defined once
+def _gates(learn_threshold: bool, learn_gain: bool):
+    def attach_gates(model: nn.Module, options: dict, context: Context) -> None:
+        options = dict(options)
+        gates = GateSet.for_model(model, options.pop("targets", None), context.example_input,
+                                  learn_threshold=learn_threshold, learn_gain=learn_gain, **options)
+        attach(model, gates, check=False)  # made for this model a line above
+        context.notes += _gate_notes(gates) + gates.notes
+    return attach_gates
+
+
+def _all(model: nn.Module, options: dict, context: Context) -> None:
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+
+def _lora(model: nn.Module, options: dict, context: Context) -> None:
+    config = LoRAConfig(rank=options.get("rank", LORA_RANK), alpha=options.get("alpha"))
+    add_lora(model, config, options.get("targets"), context.notes)
+
+
+GATE_OPTIONS = ("targets", "temperature", "hard", "threshold_init", "gain_init")
+GATE_GRID = {"lr": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1), "temperature": ((1.0, 0.1), (1.0, 0.01))}
+# Learning rates a factor of about 3 apart, wide enough that the best one lies inside (chapter 5 checks).
+for _method in (
+    Method("frozen", "frozen", "the foundation as it is, nothing trained", None, flops="none"),
+    Method("dopamine", "Dopamine", "a threshold and a gain per hidden neuron", _gates(True, True), GATE_OPTIONS,
+           GATE_GRID, flops="from_first"),
+    Method("gain_only", "gain-only", "a gain per hidden neuron, thresholds fixed where the gate is open (0 on "
+           "ReLU; IA3-style)", _gates(False, True), GATE_OPTIONS, GATE_GRID, flops="from_first"),
+    Method("threshold_only", "threshold-only", "a threshold per hidden neuron, gains fixed at 1", _gates(True, False),
+           GATE_OPTIONS, GATE_GRID, flops="from_first"),
+    Method("bitfit", "BitFit", "biases only", lambda model, options, context: _train_biases(
+        model, options.get("targets")), ("targets",), {"lr": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1)}, flops="from_first"),
+    Method("head", "head-only", "the output layer only", lambda model, options, context: _train_head(
+        model, options.get("targets"), context.example_input, context.notes), ("targets",),
+        {"lr": (1e-3, 3e-3, 1e-2, 3e-2)}, flops="head"),
+    Method("lora", "LoRA (r = 4)", "low-rank deltas B A on every linear and convolutional layer (or the targets "
+           "named)", _lora, ("targets", "rank", "alpha"), {"lr": (1e-3, 3e-3, 1e-2), "alpha": (4.0, 16.0)},
+           fixed={"rank": LORA_RANK}, flops="lora"),
+    Method("full", "full fine-tuning", "every weight", _all, (), {"lr": (3e-5, 1e-4, 3e-4, 1e-3)}, flops="all",
+           trains_everything=True),
+):
+    register_method(replace(_method, builtin=True))
+
+METHODS = method_names(builtin_only=True)  # the course's eight, in the order its tables show them
+GATE_METHODS = tuple(m for m in METHODS if get_method(m).flops == "from_first" and "temperature" in get_method(m).options)
+DESCRIPTIONS = {m: get_method(m).description for m in METHODS}
 
 
 def _gate_notes(gates: GateSet) -> list[str]:

@@ -56,21 +56,20 @@ def run_flops(method: str, shapes, n_samples: int, epochs: int = 1, rank: int = 
     to the first layer's gates or bias (head-only: to the head's weight only). LoRA and full training run
     the whole network at every step; LoRA adds its rank-r factors on every layer.
     """
-    from .methods import METHODS
+    from .registry import get_method
 
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    if method == "frozen":
+    kind = get_method(method).flops
+    if kind == "none":
         return 0
     macs = [i * o for i, o in shapes]
-    if method == "full":  # also a foundation: every layer trained
+    if kind == "all":
         return epochs * training_flops(shapes, n_samples)
-    if method == "lora":
+    if kind == "lora":
         factors = sum(rank * (i + o) for i, o in shapes)  # A: in x r, B: r x out, per layer
         per_sample = 2 * sum(macs) + 2 * sum(macs[1:]) + 6 * factors - 2 * rank * shapes[0][0]
         return epochs * n_samples * per_sample
     later = 2 * sum(macs[1:])  # the forward of every layer after the precomputed first one
-    backward = 2 * macs[-1] if method == "head" else later
+    backward = 2 * macs[-1] if kind == "head" else later
     return 2 * macs[0] * n_samples + epochs * n_samples * (later + backward)
 
 

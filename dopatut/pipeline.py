@@ -26,6 +26,7 @@ from .checks import check_seed
 from .data import check_angle, check_limit, mixture, mode_data
 from .gate import gates_of, hardened
 from .methods import apply_method
+from .registry import get_method
 from .model import FoundationMLP, MLPConfig, base_state_dict, count_parameters, freeze
 from .protocol import PROTOCOL, check_seeds
 from .stack import fit_many
@@ -229,7 +230,7 @@ def specialise_many(bases, method: str, seeds, config: TrainConfig | None = None
         seed_everything(seed)  # LoRA's A matrices are drawn here
         models.append(apply_method(base, method, verbose=False, **method_kwargs))
     seconds, curves = [0.0] * len(models), [[] for _ in models]
-    if method != "frozen":
+    if get_method(method).attach is not None:  # a method that trains something
         data = {a: mode_data("train", a, device, limit=train_limit) for a in dict.fromkeys(angles)}
         vals = {"val": mode_data("val", angles[0], device)} if curve else None
         desc = f"{method} -> {angles[0]:g}° ({len(models)} model{'s' * (len(models) > 1)})"

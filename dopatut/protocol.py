@@ -19,23 +19,12 @@ import itertools
 from dataclasses import asdict, dataclass, field
 
 from .checks import check_seeds  # noqa: F401  (re-exported: protocol.check_seeds)
-from .methods import METHODS
+from .methods import GATE_METHODS, LORA_RANK, METHODS  # noqa: F401  (re-exported: protocol.GATE_METHODS, ...)
+from .registry import get_method
 from .train import TrainConfig
 
-GATE_METHODS = ("dopamine", "gain_only", "threshold_only")
-LORA_RANK = 4  # the comparison's rank; chapter 4 sweeps the rank on the same protocol
-
-# Learning rates a factor of about 3 apart, wide enough that the best one lies inside (chapter 5 checks).
-_GATE_GRID = {"lr": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1), "temperature": ((1.0, 0.1), (1.0, 0.01))}
-GRIDS = {
-    "full": {"lr": (3e-5, 1e-4, 3e-4, 1e-3)},
-    "lora": {"lr": (1e-3, 3e-3, 1e-2), "alpha": (4.0, 16.0)},
-    "dopamine": _GATE_GRID,
-    "gain_only": _GATE_GRID,
-    "threshold_only": _GATE_GRID,
-    "bitfit": {"lr": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1)},
-    "head": {"lr": (1e-3, 3e-3, 1e-2, 3e-2)},
-}
+# every method's settings grid, as its registration defines it (dopatut.methods, dopatut.registry)
+GRIDS = {m: get_method(m).grid for m in METHODS if get_method(m).grid is not None}
 
 
 @dataclass(frozen=True)
@@ -59,11 +48,10 @@ class Protocol:
 
     def grid(self, method: str) -> list[dict]:
         """Every setting of `method`'s grid, as dicts such as {"lr": 0.01, "temperature": (1.0, 0.1)}."""
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-        if method == "frozen":
+        spec = get_method(method)
+        if spec.grid is None:
             return [{}]
-        axes = self.grids[method]
+        axes = self.grids.get(method, spec.grid)  # a method a reader registered: its own grid
         empty = [name for name, values in axes.items() if not values]
         if empty:
             raise ValueError(f"the grid of {method!r} has no values for {empty}")
@@ -71,13 +59,15 @@ class Protocol:
 
     def config(self, method: str, setting: dict, seed: int) -> tuple[TrainConfig, dict]:
         """The TrainConfig and apply_method keyword arguments of one setting of `method`."""
-        unknown = set(setting) - {"lr", "alpha", "temperature"}
+        spec = get_method(method)
+        options = tuple(o for o in spec.options if o not in ("targets", "temperature", *spec.fixed))
+        unknown = set(setting) - {"lr", "temperature", *options}
         if unknown:
-            raise ValueError(f"unknown settings {sorted(unknown)} for {method!r}; expected lr, alpha, temperature")
+            raise ValueError(f"unknown settings {sorted(unknown)} for {method!r}; expected lr, temperature"
+                             + "".join(f", {o}" for o in options))
         train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=setting.get("lr", 1e-3), seed=seed,
                             temperature=setting.get("temperature", (1.0, 0.1)))
-        kwargs = {"rank": LORA_RANK, "alpha": setting.get("alpha")} if method == "lora" else {}
-        return train, kwargs
+        return train, {**spec.fixed, **{k: v for k, v in setting.items() if k in options}}
 
     def foundation_config(self, seed: int = 0) -> TrainConfig:
         return TrainConfig(epochs=self.foundation_epochs, batch_size=self.batch_size, lr=self.foundation_lr,

@@ -1,0 +1,80 @@
+"""One registry of methods: the eight defined once, and a reader's own running through the whole protocol."""
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+import dopatut.compare as compare
+from dopatut.compare import compare as run_comparison, differences, select
+from dopatut.gate import DopamineGate, GateSet, attach
+from dopatut.methods import GATE_METHODS, METHODS, apply_method
+from dopatut.perf import run_flops
+from dopatut.pipeline import foundation, specialise
+from dopatut.train import TrainConfig
+from dopatut.protocol import GRIDS, PROTOCOL
+from dopatut.registry import Method, _REGISTRY, get_method, register_method
+
+from test_compare import TINY, TINY_SPEC
+
+
+def attach_gates_without_gain(model, options, context):
+    """A reader's variant: Dopamine's thresholds, its gains fixed at 1 (threshold-only under another name)."""
+    gates = GateSet.for_model(model, options.get("targets"), context.example_input, learn_gain=False)
+    attach(model, gates, check=False)
+
+
+@pytest.fixture
+def mine():
+    method = register_method(Method("no_gain", "gates without gains", "thresholds alone", attach_gates_without_gain,
+                                    ("targets",), {"lr": (1e-2, 3e-2)}, flops="from_first"))
+    yield method
+    _REGISTRY.pop("no_gain")
+
+
+def test_the_eight_are_defined_once_and_everything_reads_them():
+    assert METHODS == ("frozen", "dopamine", "gain_only", "threshold_only", "bitfit", "head", "lora", "full")
+    assert GATE_METHODS == ("dopamine", "gain_only", "threshold_only")
+    assert GRIDS == {m: get_method(m).grid for m in METHODS if m != "frozen"}
+    assert PROTOCOL.config("lora", {"lr": 1e-3, "alpha": 16.0}, 0)[1] == {"rank": 4, "alpha": 16.0}
+    assert get_method("gain_only").display == "gain-only"
+    with pytest.raises(ValueError, match="unknown method 'lorax'; expected one of frozen, dopamine"):
+        get_method("lorax")
+    with pytest.raises(ValueError, match="a method named 'lora' is registered already$"):
+        register_method(replace(get_method("lora"), builtin=False), replace=True)
+    with pytest.raises(ValueError, match="grid must be a dict with at least an 'lr' axis"):
+        Method("bad", "bad", "", None, grid={"alpha": (1.0,)})
+
+
+def test_a_readers_method_runs_through_the_protocol_and_is_paired_with_dopamine(mine, tiny):
+    model = apply_method(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), "no_gain", verbose=False)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 8
+    with pytest.raises(TypeError, match=r"rank applies only to lora, not to 'no_gain' \(its options: targets\)"):
+        apply_method(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), "no_gain", rank=2, verbose=False)
+    assert run_flops("no_gain", [(784, 16), (16, 10)], 10) == run_flops("threshold_only", [(784, 16), (16, 10)], 10)
+    chosen = select("no_gain", "mixture", TINY)
+    assert chosen.settings == [{"lr": 1e-2}, {"lr": 3e-2}]
+    runs = run_comparison("mixture", ("dopamine", "no_gain"), TINY, progress=False)
+    paired = differences(runs)["no_gain"]
+    assert len(runs["no_gain"]) == len(TINY.seeds) and paired.ci_low <= paired.mean <= paired.ci_high
+
+
+def test_a_readers_method_trains_as_the_builtin_it_copies(mine, tiny):
+    base = foundation(0, TINY_SPEC, progress=False)
+    config = TrainConfig(epochs=1, batch_size=512, lr=3e-2)
+    results = [specialise(base, m, config=config, train_limit=2048, progress=False)[1].accuracy
+               for m in ("threshold_only", "no_gain")]
+    assert results[0] == results[1]
+
+
+def test_a_readers_method_is_cached_by_its_definition(mine, tiny, monkeypatch):
+    select("no_gain", "mixture", TINY)
+    register_method(replace(mine, grid={"lr": (1e-2,)}), replace=True)  # redefined: not read from the cache
+    assert select("no_gain", "mixture", TINY).settings == [{"lr": 1e-2}]
+
+
+@pytest.fixture
+def tiny(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path))
+    monkeypatch.setitem(compare.FOUNDATIONS, "mixture", TINY_SPEC)
+    monkeypatch.setitem(compare.FOUNDATIONS, "upright", replace(TINY_SPEC, angles=(0.0,)))
