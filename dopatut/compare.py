@@ -80,10 +80,15 @@ class Selection:
     settings: list[dict]
     val_accuracy: list[float]  # hard gates for the gate methods, after the full budget
     curves: list[list[float]]  # validation accuracy after each epoch (soft gates)
+    diverged: tuple[int, ...] = ()  # settings whose loss blew up: never chosen
 
     @property
     def best(self) -> int:
-        return max(range(len(self.settings)), key=lambda i: (self.val_accuracy[i], -i))  # ties: the first
+        kept = [i for i in range(len(self.settings)) if i not in self.diverged]
+        if not kept:
+            raise ValueError(f"every setting of {self.method!r}'s grid diverged on {self.kind}: {self.settings}; "
+                             f"give it smaller learning rates")
+        return max(kept, key=lambda i: (self.val_accuracy[i], -i))  # ties: the first
 
     @property
     def chosen(self) -> dict:
@@ -121,16 +126,19 @@ def select(method: str, kind: str = "mixture", protocol: Protocol = PROTOCOL, pr
             kwargs = protocol.config(method, grid[group[0]], protocol.selection_seed)[1]
             pairs = specialise_many([base] * len(group), method, [protocol.selection_seed] * len(group),
                                     angle_deg=ANGLE, eval_angles=(ANGLE,), split="val", progress=progress,
-                                    configs=configs, curve=True, **kwargs)
+                                    configs=configs, curve=True, diverged="mark", **kwargs)
             for i, (_, result) in zip(group, pairs):
-                scores[i] = (result.accuracy[f"{ANGLE:g}"], result.curve)
-        return {"settings": grid, "val_accuracy": [scores[i][0] for i in range(len(grid))],
-                "curves": [scores[i][1] for i in range(len(grid))]}
+                blown = result.diverged_at is not None
+                scores[i] = (result.accuracy[f"{ANGLE:g}"], result.curve, blown)
+        value = {"settings": grid, "val_accuracy": [scores[i][0] for i in range(len(grid))],
+                 "curves": [scores[i][1] for i in range(len(grid))]}
+        blown = [i for i in range(len(grid)) if scores[i][2]]
+        return {**value, "diverged": blown} if blown else value  # results without a blown setting as before
 
     value = _cached(f"select-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": spec.to_dict(0),
                                                  "method": method, **get_method(method).fingerprint()}, compute)
     settings = [{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()} for s in value["settings"]]
-    return Selection(method, kind, settings, value["val_accuracy"], value["curves"])
+    return Selection(method, kind, settings, value["val_accuracy"], value["curves"], tuple(value.get("diverged", ())))
 
 
 def _frozen_val(spec: FoundationSpec, protocol: Protocol) -> float:

@@ -199,12 +199,13 @@ class Result:
     soft_accuracy: dict[str, float] = field(default_factory=dict)  # gate methods only
     seconds: float = 0.0
     curve: list[float] = field(default_factory=list)  # validation accuracy at the target angle after each epoch
+    diverged_at: int | None = None  # the step its loss blew up, where a stack marks it (diverged="mark")
 
 
 def specialise_many(bases, method: str, seeds, config: TrainConfig | None = None, angle_deg=45.0,
                     eval_angles=(0.0, 45.0), split: str = "test", progress: bool = True,
                     train_limit: int | None = None, configs=None, curve: bool = False, soft: bool = True,
-                    stack: bool = True, **method_kwargs):
+                    stack: bool = True, diverged: str = "raise", **method_kwargs):
     """Adapt a copy of each base (one per seed) to one mode with `method`, in one stacked run (stack=False: in turn).
 
     Model i starts from bases[i] with seed seeds[i] (LoRA's A is drawn from it, and the data order).
@@ -212,7 +213,8 @@ def specialise_many(bases, method: str, seeds, config: TrainConfig | None = None
     config: one TrainConfig for all (its seed is replaced by each model's), or `configs`, one per model.
     Returns [(model, Result)], accuracies on `split` ("test" or "val") at `eval_angles` (None: each model's own);
     gate methods with hard gates, and also soft unless soft=False. stack=False: each model trains by itself
-    with train.fit, one after another (the same data order; other float rounding).
+    with train.fit, one after another (the same data order; other float rounding). diverged: a run whose loss
+    blows up raises ("raise"), or is marked in its Result.diverged_at ("mark", in a stack: a grid's setting).
     """
     seeds = check_seeds(seeds, distinct=False)  # a grid runs one seed with several settings
     check_limit(train_limit, "train", "train_limit")
@@ -236,20 +238,23 @@ def specialise_many(bases, method: str, seeds, config: TrainConfig | None = None
         desc = f"{method} -> {angles[0]:g}° ({len(models)} model{'s' * (len(models) > 1)})"
         if stack:
             x, y = data[angles[0]] if len(data) == 1 else [torch.stack([data[a][k] for a in angles]) for k in (0, 1)]
-            histories = fit_many(models, x, y, configs, vals, progress, desc=desc)
+            histories = fit_many(models, x, y, configs, vals, progress, desc=desc, diverged=diverged)
             del x, y
         else:
             histories = [fit(m, *data[a], c, vals, progress, desc=desc) for m, c, a in zip(models, configs, angles)]
         del data
         seconds = [h.seconds for h in histories]
         curves = [h.accuracy.get("val", []) for h in histories]
+        blown = [h.diverged_at for h in histories]
+    else:
+        blown = [None] * len(models)
     out = []
-    for model, c, angle, s in zip(models, curves, angles, seconds):
+    for model, c, angle, s, at in zip(models, curves, angles, seconds, blown):
         evals = {f"{a:g}": mode_data(split, a, device) for a in (eval_angles or (angle,))}
         soft_acc = {k: evaluate(model, *xy) for k, xy in evals.items()} if soft and gates_of(model) else {}
         with hardened(model):
             hard = {k: evaluate(model, *xy) for k, xy in evals.items()}
-        out.append((model, Result(method, count_parameters(model)[0], hard, soft_acc, s, c)))
+        out.append((model, Result(method, count_parameters(model)[0], hard, soft_acc, s, c, at)))
     return out
 
 

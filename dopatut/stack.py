@@ -28,7 +28,8 @@ from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
 from .gate import gate_activity, gates_of, set_temperature, temperature_at
-from .train import History, TrainConfig, adam, evaluate
+from .train import (DivergedError, History, TrainConfig, adam, blown, diverged_message, evaluate,
+                    first_bad_step)
 
 
 class PrecomputedLinear(nn.Module):
@@ -90,13 +91,18 @@ def _stem_out(models, x, per_model: bool, template) -> tuple[torch.Tensor, str |
 
 
 def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs, eval_sets: dict | None = None,
-             progress: bool = True, desc: str | None = None) -> list[History]:
+             progress: bool = True, desc: str | None = None, diverged: str = "raise") -> list[History]:
     """Train the trainable parameters of every model of `models` at once, each on its own order of (x, y).
 
     x (N, ...) and y (N,) shared by all models, or one data set per model: x (S, N, ...) and y (S, N).
     configs: one TrainConfig, or one per model (they may differ in lr and seed only). eval_sets: name ->
     (x, y), evaluated on every model after every epoch. The models are updated in place.
+    diverged: a model whose loss stops being finite (read once an epoch) raises a DivergedError naming its
+    learning rate and step ("raise"), or is marked in its History.diverged_at while the others train on ("mark":
+    the models of a stack are independent, so the others' numbers are unchanged).
     """
+    if diverged not in ("raise", "mark"):
+        raise ValueError(f"diverged must be 'raise' or 'mark', got {diverged!r}")
     configs = [configs] * len(models) if isinstance(configs, TrainConfig) else list(configs)
     _check_stack(models, configs)
     config, n_models = configs[0], len(models)
@@ -169,6 +175,7 @@ def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs,
         for _ in range(config.epochs):
             orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(data.device)
             loss_sum = torch.zeros(n_models, device=data.device)
+            step_losses, first_step = [], step
             for i in range(0, n, config.batch_size):
                 idx = orders[:, i:i + config.batch_size]
                 if gated:
@@ -179,8 +186,10 @@ def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs,
                 losses.sum().backward()
                 adam_step()
                 loss_sum += losses.detach()
+                step_losses.append(losses.detach())
                 step += 1
                 bar.update(1)
+            _check_finite(step_losses, first_step, total, configs, histories, diverged)
             write_back()
             _end_of_epoch(models, template, histories, loss_sum / steps_per_epoch, eval_sets)
             bar.set_postfix(loss=f"{loss_sum.mean().item() / steps_per_epoch:.3f}")
@@ -190,6 +199,21 @@ def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs,
     for history in histories:
         history.seconds = time.perf_counter() - start
     return histories
+
+
+def _check_finite(step_losses, first_step, total, configs, histories, diverged: str) -> None:
+    """Once an epoch (one read of the losses): models whose loss blew up raise, or are marked."""
+    steps = torch.stack(step_losses)
+    bad = blown(steps).any(0).nonzero().flatten().tolist()
+    if not bad:
+        return
+    for i in bad:
+        if histories[i].diverged_at is None:
+            histories[i].diverged_at = first_bad_step(list(steps[:, i]), first_step)
+    if diverged == "raise":
+        i = bad[0]
+        raise DivergedError(diverged_message(histories[i].diverged_at, total, configs[i].lr,
+                                             f" of model {i} of the stack" if len(configs) > 1 else ""))
 
 
 def _end_of_epoch(models, template, histories, mean_losses, eval_sets) -> None:

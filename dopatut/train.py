@@ -50,9 +50,33 @@ class History:
     loss: list[float] = field(default_factory=list)  # mean training loss per epoch
     accuracy: dict[str, list[float]] = field(default_factory=dict)  # per evaluation set, per epoch
     seconds: float = 0.0
+    diverged_at: int | None = None  # the first step whose loss blew up (fit_many(..., diverged="mark"))
 
     def final(self, name: str) -> float:
         return self.accuracy[name][-1]
+
+
+# A cross-entropy this far above chance (ln 10 = 2.3 nats) puts e^-1000 on the right class: the run blew up.
+DIVERGED_LOSS = 1e3
+
+
+class DivergedError(FloatingPointError):
+    """A run whose loss stopped being a finite number (or passed DIVERGED_LOSS): named by its lr and the step."""
+
+
+def blown(losses: torch.Tensor) -> torch.Tensor:
+    return ~torch.isfinite(losses) | (losses > DIVERGED_LOSS)
+
+
+def first_bad_step(step_losses: list[torch.Tensor], first_step: int) -> int | None:
+    """The step of the first blown-up loss among an epoch's (read once, at the end of the epoch)."""
+    bad = blown(torch.stack(step_losses)).nonzero()
+    return None if len(bad) == 0 else first_step + int(bad[0, 0])
+
+
+def diverged_message(step: int, total: int, lr: float, which: str = "") -> str:
+    return (f"training{which} diverged: the loss was not finite, or above {DIVERGED_LOSS:g}, at step {step} of "
+            f"{total} with lr {lr:g}; try a smaller learning rate")
 
 
 def default_device() -> torch.device:
@@ -126,6 +150,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
     model.train()
     for _ in range(config.epochs):
         loss_sum = torch.zeros((), device=x.device)  # summed on the device: no sync per step
+        step_losses, first_step = [], step
         for xb, yb in batches(x, y, config.batch_size, generator):
             if gated:
                 set_temperature(model, temperature_at(step / max(total - 1, 1), *config.temperature))
@@ -136,9 +161,14 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach()
+            step_losses.append(loss.detach())
             step += 1
             bar.update(1)
         history.loss.append(loss_sum.item() / steps_per_epoch)
+        bad = first_bad_step(step_losses, first_step)
+        if bad is not None:
+            bar.close()
+            raise DivergedError(diverged_message(bad, total, config.lr))
         for name, (xe, ye) in eval_sets.items():
             history.accuracy[name].append(evaluate(model, xe, ye))
         bar.set_postfix(loss=f"{history.loss[-1]:.3f}",

@@ -123,3 +123,10 @@ def test_dopamine_against_pairs_dopamine_with_each_baseline(tiny):
     out = compare.dopamine_against(("frozen", "head"), protocol=tiny)
     assert set(out) == {"mixture", "upright"} and set(out["mixture"]) == {"frozen", "head"}
     assert out["mixture"]["frozen"].n == 2 and out["mixture"]["frozen"].mean > 0
+
+
+def test_a_grid_setting_that_blows_up_is_marked_and_never_chosen(tiny):
+    protocol = replace(TINY, grids={**TINY.grids, "full": {"lr": (1e-3, 1e6)}})
+    chosen = select("full", "mixture", protocol)
+    assert chosen.diverged == (1,) and chosen.chosen == {"lr": 1e-3}
+    assert select("full", "mixture", protocol).diverged == (1,)  # from the cache, still marked

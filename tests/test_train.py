@@ -115,3 +115,31 @@ def test_adam_falls_back_to_plain_where_fused_is_missing(monkeypatch):
     monkeypatch.setattr(torch.optim, "Adam", no_fused)
     optimizer = adam([torch.nn.Parameter(torch.zeros(3))], lr=1e-3, fused=True)
     assert not optimizer.defaults.get("fused")
+
+
+def test_a_run_that_blows_up_is_stopped_naming_its_learning_rate_and_step(small_model):
+    from dopatut.methods import apply_method
+    from dopatut.train import DivergedError
+    x, y = torch.randn(256, 784), torch.randint(0, 10, (256,))
+    with pytest.raises(DivergedError, match=r"diverged: the loss was not finite, or above 1000, at step \d+ of 4 "
+                                            r"with lr 1e\+06; try a smaller learning rate"):
+        fit(apply_method(small_model, "full", verbose=False), x, y, TrainConfig(epochs=2, batch_size=128, lr=1e6),
+            progress=False)
+
+
+def test_a_stack_marks_a_blown_model_and_the_others_train_as_without_it(small_model):
+    from dopatut.methods import apply_method
+    from dopatut.stack import fit_many
+    from dopatut.train import DivergedError
+    x, y = torch.randn(256, 784), torch.randint(0, 10, (256,))
+    configs = [TrainConfig(epochs=2, batch_size=128, lr=lr, seed=0) for lr in (1e-3, 1e6, 1e-2)]
+    models = [apply_method(small_model, "full", verbose=False) for _ in configs]
+    with pytest.raises(DivergedError, match="training of model 1 of the stack diverged"):
+        fit_many(models, x, y, configs, progress=False)
+    models = [apply_method(small_model, "full", verbose=False) for _ in configs]
+    histories = fit_many(models, x, y, configs, progress=False, diverged="mark")
+    assert [h.diverged_at is not None for h in histories] == [False, True, False]
+    alone = [apply_method(small_model, "full", verbose=False) for _ in (0, 2)]
+    fit_many(alone, x, y, [configs[0], configs[2]], progress=False)
+    for model, twin in zip((models[0], models[2]), alone):  # a blown neighbour changes nothing, bit for bit
+        assert all(torch.equal(a, b) for a, b in zip(model.parameters(), twin.parameters()))
