@@ -24,6 +24,7 @@ from .checkpoints import atomic_write_bytes
 from .checks import check_seed
 from .methods import METHODS
 from .registry import get_method
+from .workers import run_jobs
 from .pipeline import FoundationSpec, Result, foundation, foundations, specialise_many
 from .protocol import PROTOCOL, Protocol, check_seeds
 from .stats import PairedDifference, mean_std, paired_difference
@@ -45,11 +46,15 @@ def _check_method(method: str) -> str:
     return method
 
 
-def _cached(name: str, key: dict, compute):
-    """compute() once per key; its JSON result kept in the cache as results/<name>-<hash>.json."""
+def _result_file(name: str, key: dict) -> str:
     digest = hashlib.sha256(json.dumps({**key, "version": RESULTS_VERSION}, sort_keys=True,
                                        default=str).encode()).hexdigest()[:12]
-    path = cache_dir() / "results" / f"{name}-{digest}.json"
+    return f"{name}-{digest}.json"
+
+
+def _cached(name: str, key: dict, compute):
+    """compute() once per key; its JSON result kept in the cache as results/<name>-<hash>.json."""
+    path = cache_dir() / "results" / _result_file(name, key)
     value = _read_json(path)
     if value is None:
         check_writable()  # before training, not after
@@ -155,29 +160,42 @@ def protocol_config(method: str, kind: str = "mixture", seed: int = 0, protocol:
 
 # ---------------------------------------------------------------- the comparison
 def compare(kind: str = "mixture", methods=METHODS, protocol: Protocol = PROTOCOL,
-            progress: bool = True) -> dict[str, list[Result]]:
+            progress: bool = True, executor=None) -> dict[str, list[Result]]:
     """Every method specialised to 45° on each seed's own foundation, with its chosen settings.
 
     Returns method -> [Result per seed, in the order of protocol.seeds], test accuracy at 0° and 45°. Cached.
+    executor: any concurrent.futures.Executor (a Dask cluster's: distributed.Client(address).get_executor()) to
+    run the methods' stacks on, as jobs (`seeds_job`), side by side; what is cached is computed there.
     """
     spec = _spec(kind)
     seeds = check_seeds(protocol.seeds)
-    out = {}
+    keys, jobs = {}, {}
     for method in methods:
         _check_method(method)
         setting = select(method, kind, protocol).chosen
-
-        def compute(method=method, setting=setting):
-            bases = foundations(seeds, spec, progress=progress)
-            config, kwargs = protocol.config(method, setting, seeds[0])
-            pairs = specialise_many(bases, method, seeds, config, ANGLE, (0.0, ANGLE), "test", progress, **kwargs)
-            return [asdict(result) for _, result in pairs]
-
-        rows = _cached(f"compare-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": spec.to_dict(0),
+        keys[method] = (f"compare-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": spec.to_dict(0),
                                                      "method": method, "setting": setting,
-                                                     **get_method(method).fingerprint()}, compute)
-        out[method] = [Result(**row) for row in rows]
-    return out
+                                                     **get_method(method).fingerprint()})
+        jobs[method] = {"method": method, "spec": spec, "seeds": list(seeds), "setting": setting,
+                        "protocol": protocol, "progress": progress and executor is None}
+    ahead = {}
+    if executor is not None:  # the stacks not cached yet, run on the executor; each kept as it would be here
+        todo = [m for m in methods if _read_json(cache_dir() / "results" / _result_file(*keys[m])) is None]
+        ahead = dict(zip(todo, run_jobs(seeds_job, [jobs[m] for m in todo], "stacks", progress, executor)))
+    return {m: [Result(**row) for row in _cached(*keys[m], lambda m=m: ahead.get(m) or seeds_job(**jobs[m]))]
+            for m in methods}
+
+
+def seeds_job(method: str, spec: FoundationSpec, seeds: list[int], setting: dict, protocol: Protocol = PROTOCOL,
+              progress: bool = False, train_limit: int | None = None) -> list[dict]:
+    """One (method, foundation, seeds) stack of the comparison, the protocol's unit of work: every seed's
+    foundation, `method` with `setting` on each, trained in one stack; the Results as dicts. A job for
+    workers.run_jobs on any executor (everything it needs travels in its arguments)."""
+    bases = foundations(seeds, spec, progress=progress)
+    config, kwargs = protocol.config(method, setting, seeds[0])
+    pairs = specialise_many(bases, method, seeds, config, ANGLE, (0.0, ANGLE), "test", progress, train_limit,
+                            **kwargs)
+    return [asdict(result) for _, result in pairs]
 
 
 def accuracies(runs: dict[str, list[Result]], method: str, angle: str = "45") -> list[float]:

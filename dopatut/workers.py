@@ -79,14 +79,35 @@ def _get_pool(size: int) -> ProcessPoolExecutor:
 atexit.register(_shutdown)
 
 
-def run_jobs(fn, jobs: list[dict], desc: str | None = None, progress: bool = True) -> list:
+def in_threads(fn, threads: int, job: dict):
+    """fn(**job) on `threads` torch threads: a job gives the same numbers on any worker of the same CPU kind."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn(**job)
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_jobs(fn, jobs: list[dict], desc: str | None = None, progress: bool = True, executor=None) -> list:
     """[fn(**job) for job in jobs], run on worker processes where there are several cores.
 
     fn must be importable (a function of a module, not of a notebook), and jobs' values picklable.
+    executor: any concurrent.futures.Executor to run the jobs on instead, such as a Dask cluster's
+    (distributed.Client(address).get_executor()); each job runs on the threads it would have here
+    (job_threads()), so its numbers are the same as here on a machine of the same CPU kind.
     """
     jobs = list(jobs)
     size = worker_count()
     bar = tqdm(total=len(jobs), desc=desc or getattr(fn, "__name__", "jobs"), disable=not progress)
+    if executor is not None:
+        futures = {executor.submit(in_threads, fn, job_threads(), job): i for i, job in enumerate(jobs)}
+        results = [None] * len(jobs)
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()  # a job's error is raised here
+            bar.update(1)
+        bar.close()
+        return results
     if _in_worker or size == 1 or len(jobs) <= 1 or torch.cuda.is_available():  # no pool for one job, or none
         threads, results = torch.get_num_threads(), []
         torch.set_num_threads(threads if _in_worker else job_threads())  # as in a worker: the same numbers

@@ -85,3 +85,33 @@ def test_a_bad_worker_count_is_refused(monkeypatch, value):
     monkeypatch.setenv("DOPATUT_WORKERS", value)
     with pytest.raises(ValueError, match=f"DOPATUT_WORKERS must be a positive integer, got '{value}'"):
         workers.run_jobs(fail, [{"message": "never"}], progress=False)
+
+
+def test_the_comparison_on_a_dask_cluster_gives_the_local_numbers_job_for_job(tmp_path, monkeypatch):
+    """Two workers on loopback run one method's grid and ten-seed stack (seeds_job) as they run here."""
+    from dataclasses import replace
+
+    import dopatut.compare as compare
+    from dopatut.model import MLPConfig
+    from dopatut.pipeline import FoundationSpec
+    from dopatut.protocol import Protocol
+    distributed = pytest.importorskip("distributed")
+    spec = FoundationSpec(model=MLPConfig(hidden=(16, 16)), train=TrainConfig(epochs=1, batch_size=512))
+    protocol = Protocol(epochs=1, foundation_epochs=1, batch_size=512, seeds=tuple(range(10)),
+                        grids={"head": {"lr": (1e-3, 1e-2)}})
+    jobs = [{"method": "head", "spec": spec, "seeds": list(range(10)), "setting": {"lr": lr}, "protocol": protocol,
+             "train_limit": 4096} for lr in (1e-3, 1e-2)]  # the grid's two settings, each a ten-seed stack
+    monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path / "here"))
+    here = workers.run_jobs(compare.seeds_job, jobs, progress=False)
+    monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path / "there"))  # the workers train their own foundations
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        there = workers.run_jobs(compare.seeds_job, jobs, progress=False, executor=client.get_executor())
+        monkeypatch.setitem(compare.FOUNDATIONS, "mixture", spec)
+        runs = compare.compare("mixture", ("head",), replace(protocol, seeds=(0, 1)), progress=False,
+                               executor=client.get_executor())
+    accuracy = lambda rows: [r["accuracy"] for r in rows]  # noqa: E731 (seconds differ, of course)
+    assert [accuracy(r) for r in there] == [accuracy(r) for r in here]
+    assert [r.accuracy for r in runs["head"]] == accuracy(compare.seeds_job(
+        "head", spec, [0, 1], compare.select("head", "mixture", replace(protocol, seeds=(0, 1))).chosen,
+        replace(protocol, seeds=(0, 1))))
