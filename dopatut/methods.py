@@ -29,11 +29,11 @@ from dataclasses import replace
 
 from torch import nn
 
-from .gate import GateSet, attach
+from .gate import GateSet, attach, gate_activity, gates_of, set_temperature, temperature_at
 from .lora import LoRAConfig, cannot_wrap, lora_kinds, lora_version
 from .model import count_parameters, freeze
 from .places import probe
-from .registry import Context, Method, get_method, method_names, register_method
+from .registry import _REGISTRY, Context, Method, TrainingHook, get_method, method_names, register_method
 from .targets import find_targets, replace_module
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -178,17 +178,46 @@ def _lora(model: nn.Module, options: dict, context: Context) -> None:
     add_lora(model, config, options.get("targets"), context.notes)
 
 
+class GateTraining(TrainingHook):
+    """Gates train soft, at a temperature annealed geometrically over the run (config.temperature: start, end),
+    with config.sparsity times the mean gate value added to the loss; they end soft at the last temperature."""
+
+    def before_step(self, model, progress, config):
+        set_temperature(model, temperature_at(progress, *config.temperature))
+
+    def loss(self, model, loss, config):
+        return loss + config.sparsity * gate_activity(model) if config.sparsity > 0 else loss
+
+    def end_of_epoch(self, template, models):
+        temperatures = [g.temperature for g in gates_of(template)]
+        for model in models:
+            for gate, temperature in zip(gates_of(model), temperatures):
+                gate.temperature = temperature
+
+
+GATE_TRAINING = GateTraining()
+
+
+def hook_for(model: nn.Module) -> TrainingHook | None:
+    """The training hook of `model`'s method; a model with gates but no registered method (gates attached by
+    hand, context gates) trains as the gate methods do."""
+    spec = _REGISTRY.get(getattr(model, "method", None))
+    if spec is not None:
+        return spec.hook
+    return GATE_TRAINING if gates_of(model) else None
+
+
 GATE_OPTIONS = ("targets", "temperature", "hard", "threshold_init", "gain_init")
 GATE_GRID = {"lr": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1), "temperature": ((1.0, 0.1), (1.0, 0.01))}
 # Learning rates a factor of about 3 apart, wide enough that the best one lies inside (chapter 5 checks).
 for _method in (
     Method("frozen", "frozen", "the foundation as it is, nothing trained", None, flops="none"),
     Method("dopamine", "Dopamine", "a threshold and a gain per hidden neuron", _gates(True, True), GATE_OPTIONS,
-           GATE_GRID, flops="from_first"),
+           GATE_GRID, flops="from_first", hook=GATE_TRAINING),
     Method("gain_only", "gain-only", "a gain per hidden neuron, thresholds fixed where the gate is open (0 on "
-           "ReLU; IA3-style)", _gates(False, True), GATE_OPTIONS, GATE_GRID, flops="from_first"),
+           "ReLU; IA3-style)", _gates(False, True), GATE_OPTIONS, GATE_GRID, flops="from_first", hook=GATE_TRAINING),
     Method("threshold_only", "threshold-only", "a threshold per hidden neuron, gains fixed at 1", _gates(True, False),
-           GATE_OPTIONS, GATE_GRID, flops="from_first"),
+           GATE_OPTIONS, GATE_GRID, flops="from_first", hook=GATE_TRAINING),
     Method("bitfit", "BitFit", "biases only", lambda model, options, context: _train_biases(
         model, options.get("targets")), ("targets",), {"lr": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1)}, flops="from_first"),
     Method("head", "head-only", "the output layer only", lambda model, options, context: _train_head(
@@ -203,7 +232,7 @@ for _method in (
     register_method(replace(_method, builtin=True))
 
 METHODS = method_names(builtin_only=True)  # the course's eight, in the order its tables show them
-GATE_METHODS = tuple(m for m in METHODS if get_method(m).flops == "from_first" and "temperature" in get_method(m).options)
+GATE_METHODS = tuple(m for m in METHODS if get_method(m).hook is GATE_TRAINING)
 DESCRIPTIONS = {m: get_method(m).description for m in METHODS}
 
 

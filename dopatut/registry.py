@@ -23,6 +23,21 @@ from torch import nn
 FLOP_KINDS = ("none", "all", "from_first", "head", "lora")  # how perf.run_flops counts a run (see there)
 
 
+class TrainingHook:
+    """What a method does in the training loop besides the loss and Adam's step (as d2l's model owns its
+    training_step): fit and fit_many call these and know nothing else about any method."""
+
+    def before_step(self, model: nn.Module, progress: float, config) -> None:
+        """Before each step; progress runs from 0 (the first step) to 1 (the last)."""
+
+    def loss(self, model: nn.Module, loss, config):
+        """The loss to minimise, given the cross-entropy of the step's forward pass."""
+        return loss
+
+    def end_of_epoch(self, template: nn.Module, models: list[nn.Module]) -> None:
+        """fit_many trains a template: copy onto each model what the hook set on it (not its parameters)."""
+
+
 @dataclass
 class Context:
     """What an attach function may need besides the model and its options, and where it leaves notes."""
@@ -42,6 +57,7 @@ class Method:
     flops: how perf.run_flops counts one run: "none", "all" (every layer trained), "from_first" (the first
         layer's product precomputed, the rest forward and back to it), "head" (only the head trained), "lora".
     trains_everything: True for full fine-tuning (BatchNorm's statistics then move too).
+    hook: what it does in the training loop (a TrainingHook), or None.
     builtin: True for dopatut's own eight (their cache keys are the method's name alone).
     """
     name: str
@@ -53,6 +69,7 @@ class Method:
     fixed: dict = field(default_factory=dict)
     flops: str = "all"
     trains_everything: bool = False
+    hook: TrainingHook | None = None
     builtin: bool = False
 
     def __post_init__(self):

@@ -27,7 +27,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from .gate import gate_activity, gates_of, set_temperature, temperature_at
+from .methods import hook_for
 from .train import (DivergedError, History, TrainConfig, adam, blown, diverged_message, evaluate,
                     first_bad_step)
 
@@ -151,13 +151,11 @@ def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs,
             for name, pieces in slices.items():
                 for model, piece in zip(models, pieces):
                     model.get_parameter(name).copy_(_stored(piece))
-    gated = bool(gates_of(template))
+    hook = hook_for(template)  # what the method does at each step (the gates' annealing); the loop knows no method
 
     def loss_of(p, b, xb, yb):
         loss = F.cross_entropy(functional_call(template, (shared, p, b), (xb,)), yb)
-        if gated and config.sparsity > 0:
-            loss = loss + config.sparsity * gate_activity(template)
-        return loss
+        return hook.loss(template, loss, config) if hook else loss
     batched_loss = vmap(loss_of)
 
     generators = [torch.Generator().manual_seed(c.seed) for c in configs]
@@ -178,8 +176,8 @@ def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs,
             step_losses, first_step = [], step
             for i in range(0, n, config.batch_size):
                 idx = orders[:, i:i + config.batch_size]
-                if gated:
-                    set_temperature(template, temperature_at(step / max(total - 1, 1), *config.temperature))
+                if hook:
+                    hook.before_step(template, step / max(total - 1, 1), config)
                 params = {**frozen, **{name: _stored(leaf, stacked=True) for name, leaf in leaves.items()}}
                 losses = batched_loss(params, buffers, data[rows, idx] if per_model else data[idx],
                                       y[rows, idx] if y.dim() == 2 else y[idx])
@@ -191,7 +189,9 @@ def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs,
                 bar.update(1)
             _check_finite(step_losses, first_step, total, configs, histories, diverged)
             write_back()
-            _end_of_epoch(models, template, histories, loss_sum / steps_per_epoch, eval_sets)
+            if hook:
+                hook.end_of_epoch(template, models)
+            _end_of_epoch(models, histories, loss_sum / steps_per_epoch, eval_sets)
             bar.set_postfix(loss=f"{loss_sum.mean().item() / steps_per_epoch:.3f}")
     finally:
         torch.set_flush_denormal(False)
@@ -216,12 +216,9 @@ def _check_finite(step_losses, first_step, total, configs, histories, diverged: 
                                              f" of model {i} of the stack" if len(configs) > 1 else ""))
 
 
-def _end_of_epoch(models, template, histories, mean_losses, eval_sets) -> None:
-    """Gates take the temperature they trained at; record each model's loss and evaluate it."""
-    temperatures = [g.temperature for g in gates_of(template)]
+def _end_of_epoch(models, histories, mean_losses, eval_sets) -> None:
+    """Record each model's loss and evaluate it."""
     for model, history, loss in zip(models, histories, mean_losses.tolist()):
-        for gate, temperature in zip(gates_of(model), temperatures):
-            gate.temperature = temperature
         history.loss.append(loss)
         for name, (xe, ye) in (eval_sets or {}).items():
             history.accuracy[name].append(evaluate(model, xe, ye))

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .checks import check_seed
 from .data import batches
-from .gate import gate_activity, gates_of, set_temperature, temperature_at
+from .methods import hook_for
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
     eval_sets = eval_sets or {}
     generator = seed_everything(config.seed)
     optimizer = adam(params, config.lr, config.weight_decay, config.fused)
-    gated = bool(gates_of(model))
+    hook = hook_for(model)  # what the method does at each step (the gates' annealing); the loop knows no method
     steps_per_epoch = -(-len(x) // config.batch_size)
     total = config.epochs * steps_per_epoch
     history = History(accuracy={name: [] for name in eval_sets})
@@ -152,11 +152,11 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
         loss_sum = torch.zeros((), device=x.device)  # summed on the device: no sync per step
         step_losses, first_step = [], step
         for xb, yb in batches(x, y, config.batch_size, generator):
-            if gated:
-                set_temperature(model, temperature_at(step / max(total - 1, 1), *config.temperature))
+            if hook:
+                hook.before_step(model, step / max(total - 1, 1), config)
             loss = F.cross_entropy(model(xb), yb)
-            if gated and config.sparsity > 0:
-                loss = loss + config.sparsity * gate_activity(model)
+            if hook:
+                loss = hook.loss(model, loss, config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
