@@ -143,3 +143,34 @@ def plot_curves(selections, ax=None):
     ax.set(xlabel="epoch", ylabel="validation accuracy at 45° (%)")
     ax.grid(True, alpha=0.3)
     return ax
+
+
+def plot_forest(answer: dict[str, dict[str, PairedDifference]], skip=("frozen",)) -> plt.Figure:
+    """The answer at a glance: each rival's paired difference with Dopamine (Dopamine - rival, points) and its
+    interval, one panel per foundation, each on its own scale (the foundations' gaps differ tenfold). Right of
+    zero, Dopamine is ahead; an interval across zero is a tie. `skip`: rivals left out (the frozen foundation,
+    tens of points away on the upright foundation, would squash the rest: its difference is in the sentences)."""
+    from .names import display
+    from .stats import verdict
+
+    kinds = list(answer)
+    rivals = [m for m in answer[kinds[0]] if m not in skip]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(7.5, 0.42 * len(rivals) + 1.5), sharey=True,
+                             constrained_layout=True, squeeze=False)
+    colors = {"beats": "C2", "ties with": "0.45", "loses to": "C3"}
+    for ax, kind in zip(axes[0], kinds):
+        for row, m in enumerate(rivals):
+            d = answer[kind][m]
+            ax.errorbar(100 * d.mean, row, xerr=[[100 * (d.mean - d.ci_low)], [100 * (d.ci_high - d.mean)]],
+                        fmt="o", color=colors[verdict(d)], capsize=3, markersize=5)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_title(display(kind, "foundation"), fontsize=10)
+        ax.set_xlabel("Dopamine − method at 45° (points)", fontsize=9)
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.margins(x=0.15)
+    axes[0][0].set_yticks(range(len(rivals)), [display(m) for m in rivals])
+    axes[0][0].invert_yaxis()
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f"Dopamine {w} it") for w, c in colors.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8,
+               title=f"mean and 95% interval over {answer[kinds[0]][rivals[0]].n} paired seeds", title_fontsize=8)
+    return fig

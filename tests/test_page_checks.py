@@ -157,3 +157,39 @@ def test_figure_check_startup_file_installs(tmp_path):
     installed = check_figures.setup(tmp_path)
     assert installed.parent == tmp_path / "profile_default" / "startup" and "watch(" in installed.read_text()
     assert json.dumps  # the report is JSON lines, read back by read_report above
+
+
+def names_last_set_in_hidden_cells(nb: dict) -> list[str]:
+    """Names a visible cell reads whose latest assignment, before that cell, was in a hidden cell: the reader sees
+    the name mean one thing (ch. 7's `mean`, a loop's float) while the code reads another (a hidden dict)."""
+    import ast
+    last_hidden, leaked = {}, []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code" or "%pip" in cell["source"]:
+            continue
+        tree = ast.parse("".join(cell["source"]))
+        stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        stored |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        stored |= {a.asname or a.name.split(".")[0] for n in ast.walk(tree)
+                   if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+        hidden = bool(set(cell["metadata"].get("tags", [])) & {"remove-input", "remove-cell"})
+        if not hidden:
+            read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            leaked += sorted(n for n in read - stored if last_hidden.get(n))
+        last_hidden.update({n: hidden for n in stored})
+    return leaked
+
+
+def test_a_name_reassigned_in_a_hidden_cell_is_found():
+    def nb(*cells):
+        return {"cells": [{"cell_type": "code", "source": s, "metadata": {"tags": t}} for s, t in cells]}
+    shadowed = nb(("for mean in (1.0, 2.0): pass", []), ("mean = {'frozen': 1}", ["remove-cell"]),
+                  ("assert mean['frozen'] == 1", []))
+    assert names_last_set_in_hidden_cells(shadowed) == ["mean"]
+    assert names_last_set_in_hidden_cells(nb(("mean = {'frozen': 1}", []), ("assert mean", []))) == []
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "book").glob("*.ipynb")), ids=lambda p: p.name)
+def test_no_visible_cell_reads_a_name_last_set_in_a_hidden_cell(path):
+    leaked = names_last_set_in_hidden_cells(json.loads(path.read_text()))
+    assert not leaked, f"{path.name}: visible cells read {leaked}, last assigned in a hidden cell"
