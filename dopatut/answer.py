@@ -74,6 +74,22 @@ def thresholds(answer: dict[str, dict[str, PairedDifference]], against: str = "g
     return f"Over {display(against)}, the thresholds add {_listed(parts)}."
 
 
+def versus(answer: dict[str, dict[str, PairedDifference]], rival: str) -> str:
+    """One sentence: Dopamine against one rival on every foundation, e.g. 'Over 10 seeds, Dopamine beats the
+    frozen foundation on the mixture foundation by 0.89 points and on the upright foundation by 43.58 points.'"""
+    parts = []
+    for kind, diffs in answer.items():
+        d = diffs[rival]
+        words = verdict(d)
+        size = (f"within ±{_points(max(abs(d.ci_low), abs(d.ci_high)))} points" if words == "ties with"
+                else f"by {_points(abs(d.mean))} points")
+        parts.append((words, f"on the {display(kind, 'foundation')} {size}"))
+    n = next(iter(answer.values()))[rival].n
+    if len({w for w, _ in parts}) == 1:
+        return f"Over {n} seeds, Dopamine {parts[0][0]} {_in_prose(rival)} {_listed([p for _, p in parts])}."
+    return f"Over {n} seeds, Dopamine " + _listed([f"{w} {_in_prose(rival)} {p}" for w, p in parts]) + "."
+
+
 def answer_table(answer: dict[str, dict[str, PairedDifference]], sizes: dict[str, int] | None = None) -> str:
     """Rows: rivals; per foundation, Dopamine minus the rival at 45° in points with its 95% interval, and the verdict."""
     kinds = list(answer)

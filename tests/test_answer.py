@@ -46,3 +46,11 @@ def test_forest_plot_has_a_row_per_rival_and_reads():
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["gain-only", "LoRA (r = 4)", "full fine-tuning"]
     assert [ax.get_title() for ax in fig.axes] == ["mixture foundation", "upright foundation"]
     assert figure_problems(fig) == []
+
+
+def test_versus_one_rival_on_every_foundation():
+    from dopatut.answer import versus
+    assert versus(ANSWER, "frozen") == ("Over 10 seeds, Dopamine beats the frozen foundation on the mixture foundation "
+                                        "by 1.00 points and on the upright foundation by 40.00 points.")
+    assert versus(ANSWER, "gain_only") == ("Over 10 seeds, Dopamine ties with gain-only on the mixture foundation within "
+                                           "±0.06 points and beats gain-only on the upright foundation by 2.00 points.")
