@@ -40,3 +40,14 @@ def display(name: str, kind: str = "method") -> str:
         raise KeyError(f"display: no method named {name!r}; expected one of {', '.join(METHOD_NAMES)} "
                        f"or 'lora r=<rank>'")
     return METHOD_NAMES[name]
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def small_number(x: float, digits: int = 2) -> str:
+    """A tiny number as people write it, never as 2.4e-07: '2.4 × 10⁻⁷', and '0' for zero."""
+    if x == 0:
+        return "0"
+    mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
+    return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"

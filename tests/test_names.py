@@ -23,3 +23,8 @@ def test_foundations_and_unknown_names():
 
 def test_code_names_are_those_a_reader_would_not_read_as_words():
     assert set(CODE_NAMES) == {"gain_only", "threshold_only", "bitfit", "lora"}
+
+
+def test_small_numbers_are_written_as_people_write_them():
+    from dopatut.names import small_number
+    assert small_number(2.384e-07) == "2.4 × 10⁻⁷" and small_number(0.0) == "0" and small_number(3.2e-4) == "3.2 × 10⁻⁴"
