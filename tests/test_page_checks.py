@@ -168,14 +168,18 @@ def names_last_set_in_hidden_cells(nb: dict) -> list[str]:
         if cell["cell_type"] != "code" or "%pip" in cell["source"]:
             continue
         tree = ast.parse("".join(cell["source"]))
-        stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        in_comprehension = {id(n) for c in ast.walk(tree) if isinstance(c, ast.comprehension) for n in ast.walk(c.target)}
+        stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+                  and id(n) not in in_comprehension}  # a comprehension's variable is its own
         stored |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
         stored |= {a.asname or a.name.split(".")[0] for n in ast.walk(tree)
                    if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
         hidden = bool(set(cell["metadata"].get("tags", [])) & {"remove-input", "remove-cell"})
         if not hidden:
             read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-            leaked += sorted(n for n in read - stored if last_hidden.get(n))
+            own = {n.id for c in ast.walk(tree) if isinstance(c, ast.comprehension) for n in ast.walk(c.target)
+                   if isinstance(n, ast.Name)}  # read inside the comprehension that binds it
+            leaked += sorted(n for n in read - stored - own if last_hidden.get(n))
         last_hidden.update({n: hidden for n in stored})
     return leaked
 
