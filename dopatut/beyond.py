@@ -236,26 +236,33 @@ def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45
     from .stats import mean_std
 
     # each panel its own y range: on the mixture foundation the arms lie within a point or two
-    fig, axes = plt.subplots(1, len(runs_by_kind), figsize=(7.5, 3.3), squeeze=False)
+    from .names import display
+
+    fig, axes = plt.subplots(1, len(runs_by_kind), figsize=(7.5, 3.8), squeeze=False, constrained_layout=True)
     colors = dict(zip(ARMS, ("tab:orange", "tab:brown", "tab:red", "tab:blue", "tab:cyan", "tab:purple", "tab:green")))
     for ax, (kind, runs) in zip(axes[0], runs_by_kind.items()):
         for arm, results in runs.items():
             mean, std = mean_std([100 * r.accuracy[angle] for r in results])
             ax.errorbar(max(results[0].n_trainable, 1), mean, yerr=0 if len(results) < 2 else std, fmt="o",
-                        capsize=3, color=colors.get(arm, "0.4"), label=arm)
+                        capsize=3, color=colors.get(arm, "0.4"), label=display(arm))
         ax.set(xscale="log", title=f"{kind} foundation", xlabel="trainable parameters")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"test accuracy at {angle}° (%)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    labelled = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(list(labelled.values()), list(labelled), loc="outside lower center", ncol=4, fontsize=8)  # every arm
     return fig
 
 
 def foundations_table(models: dict) -> str:
-    """An HTML table: each foundation's parameters and test accuracy at 0° and 45° (– where it was not tested)."""
+    """An HTML table: each foundation's parameters and test accuracy at 0° and 45° (measured here where its
+    training did not test that angle, as for a foundation that never saw 45°)."""
     from .compare import html_table
 
-    rows = [[name, f"{sum(p.numel() for p in m.parameters()):,}",
-             *(f"{100 * m.meta['accuracy'][a]:.1f}" if a in m.meta["accuracy"] else "–" for a in ("0", "45"))]
+    def accuracy(m, angle):
+        if angle in m.meta["accuracy"]:
+            return m.meta["accuracy"][angle]
+        return evaluate(m, *mode_data("test", float(angle)))
+
+    rows = [[name, f"{sum(p.numel() for p in m.parameters()):,}", *(f"{100 * accuracy(m, a):.1f}" for a in ("0", "45"))]
             for name, m in models.items()]
     return html_table(["foundation (seed 0)", "parameters", "0° test accuracy (%)", "45° test accuracy (%)"], rows)

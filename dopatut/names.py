@@ -19,6 +19,11 @@ METHOD_NAMES = {
     "lora": "LoRA (r = 4)",
     "full": "full fine-tuning",
 }
+ARM_NAMES = {  # chapter 9's arms (dopatut.beyond.ARMS) that are not methods by themselves
+    "dopamine_at_0": "Dopamine (τ from 0)",
+    "lora_attn": "LoRA on attention",
+    "lora_mlp": "LoRA on the MLPs",
+}
 FOUNDATION_NAMES = {"mixture": "mixture", "upright": "upright"}
 # Code names a reader should never meet in prose (the check in scripts/check_book_html.py reads this):
 # every name that is not already a readable word ("dopamine" is also the neuromodulator: caught by its verdicts).
@@ -36,6 +41,8 @@ def display(name: str, kind: str = "method") -> str:
         raise ValueError(f"display: kind must be 'method' or 'foundation', got {kind!r}")
     if match := _LORA_RANK.match(name):
         return f"LoRA (r = {match.group(1)})"
+    if name in ARM_NAMES:
+        return ARM_NAMES[name]
     if name not in METHOD_NAMES:
         raise KeyError(f"display: no method named {name!r}; expected one of {', '.join(METHOD_NAMES)} "
                        f"or 'lora r=<rank>'")
