@@ -44,11 +44,11 @@ def _texts(fig, renderer):
                            for label in (tick.label1, tick.label2) if label.get_visible()]
             pieces += [("offset text", ax.xaxis.get_offset_text()), ("offset text", ax.yaxis.get_offset_text())]
         pieces += [("text", t) for t in ax.texts]
-        out += [(f"{what} {t.get_text()!r} of {name}", ax, t.get_window_extent(renderer))
+        out += [(f"{what} {t.get_text()!r} of {name}", ax, t.get_window_extent(renderer), t.get_rotation() % 180)
                 for what, t in pieces if _visible_text(t)]
     for t in dict.fromkeys(fig.texts + ([fig._suptitle] if fig._suptitle is not None else [])):
         if _visible_text(t):
-            out.append((f"figure text {t.get_text()!r}", fig, t.get_window_extent(renderer)))
+            out.append((f"figure text {t.get_text()!r}", fig, t.get_window_extent(renderer), t.get_rotation() % 180))
     return out
 
 
@@ -82,10 +82,13 @@ def figure_problems(fig) -> list[str]:
     renderer = fig.canvas.get_renderer()
     texts = _texts(fig, renderer)
     found = []
-    for i, (what_a, owner_a, box_a) in enumerate(texts):
-        for what_b, owner_b, box_b in texts[i + 1:]:
-            if _overlap(box_a, box_b):
+    for i, (what_a, owner_a, box_a, turn_a) in enumerate(texts):
+        for what_b, owner_b, box_b, turn_b in texts[i + 1:]:
+            # slanted tick labels side by side: their upright boxes overlap while the text does not
+            slanted = owner_a is owner_b and turn_a == turn_b and turn_a not in (0, 90) and "tick" in what_a
+            if not slanted and _overlap(box_a, box_b):
                 found.append(f"{what_a} overlaps {what_b}")
+    texts = [(what, owner, box) for what, owner, box, _ in texts]
     areas = [(ax, ax.get_window_extent(renderer)) for ax in fig.axes if ax.get_visible() and ax.axison]
     for what, owner, box in texts:
         for ax, area in _other_panels(owner, areas, renderer):

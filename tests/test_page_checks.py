@@ -197,3 +197,12 @@ def test_a_name_reassigned_in_a_hidden_cell_is_found():
 def test_no_visible_cell_reads_a_name_last_set_in_a_hidden_cell(path):
     leaked = names_last_set_in_hidden_cells(json.loads(path.read_text()))
     assert not leaked, f"{path.name}: visible cells read {leaked}, last assigned in a hidden cell"
+
+
+def test_slanted_tick_labels_side_by_side_pass_and_upright_crowded_ones_fail():
+    fig, ax = plt.subplots(figsize=(3, 2.5), constrained_layout=True)
+    names = ["full fine-tuning", "threshold-only", "LoRA (r = 4)", "head-only"]
+    ax.set_xticks(range(4), names, rotation=45, ha="right")
+    assert figcheck.figure_problems(fig) == []
+    ax.set_xticks(range(4), names, rotation=0, ha="center")
+    assert any("x tick label" in p and "overlaps" in p for p in figcheck.figure_problems(fig))
