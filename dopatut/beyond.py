@@ -263,6 +263,6 @@ def foundations_table(models: dict) -> str:
             return m.meta["accuracy"][angle]
         return evaluate(m, *mode_data("test", float(angle)))
 
-    rows = [[name, f"{sum(p.numel() for p in m.parameters()):,}", *(f"{100 * accuracy(m, a):.1f}" for a in ("0", "45"))]
-            for name, m in models.items()]
+    rows = [[name, f"{sum(p.numel() for p in m.parameters()):,}",  # rounded as the prose's {glue:text}`x:.1%`
+             *(f"{accuracy(m, a):.1%}"[:-1] for a in ("0", "45"))] for name, m in models.items()]
     return html_table(["foundation (seed 0)", "parameters", "0° test accuracy (%)", "45° test accuracy (%)"], rows)
