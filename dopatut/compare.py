@@ -19,6 +19,8 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from .cache import cache_dir, check_writable, training_lock
 from .checkpoints import atomic_write_bytes
 from .checks import check_seed
@@ -253,9 +255,10 @@ def _readable(name: str) -> str:
 
 
 def _fmt(value) -> str:
+    """A setting as people write it: 0.00003, not 3e-05."""
     if isinstance(value, tuple):
-        return " → ".join(f"{v:g}" for v in value)
-    return f"{value:g}"
+        return " → ".join(_fmt(v) for v in value)
+    return np.format_float_positional(value, trim="-") if isinstance(value, float) else f"{value:g}"
 
 
 def said(a: str, b: str, d: PairedDifference, angle: str = "45") -> str:
