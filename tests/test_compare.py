@@ -123,3 +123,7 @@ def test_dopamine_against_pairs_dopamine_with_each_baseline(tiny):
     out = compare.dopamine_against(("frozen", "head"), protocol=tiny)
     assert set(out) == {"mixture", "upright"} and set(out["mixture"]) == {"frozen", "head"}
     assert out["mixture"]["frozen"].n == 2 and out["mixture"]["frozen"].mean > 0
+
+
+def test_settings_are_written_out_for_readers():
+    assert compare._fmt(3e-05) == "0.00003" and compare._fmt((1.0, 0.01)) == "1 → 0.01" and compare._fmt(4) == "4"
