@@ -137,21 +137,24 @@ def choose_lrs(base, arms=tuple(ARMS), angle_deg: float = 45.0,
 
 def grid_table(lrs: dict) -> str:
     """An HTML table of choose_lrs's answer: each arm's rates tried with their validation accuracy, and its choice."""
-    from .compare import html_table
+    from .compare import _fmt, html_table
+    from .names import display
 
     width = max(len(scores) for _, scores in lrs.values())
-    rows = [[arm, *(f"{lr:g}: {100 * acc:.2f}%" for lr, acc in scores.items()), *[""] * (width - len(scores)),
-             f"{best:g}"] for arm, (best, scores) in lrs.items()]
+    rows = [[display(arm), *(f"{_fmt(lr)}: {100 * acc:.2f}%" for lr, acc in scores.items()),
+             *[""] * (width - len(scores)), _fmt(best)] for arm, (best, scores) in lrs.items()]
     return html_table(["arm", *(f"rate {i + 1}" for i in range(width)), "chosen"], rows)
 
 
 def widened_and_at_edge(chosen: dict[str, dict]) -> tuple[list[str], list[str]]:
     """For {foundation: choose_lrs's answer}: the arms whose grid was widened ("arm (foundation)"), and those whose
     chosen rate is still at an edge of the rates tried ("arm (foundation, rate)")."""
-    widened = [f"{arm} ({kind})" for kind, lrs in chosen.items() for arm, (_, scores) in lrs.items()
+    from .names import display
+
+    widened = [f"{display(arm)} ({kind})" for kind, lrs in chosen.items() for arm, (_, scores) in lrs.items()
                if len(scores) > len(LR_GRID[arm])]
-    at_edge = [f"{arm} ({kind}, {best:g})" for kind, lrs in chosen.items() for arm, (best, scores) in lrs.items()
-               if best in (min(scores), max(scores))]
+    at_edge = [f"{display(arm)} ({kind}, {best:g})" for kind, lrs in chosen.items()
+               for arm, (best, scores) in lrs.items() if best in (min(scores), max(scores))]
     return widened, at_edge
 
 
