@@ -118,7 +118,7 @@ def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0
             color, marker, size = STYLE.get(method, ("C9", "o", 7))
             n = results[0].n_trainable
             near = sorted(m for m, rs in runs.items() if m != "frozen" and 0.8 < rs[0].n_trainable / n < 1.25)
-            dodge = 1.12 ** (near.index(method) - (len(near) - 1) / 2)  # sizes within 25% drawn side by side
+            dodge = 1.3 ** (near.index(method) - (len(near) - 1) / 2)  # sizes within 25% drawn side by side
             ax.errorbar(n * dodge, mean, yerr=std, fmt=marker, color=color, markersize=size * 0.8,
                         capsize=3, label=_label(method))
         ax.set_xscale("log")
@@ -143,8 +143,8 @@ def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0
     if legend_ax is not None:
         handles, labels = panels[0].get_legend_handles_labels()
         legend_ax.add_artist(legend_ax.legend(handles, labels, loc="upper center", fontsize=8, title_fontsize=8,
-                                              title="method (error bar: ± 1 std over seeds)"))
-        legend_ax.legend(*cost_handles, loc="lower center", fontsize=8, title=f"bars at {cost_angle}°",
+                                              ncol=2, title="method (error bar: ± 1 std over seeds)"))
+        legend_ax.legend(*cost_handles, loc="lower center", fontsize=8, ncol=1, title=f"bars at {cost_angle}°",
                          title_fontsize=8)
         legend_ax.axis("off")
     else:

@@ -53,9 +53,13 @@ def _texts(fig, renderer):
 
 
 def _legends(fig):
+    """(axes, legend) for every visible legend: an axes' own, those added with add_artist, and the figure's."""
+    from matplotlib.legend import Legend
+
     for ax in fig.axes:
-        if ax.get_legend() is not None and ax.get_legend().get_visible():
-            yield ax, ax.get_legend()
+        for legend in dict.fromkeys([c for c in ax.get_children() if isinstance(c, Legend)]):
+            if legend.get_visible():
+                yield ax, legend
     for legend in fig.legends:
         yield None, legend
 
@@ -94,6 +98,8 @@ def figure_problems(fig) -> list[str]:
         for ax, area in _other_panels(owner, areas, renderer):
             if _overlap(box, area, 2):
                 found.append(f"{what} runs into {_axes_name(ax)}")
+    frames = [legend.get_window_extent(renderer) for _, legend in _legends(fig)]
+    found += ["two legends overlap" for i, a in enumerate(frames) for b in frames[i + 1:] if _overlap(a, b)]
     for ax, legend in _legends(fig):
         frame = legend.get_window_extent(renderer)
         found += [f"a legend covers {what}" for what, owner, box in texts if _overlap(frame, box)]

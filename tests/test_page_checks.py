@@ -206,3 +206,12 @@ def test_slanted_tick_labels_side_by_side_pass_and_upright_crowded_ones_fail():
     assert figcheck.figure_problems(fig) == []
     ax.set_xticks(range(4), names, rotation=0, ha="center")
     assert any("x tick label" in p and "overlaps" in p for p in figcheck.figure_problems(fig))
+
+
+def test_two_legends_on_top_of_each_other_are_found():
+    fig, ax = plt.subplots(figsize=(4, 2), constrained_layout=True)
+    line, = ax.plot([0, 1], [5, 5], label="a rather long label for a line")
+    ax.add_artist(ax.legend([line], ["a rather long label for a line"], loc="center"))
+    ax.legend([line], ["another long label, same place"], loc="center")
+    ax.axis("off")
+    assert "two legends overlap" in figcheck.figure_problems(fig)
