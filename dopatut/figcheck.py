@@ -75,8 +75,13 @@ def _data_points(ax):
         if len(offsets) and coll.get_offset_transform() is ax.transData:
             points += [tuple(p) for p in ax.transData.transform(offsets)]
     for patch in ax.patches:
-        if patch.get_visible() and type(patch).__name__ == "Rectangle" and patch.get_height() and patch.get_width():
-            boxes.append(patch.get_window_extent())
+        if not patch.get_visible():
+            continue
+        if type(patch).__name__ == "Rectangle":
+            if patch.get_height() and patch.get_width():
+                boxes.append(patch.get_window_extent())
+        else:  # a step histogram's outline, a polygon: its corners
+            points += [tuple(p) for p in patch.get_transform().transform(patch.get_path().vertices)]
     return points, boxes
 
 

@@ -215,3 +215,10 @@ def test_two_legends_on_top_of_each_other_are_found():
     ax.legend([line], ["another long label, same place"], loc="center")
     ax.axis("off")
     assert "two legends overlap" in figcheck.figure_problems(fig)
+
+
+def test_a_legend_over_a_step_histogram_is_found():
+    fig, ax = plt.subplots(figsize=(6, 3), constrained_layout=True)
+    ax.hist([1] * 10 + [2] * 20 + [5] * 60, bins=5, histtype="step", label="counts")  # tallest at the right
+    ax.legend(loc="upper right")
+    assert any("covers" in p for p in figcheck.figure_problems(fig))
