@@ -137,21 +137,24 @@ def choose_lrs(base, arms=tuple(ARMS), angle_deg: float = 45.0,
 
 def grid_table(lrs: dict) -> str:
     """An HTML table of choose_lrs's answer: each arm's rates tried with their validation accuracy, and its choice."""
-    from .compare import html_table
+    from .compare import _fmt, html_table
+    from .names import display
 
     width = max(len(scores) for _, scores in lrs.values())
-    rows = [[arm, *(f"{lr:g}: {100 * acc:.2f}%" for lr, acc in scores.items()), *[""] * (width - len(scores)),
-             f"{best:g}"] for arm, (best, scores) in lrs.items()]
+    rows = [[display(arm), *(f"{_fmt(lr)}: {100 * acc:.2f}%" for lr, acc in scores.items()),
+             *[""] * (width - len(scores)), _fmt(best)] for arm, (best, scores) in lrs.items()]
     return html_table(["arm", *(f"rate {i + 1}" for i in range(width)), "chosen"], rows)
 
 
 def widened_and_at_edge(chosen: dict[str, dict]) -> tuple[list[str], list[str]]:
     """For {foundation: choose_lrs's answer}: the arms whose grid was widened ("arm (foundation)"), and those whose
     chosen rate is still at an edge of the rates tried ("arm (foundation, rate)")."""
-    widened = [f"{arm} ({kind})" for kind, lrs in chosen.items() for arm, (_, scores) in lrs.items()
+    from .names import display
+
+    widened = [f"{display(arm)} ({kind})" for kind, lrs in chosen.items() for arm, (_, scores) in lrs.items()
                if len(scores) > len(LR_GRID[arm])]
-    at_edge = [f"{arm} ({kind}, {best:g})" for kind, lrs in chosen.items() for arm, (best, scores) in lrs.items()
-               if best in (min(scores), max(scores))]
+    at_edge = [f"{display(arm)} ({kind}, {best:g})" for kind, lrs in chosen.items()
+               for arm, (best, scores) in lrs.items() if best in (min(scores), max(scores))]
     return widened, at_edge
 
 
@@ -236,26 +239,33 @@ def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45
     from .stats import mean_std
 
     # each panel its own y range: on the mixture foundation the arms lie within a point or two
-    fig, axes = plt.subplots(1, len(runs_by_kind), figsize=(7.5, 3.3), squeeze=False)
+    from .names import display
+
+    fig, axes = plt.subplots(1, len(runs_by_kind), figsize=(7.5, 3.8), squeeze=False, constrained_layout=True)
     colors = dict(zip(ARMS, ("tab:orange", "tab:brown", "tab:red", "tab:blue", "tab:cyan", "tab:purple", "tab:green")))
     for ax, (kind, runs) in zip(axes[0], runs_by_kind.items()):
         for arm, results in runs.items():
             mean, std = mean_std([100 * r.accuracy[angle] for r in results])
             ax.errorbar(max(results[0].n_trainable, 1), mean, yerr=0 if len(results) < 2 else std, fmt="o",
-                        capsize=3, color=colors.get(arm, "0.4"), label=arm)
+                        capsize=3, color=colors.get(arm, "0.4"), label=display(arm))
         ax.set(xscale="log", title=f"{kind} foundation", xlabel="trainable parameters")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"test accuracy at {angle}° (%)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    labelled = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(list(labelled.values()), list(labelled), loc="outside lower center", ncol=4, fontsize=8)  # every arm
     return fig
 
 
 def foundations_table(models: dict) -> str:
-    """An HTML table: each foundation's parameters and test accuracy at 0° and 45° (– where it was not tested)."""
+    """An HTML table: each foundation's parameters and test accuracy at 0° and 45° (measured here where its
+    training did not test that angle, as for a foundation that never saw 45°)."""
     from .compare import html_table
 
-    rows = [[name, f"{sum(p.numel() for p in m.parameters()):,}",
-             *(f"{100 * m.meta['accuracy'][a]:.1f}" if a in m.meta["accuracy"] else "–" for a in ("0", "45"))]
-            for name, m in models.items()]
+    def accuracy(m, angle):
+        if angle in m.meta["accuracy"]:
+            return m.meta["accuracy"][angle]
+        return evaluate(m, *mode_data("test", float(angle)))
+
+    rows = [[name, f"{sum(p.numel() for p in m.parameters()):,}",  # rounded as the prose's {glue:text}`x:.1%`
+             *(f"{accuracy(m, a):.1%}"[:-1] for a in ("0", "45"))] for name, m in models.items()]
     return html_table(["foundation (seed 0)", "parameters", "0° test accuracy (%)", "45° test accuracy (%)"], rows)

@@ -19,6 +19,8 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from .cache import cache_dir, check_writable, training_lock
 from .checkpoints import atomic_write_bytes
 from .checks import check_seed
@@ -231,7 +233,7 @@ class Summary(list):
     def _cells(self):
         angles = list(self[0].accuracy) if self else []
         header = ["method", "trainable params", *(f"{a}° accuracy (%)" for a in angles)]
-        body = [[r.method, f"{r.n_trainable:,}",
+        body = [[_readable(r.method), f"{r.n_trainable:,}",
                  *(f"{100 * m:.2f} ± {100 * s:.2f}" if not math.isnan(s) else f"{100 * m:.2f}"
                    for m, s in r.accuracy.values())] for r in self]
         return header, body
@@ -265,14 +267,25 @@ def selection_table(selections: list[Selection]) -> str:
     for sel in selections:
         for i, (setting, acc) in enumerate(zip(sel.settings, sel.val_accuracy)):
             text = ", ".join(f"{k} {_fmt(v)}" for k, v in setting.items()) or "(nothing to set)"
-            body.append([sel.method, text, f"{100 * acc:.2f}", "✔" if i == sel.best else ""])
+            body.append([_readable(sel.method), text, f"{100 * acc:.2f}", "✔" if i == sel.best else ""])
     return html_table(["method", "setting", "validation accuracy at 45° (%)", "chosen"], body)
 
 
+def _readable(name: str) -> str:
+    """A method's or an arm's name for the reader (dopatut.names), or the name as it is."""
+    from .names import display
+
+    try:
+        return display(name)
+    except KeyError:
+        return name
+
+
 def _fmt(value) -> str:
+    """A setting as people write it: 0.00003, not 3e-05."""
     if isinstance(value, tuple):
-        return " → ".join(f"{v:g}" for v in value)
-    return f"{value:g}"
+        return " → ".join(_fmt(v) for v in value)
+    return np.format_float_positional(value, trim="-") if isinstance(value, float) else f"{value:g}"
 
 
 def said(a: str, b: str, d: PairedDifference, angle: str = "45") -> str:

@@ -57,7 +57,8 @@ def digit_grid(rows: dict[str, torch.Tensor], labels, title: str = "") -> plt.Fi
     n = len(labels)
     if not rows or any(len(images) != n for images in rows.values()):
         raise ValueError(f"every row needs {n} images (one per label), got {[len(v) for v in rows.values()]}")
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n, 1.3 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), n, figsize=(min(7.5, 1.1 * n), 1.3 * len(rows)), squeeze=False,
+                             constrained_layout=True)
     for r, (mode, images) in enumerate(rows.items()):
         for c in range(n):
             ax = axes[r, c]
@@ -76,15 +77,29 @@ def layer_histograms(values: dict[str, torch.Tensor], xlabel: str, title: str, b
 
     `label` names the series in each panel's legend (useful when the caller overlays another one).
     """
-    fig, axes = plt.subplots(1, len(values), figsize=(3.75 * len(values), 3), squeeze=False,
+    fig, axes = plt.subplots(1, len(values), figsize=(min(7.5, 3.75 * len(values)), 3.2), squeeze=False,
                              constrained_layout=True)
     for ax, (name, v) in zip(axes[0], values.items()):
         v = torch.as_tensor(v).detach().float().flatten().numpy()
         ax.hist(v, bins=bins, color="tab:blue", alpha=0.8, label=label)
-        ax.axvline(v.mean(), color="k", ls="--", label=f"mean {v.mean():.3g}" + (f" ({label})" if label else ""))
-        ax.set(title=name, xlabel=xlabel, ylabel=ylabel)
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
+        ax.axvline(v.mean(), color="k", ls="--", label="mean" + (f" ({label})" if label else ""))
+        ax.set_title(f"{name} (mean {v.mean():.3g})", fontsize=10)
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+    fig.suptitle(title, fontsize=11)
+    figure_legend(fig)
+    return fig
+
+
+def figure_legend(fig, ncol: int = 3) -> plt.Figure:
+    """One legend under all panels, off the data, from the first panel's labelled artists (panels' own removed)."""
+    for ax in fig.axes:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    for legend in list(fig.legends):
+        legend.remove()
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8)
     return fig
 
 
@@ -128,17 +143,17 @@ def mode_schematic(n_dopamine: int | None = None, n_lora: int | None = None, see
     hidden = [(l, i) for l in (1, 2) for i in range(widths[l])]
     silenced = {hidden[k] for k in rng.choice(len(hidden), size=4, replace=False)}
     gains = {h: float(rng.uniform(0, 1)) for h in hidden}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4.4), constrained_layout=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 4.4), constrained_layout=True)
     _network(left, widths, silenced=silenced, gains=gains)
     _network(right, widths, delta=True)
-    left.set_title("Dopamine: frozen weights, a gate (τ, g) on every hidden neuron")
-    right.set_title("LoRA: frozen weights plus a low-rank ΔW = B A on every layer")
+    left.set_title("Dopamine: frozen weights,\na gate (τ, g) on every hidden neuron", fontsize=10)
+    right.set_title("LoRA: frozen weights,\nplus a low-rank ΔW = B A on every layer", fontsize=10)
     for ax, n, what in ((left, n_dopamine, "2 numbers per hidden neuron"), (right, n_lora, "r (n_in + n_out) per layer")):
         count = f": {n:,} trainable" if n is not None else ""
-        ax.text(0.5, 0.0, what + count, transform=ax.transAxes, ha="center", fontsize=10)
+        ax.text(0.5, 0.0, what + count, transform=ax.transAxes, ha="center", fontsize=9)
     handles = [Line2D([], [], color=FROZEN, label="frozen weight"),
                Line2D([], [], color=TRAINED, alpha=0.6, lw=2, label="trained low-rank delta"),
                Patch(fc=plt.get_cmap("Greens")(0.7), ec="k", label="gated neuron (shade = gain g)"),
                Patch(fc=SILENT, ec="k", label="silenced for this input: drive z ≤ τ (×)")]
-    fig.legend(handles=handles, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.12), frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=9)
     return fig

@@ -115,4 +115,5 @@ def test_widened_and_at_edge_name_the_grids_widened_and_the_choices_left_at_an_e
     chosen = {"mixture": {"head": (0.01, {0.001: 0.9, 0.003: 0.91, 0.01: 0.93, 0.03: 0.92}),
                           "full": (0.001, {0.0003: 0.9, 0.001: 0.95, 0.003: 0.94})},
               "upright": {"full": (0.027, {0.0003: 0.1, 0.001: 0.2, 0.003: 0.3, 0.009: 0.4, 0.027: 0.5})}}
-    assert beyond.widened_and_at_edge(chosen) == (["head (mixture)", "full (upright)"], ["full (upright, 0.027)"])
+    assert beyond.widened_and_at_edge(chosen) == (["head-only (mixture)", "full fine-tuning (upright)"],
+                                                   ["full fine-tuning (upright, 0.027)"])

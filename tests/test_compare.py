@@ -130,3 +130,7 @@ def test_a_grid_setting_that_blows_up_is_marked_and_never_chosen(tiny):
     chosen = select("full", "mixture", protocol)
     assert chosen.diverged == (1,) and chosen.chosen == {"lr": 1e-3}
     assert select("full", "mixture", protocol).diverged == (1,)  # from the cache, still marked
+
+
+def test_settings_are_written_out_for_readers():
+    assert compare._fmt(3e-05) == "0.00003" and compare._fmt((1.0, 0.01)) == "1 → 0.01" and compare._fmt(4) == "4"

@@ -54,7 +54,7 @@ def test_digit_grid_rejects_rows_of_the_wrong_length():
 
 def test_layer_histograms_one_panel_per_layer_with_mean():
     fig = layer_histograms({"hidden1": torch.ones(10), "hidden2": torch.full((5,), 2.0)}, "gain g", "gains")
-    assert [ax.get_title() for ax in fig.axes] == ["hidden1", "hidden2"]
+    assert [ax.get_title() for ax in fig.axes] == ["hidden1 (mean 1)", "hidden2 (mean 2)"]
     assert fig.axes[1].get_lines()[0].get_xdata()[0] == pytest.approx(2.0)  # the mean line
     assert fig.axes[0].get_xlabel() == "gain g"
 
@@ -72,5 +72,6 @@ def test_mode_schematic_two_panels_and_prints_the_counts_it_is_given():
 
 def test_layer_histograms_label_names_the_series_in_the_legend():
     fig = layer_histograms({"hidden1": torch.rand(20)}, "x", "t", label="Dopamine")
-    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert fig.axes[0].get_legend() is None, "one legend under the panels, off the data"
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "Dopamine" in texts and any(t.startswith("mean") and "(Dopamine)" in t for t in texts)

@@ -1,0 +1,56 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+from dopatut.answer import answer_table, foundation_sentence, headline, thresholds  # noqa: E402
+from dopatut.compare_plots import plot_forest  # noqa: E402
+from dopatut.figcheck import figure_problems  # noqa: E402
+from dopatut.stats import PairedDifference  # noqa: E402
+
+
+def d(mean, half):
+    return PairedDifference((mean,) * 10, mean, 0.01, mean - half, mean + half, 0.95)
+
+
+ANSWER = {"mixture": {"frozen": d(0.010, 0.001), "gain_only": d(0.0002, 0.0004), "lora": d(-0.003, 0.001),
+                      "full": d(-0.002, 0.001)},
+          "upright": {"frozen": d(0.40, 0.01), "gain_only": d(0.02, 0.005), "lora": d(-0.05, 0.01),
+                      "full": d(-0.10, 0.01)}}
+
+
+def test_one_sentence_per_foundation_with_readable_names_and_verdicts_from_the_intervals():
+    text = headline(ANSWER)
+    assert text.count(". ") == 1 and text.endswith("."), text  # two sentences
+    assert foundation_sentence("mixture", ANSWER["mixture"]) == (
+        "On the mixture foundation, Dopamine beats the frozen foundation by 1.00 points, ties with gain-only (its "
+        "interval within ±0.06 points) and loses to LoRA (r = 4) and full fine-tuning by 0.20 to 0.30 points.")
+    assert "_" not in text and "lora" not in text
+
+
+def test_thresholds_sentence_says_tie_or_gain_by_the_interval():
+    assert thresholds(ANSWER) == ("Over gain-only, the thresholds add nothing we can detect on the mixture foundation "
+                                  "(at most +0.06 points, the top of the interval) and a gain of 2.00 points on the "
+                                  "upright foundation (95% interval +1.50 to +2.50).")
+    both = {k: {"gain_only": d(0.0, 0.0004)} for k in ANSWER}
+    assert "on either foundation" in thresholds(both) and "(at most +0.04 points" in thresholds(both)
+
+
+def test_table_has_one_row_per_rival_and_the_intervals():
+    table = answer_table(ANSWER, sizes={"frozen": 0, "gain_only": 512, "lora": 7272, "full": 269322})
+    assert table.count("<tr>") == 5 and "7,272" in table and "LoRA (r = 4)" in table
+    assert "−0.30 (−0.40 to −0.20): loses to" in table
+
+
+def test_forest_plot_has_a_row_per_rival_and_reads():
+    fig = plot_forest(ANSWER)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["gain-only", "LoRA (r = 4)", "full fine-tuning"]
+    assert [ax.get_title() for ax in fig.axes] == ["mixture foundation", "upright foundation"]
+    assert figure_problems(fig) == []
+
+
+def test_versus_one_rival_on_every_foundation():
+    from dopatut.answer import versus
+    assert versus(ANSWER, "frozen") == ("Over 10 seeds, Dopamine beats the frozen foundation on the mixture foundation "
+                                        "by 1.00 points and on the upright foundation by 40.00 points.")
+    assert versus(ANSWER, "gain_only") == ("Over 10 seeds, Dopamine ties with gain-only on the mixture foundation within "
+                                           "±0.06 points and beats gain-only on the upright foundation by 2.00 points.")
