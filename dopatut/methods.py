@@ -211,7 +211,7 @@ GATE_OPTIONS = ("targets", "temperature", "hard", "threshold_init", "gain_init")
 GATE_GRID = {"lr": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1), "temperature": ((1.0, 0.1), (1.0, 0.01))}
 # Learning rates a factor of about 3 apart, wide enough that the best one lies inside (chapter 5 checks).
 for _method in (
-    Method("frozen", "frozen", "the foundation as it is, nothing trained", None, flops="none"),
+    Method("frozen", "frozen foundation", "the foundation as it is, nothing trained", None, flops="none"),
     Method("dopamine", "Dopamine", "a threshold and a gain per hidden neuron", _gates(True, True), GATE_OPTIONS,
            GATE_GRID, flops="from_first", hook=GATE_TRAINING),
     Method("gain_only", "gain-only", "a gain per hidden neuron, thresholds fixed where the gate is open (0 on "

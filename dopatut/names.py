@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import re
 
-METHOD_NAMES = {
-    "frozen": "frozen foundation",
-    "dopamine": "Dopamine",
-    "gain_only": "gain-only",
-    "threshold_only": "threshold-only",
-    "bitfit": "BitFit",
-    "head": "head-only",
-    "lora": "LoRA (r = 4)",
-    "full": "full fine-tuning",
-}
+from .methods import METHODS
+from .registry import _REGISTRY
+
+# a method's reader name is its registration's (dopatut.methods; a reader's own method brings its own)
+METHOD_NAMES = {m: _REGISTRY[m].display for m in METHODS}
 ARM_NAMES = {  # chapter 9's arms (dopatut.beyond.ARMS) that are not methods by themselves
     "dopamine_at_0": "Dopamine (τ from 0)",
     "lora_attn": "LoRA on attention",
@@ -43,6 +38,8 @@ def display(name: str, kind: str = "method") -> str:
         return f"LoRA (r = {match.group(1)})"
     if name in ARM_NAMES:
         return ARM_NAMES[name]
+    if name in _REGISTRY:
+        return _REGISTRY[name].display
     if name not in METHOD_NAMES:
         raise KeyError(f"display: no method named {name!r}; expected one of {', '.join(METHOD_NAMES)} "
                        f"or 'lora r=<rank>'")
