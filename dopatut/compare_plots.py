@@ -70,22 +70,6 @@ def plot_tradeoff(results: dict[str, Result], frozen: Result, angle: str = "45",
     return ax
 
 
-def plot_paired(per_seed: dict[str, list[float]], seeds, ax=None):
-    """One line per seed through each method's accuracy (fractions); the mean as a black bar."""
-    ax = ax or plt.gca()
-    methods = list(per_seed)
-    for i, seed in enumerate(seeds):
-        ax.plot(range(len(methods)), [100 * per_seed[m][i] for m in methods], "o-", alpha=0.7,
-                label=f"seed {seed}")
-    for j, m in enumerate(methods):
-        mean = 100 * sum(per_seed[m]) / len(per_seed[m])
-        ax.hlines(mean, j - 0.2, j + 0.2, color="k", linewidth=3, zorder=3)
-    ax.set_xticks(range(len(methods)), methods)
-    ax.set_xlim(-0.4, len(methods) - 0.6)
-    ax.set_xlabel("method")
-    return ax
-
-
 def plot_differences(diffs: dict[str, PairedDifference], ax=None):
     """Per-seed paired differences (percentage points) with the mean and its confidence interval."""
     ax = ax or plt.gca()

@@ -19,7 +19,6 @@ import time
 from importlib import resources
 from pathlib import Path
 
-import torch
 from torch import nn
 
 # Shipped inside the package (package data), so the appendix reads it from any install, Colab included.
@@ -111,12 +110,6 @@ def interleaved_best(fns: dict, repeats: int = 3, warmup: int = 1, clock=time.pe
             fn()
             best[name] = min(best.get(name, float("inf")), clock() - start)
     return best
-
-
-def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of the fastest (size x size) @ (size x size) float32 matmul: the machine's practical peak."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    return 2 * size**3 / best_seconds(lambda: a @ b, repeats)
 
 
 # The optimizer rows of the benchmark's step timing (benchmarks/bench.py, section "limit").

@@ -264,8 +264,8 @@ def specialise(base: FoundationMLP, method: str, angle_deg: float = 45.0, seed: 
     """Adapt a copy of `base` to one mode with `method`; evaluate on the full test set at `eval_angles`.
 
     It trains on the "train" images at `angle_deg`: all 50,000 of them, or the first `train_limit`.
-    Without `config`, the protocol's budget with a learning rate of 1e-3 (see `compare.chosen` for the
-    settings chosen on validation data).
+    Without `config`, the protocol's budget with a learning rate of 1e-3 (`compare.protocol_config` gives
+    the settings chosen on validation data).
     """
     return specialise_many([base], method, [check_seed(seed)], config, angle_deg, eval_angles, "test", progress,
                            train_limit, **method_kwargs)[0]

@@ -99,9 +99,6 @@ def paired_difference(a, b, confidence: float = 0.95) -> PairedDifference:
     return PairedDifference(tuple(diffs), mean, std, low, high, confidence, p_value)
 
 
-VERDICTS = ("beats", "ties with", "loses to")
-
-
 def verdict(d: PairedDifference) -> str:
     """What the interval of a - b says of a against b: "beats" (above 0), "loses to" (below 0), else "ties with"."""
     if not isinstance(d, PairedDifference):

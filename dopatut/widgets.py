@@ -26,8 +26,6 @@ from .data import check_angle, load_mnist, rotate, rotated, to_inputs
 from .gate import hardened
 from .train import predict_logits
 
-MODEL_NAMES = ("frozen", "dopamine 0°", "dopamine 45°", "lora")
-
 
 @dataclass
 class LayerView:

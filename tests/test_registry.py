@@ -2,12 +2,11 @@
 from dataclasses import replace
 
 import pytest
-import torch
 from torch import nn
 
 import dopatut.compare as compare
 from dopatut.compare import compare as run_comparison, differences, select
-from dopatut.gate import DopamineGate, GateSet, attach
+from dopatut.gate import GateSet, attach
 from dopatut.methods import GATE_METHODS, METHODS, apply_method
 from dopatut.perf import run_flops
 from dopatut.pipeline import foundation, specialise
