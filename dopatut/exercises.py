@@ -360,3 +360,43 @@ def check_last_mlp_predicate(predicate) -> bool:
                         f"activation module; print the model to see what each block holds."])
     return _report(_selection("predicate", found, expected,
                               "the name tells the block; the module's class tells an activation"))
+
+
+# ---------------------------------------------------------------- chapter 5: a method of your own
+def check_attach_without_gain(attach_fn) -> bool:
+    """`attach_fn(model, options, context)` should put a gate on every activation of a frozen model, in place,
+    with trainable thresholds and gains fixed at 1: Dopamine without its gain."""
+    import copy
+
+    from torch import nn
+
+    from .gate import GatedActivation, GateSet, hardened
+    from .model import freeze
+    from .registry import Context
+
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
+    model = freeze(copy.deepcopy(base))
+    _, problem = _run("your attach function", attach_fn, model, {}, Context())
+    if problem:
+        return _report([problem])
+    gates = GateSet.of(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    problems = []
+    if not any(isinstance(m, GatedActivation) for m in model.modules()):
+        problems.append("no gate is on the model: make the gates (GateSet.for_model), then put them on it (attach).")
+    elif sorted(gates) != ["1", "3"]:
+        problems.append(f"gates sit on {sorted(gates)}; every activation should have one, here '1' and '3'.")
+    elif any(g.gain.requires_grad for g in gates.values()):
+        problems.append("the gains still train: this method keeps them fixed at 1 (GateSet.for_model takes learn_gain=).")
+    elif not all(g.threshold.requires_grad for g in gates.values()):
+        problems.append("the thresholds do not train: they are what this method learns.")
+    elif trainable != {n for n in trainable if ".gates." in n}:
+        problems.append(f"base weights train too ({sorted(n for n in trainable if '.gates.' not in n)}): only "
+                        f"the gates should.")
+    else:
+        x = torch.randn(32, 6)
+        with torch.no_grad(), hardened(model):
+            if not torch.equal(model(x), base(x)):
+                problems.append("at init the hard-gated model should be the base: start each gate where it is open.")
+    return _report(problems)

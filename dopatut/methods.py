@@ -199,10 +199,10 @@ GATE_TRAINING = GateTraining()
 
 
 def hook_for(model: nn.Module) -> TrainingHook | None:
-    """The training hook of `model`'s method; a model with gates but no registered method (gates attached by
-    hand, context gates) trains as the gate methods do."""
+    """The training hook of `model`'s method; a model with gates whose method names no hook (gates attached by
+    hand, context gates, a reader's gate method) trains as the gate methods do."""
     spec = _REGISTRY.get(getattr(model, "method", None))
-    if spec is not None:
+    if spec is not None and spec.hook is not None:
         return spec.hook
     return GATE_TRAINING if gates_of(model) else None
 

@@ -129,3 +129,27 @@ def test_last_mlp_predicate_check_answers_back(capsys):
     assert "dopatut refused the predicate: Dopamine gates go on activations" in capsys.readouterr().out
     assert not check_last_mlp_predicate(lambda name, m: False)
     assert "is true for no module of GPT2LMHeadModel" in capsys.readouterr().out
+
+
+def test_attach_without_gain_check_answers_back(capsys):
+    from dopatut.exercises import check_attach_without_gain
+    from dopatut.gate import GateSet, attach
+
+    def reference(model, options, context):
+        attach(model, GateSet.for_model(model, learn_gain=False), check=False)
+    assert check_attach_without_gain(reference)
+    assert not check_attach_without_gain(not_written)
+    assert "not written yet" in capsys.readouterr().out
+    mistakes = [
+        (lambda m, o, c: GateSet.for_model(m, learn_gain=False), "no gate is on the model"),
+        (lambda m, o, c: attach(m, GateSet.for_model(m), check=False), "the gains still train"),
+        (lambda m, o, c: attach(m, GateSet.for_model(m, learn_gain=False, learn_threshold=False), check=False),
+         "the thresholds do not train"),
+        (lambda m, o, c: attach(m, GateSet.for_model(m, targets=["1"], learn_gain=False), check=False),
+         "every activation should have one"),
+        (lambda m, o, c: attach(m, GateSet.for_model(m, learn_gain=False, threshold_init=1.0), check=False),
+         "should be the base"),
+    ]
+    for wrong, message in mistakes:
+        assert not check_attach_without_gain(wrong)
+        assert message in capsys.readouterr().out, message
