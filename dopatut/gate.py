@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from .activations import activation_classes, open_threshold
+from .checkpoints import CheckpointError, _differences, load_checkpoint, save_checkpoint
 from .places import Place, probe, split_key
 from .targets import _check_not_shared, find_targets, replace_module
 
@@ -414,13 +416,11 @@ class Modes:
 
     def save(self, name: str, path):
         """Write mode `name` alone (its gate tensors, and the places it was made for; atomic, checksummed)."""
-        from .checkpoints import save_gates  # local: checkpoints sits below gate in the import order
         return save_gates(path, self._get(name), self.model)
 
     def load(self, name: str, path, partial: bool = False) -> GateSet:
         """Read a mode saved by `save`; refused (CheckpointError) unless this model's activations are the ones
         it was saved on, place for place (partial=True: only the mode's own places need to fit)."""
-        from .checkpoints import load_gates
         gates = load_gates(path, self.model, partial=partial)
         self.sets[name] = gates
         return gates
@@ -448,3 +448,57 @@ def model_places(model: nn.Module, example_input=None) -> dict[str, dict]:
     with passthrough(model):
         found = probe(model, names, example_input)
     return {p.key: p.describe() for places in found.places.values() for p in places}
+
+
+# ---------------------------------------------------------------- a mode on disk
+def save_gates(path, gates, model, meta: dict | None = None) -> Path:
+    """Save one mode's GateSet alone (a few kB), apart from the base. The file records each gate's place (module
+    name, call index, width, axis, activation class) and every place the model could be gated at by default,
+    so that `load_gates` refuses a model it does not fit exactly."""
+    found = model_places(model)
+    places = {}
+    for key, g in gates.items():
+        module, call = split_key(key)
+        known = found.get(key, {})
+        places[key] = {"module": module, "call": call or 0, "width": g.width,
+                       "axis": getattr(g, "feature_dim", -1), "activation": known.get("activation")}
+    config = {"places": places, "model_places": found}
+    return save_checkpoint(path, gates.state_dict(), "mode", config, {"model": type(model).__name__, **(meta or {})})
+
+
+def _place_differences(saved: dict, now: dict) -> list[str]:
+    lines = [f"{k}: in the mode's model, not in this one" for k in saved if k not in now]
+    lines += [f"{k}: in this model ({now[k]['activation']}, {now[k]['width']} neurons), not in the mode's"
+              for k in now if k not in saved]
+    for k in saved:
+        if k in now and saved[k] != now[k]:
+            lines.append(f"{k}: " + ", ".join(f"{f} {saved[k][f]!r} in the mode's model, {now[k][f]!r} here"
+                                               for f in saved[k] if saved[k][f] != now[k].get(f)))
+    return lines
+
+
+def load_gates(path, model, partial: bool = False, **gate_kwargs):
+    """Load a GateSet saved by `save_gates`, checked to fit `model`: every place the mode's model could be gated
+    at is a place of this model, with the same width, axis and activation, and no more (partial=True: only the
+    mode's own places are checked, so a mode can go on part of a larger model)."""
+    payload = load_checkpoint(path, "mode")
+    config, source = payload["config"], payload["meta"].get("model", "?")
+    if not partial:
+        diffs = _place_differences(config["model_places"], model_places(model))
+        if diffs:
+            raise CheckpointError(f"{path} holds a mode for another model ({source}); the activations differ "
+                                  f"({len(diffs)}):\n  " + "\n  ".join(diffs[:20]) +
+                                  ("\n  ..." if len(diffs) > 20 else "") +
+                                  "\nload it with partial=True to put it on the places it names only")
+    gates = GateSet({key: DopamineGate(c["width"], feature_dim=c["axis"], **gate_kwargs)
+                     for key, c in config["places"].items()})
+    try:
+        gates.check_fits(model)
+    except ValueError as err:
+        raise CheckpointError(f"{path} holds a mode for another model ({source}): {err}") from None
+    diffs = _differences({k: tuple(v.shape) for k, v in gates.state_dict().items()},
+                         {k: tuple(v.shape) for k, v in payload["state"].items()})
+    if diffs:
+        raise CheckpointError(f"{path}: gates do not fit the model:\n  " + "\n  ".join(diffs))
+    gates.load_state_dict(payload["state"])
+    return gates

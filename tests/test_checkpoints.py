@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from dopatut.checkpoints import CheckpointError, load_checkpoint, load_gates, save_checkpoint, save_gates
-from dopatut.gate import GateSet
+from dopatut.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from dopatut.gate import GateSet, load_gates, save_gates
 from dopatut.model import FoundationMLP, MLPConfig
 
 
