@@ -5,7 +5,7 @@
 
 A chapter opened cold (every Colab session starts with an empty cache) would retrain the settings grids and the
 ten-seed comparisons on both foundations before it shows anything. dopatut ships them instead, as package data
-in `dopatut/bundle/` (read through importlib.resources, so an installed dopatut has them): the JSON results of
+in `dopatut/shipped/` (read through importlib.resources, so an installed dopatut has them): the JSON results of
 `compare.select` and `compare.compare`, named exactly as in the cache (`results/<name>-<hash of everything
 that determines it>.json`), the few foundations that chapters load and that take more than about 10 s to
 train (seed 0's MLP on each foundation, chapter 9's two transformers), and the training record (curves,
@@ -29,7 +29,7 @@ import json
 import os
 from pathlib import Path
 
-FOLDER = "bundle"  # dopatut/bundle/
+FOLDER = "shipped"  # dopatut/shipped/
 REBUILD = "scripts/make_bundle.py"
 _told: set[str] = set()
 

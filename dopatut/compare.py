@@ -147,10 +147,30 @@ def select(method: str, kind: str = "mixture", protocol: Protocol = PROTOCOL, pr
         return {"settings": grid, "val_accuracy": [scores[i][0] for i in range(len(grid))],
                 "curves": [scores[i][1] for i in range(len(grid))]}
 
-    value = _cached(f"select-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": spec.to_dict(0),
-                                                 "method": method, **device_key(device)}, compute, recompute)
+    value = _cached(*_select_key(method, kind, protocol, device), compute, recompute)
     settings = [{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()} for s in value["settings"]]
     return Selection(method, kind, settings, value["val_accuracy"], value["curves"])
+
+
+def _select_key(method: str, kind: str, protocol: Protocol, device) -> tuple[str, dict]:
+    return f"select-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": _spec(kind).to_dict(0),
+                                       "method": method, **device_key(device)}
+
+
+def _compare_key(method: str, kind: str, setting: dict, protocol: Protocol, device) -> tuple[str, dict]:
+    return f"compare-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": _spec(kind).to_dict(0),
+                                        "method": method, "setting": setting, **device_key(device)}
+
+
+def select_name(method: str, kind: str = "mixture", protocol: Protocol = PROTOCOL, device="cpu") -> str:
+    """The file name of select(method, kind)'s result, in the cache's results/ and in the shipped bundle."""
+    return result_name(*_select_key(_check_method(method), kind, protocol, device))
+
+
+def compare_name(method: str, kind: str, setting: dict, protocol: Protocol = PROTOCOL, device="cpu") -> str:
+    """The file name of compare(kind)'s result for `method` run with `setting` (the grid's choice)."""
+    setting = {k: list(v) if isinstance(v, tuple) else v for k, v in setting.items()}
+    return result_name(*_compare_key(_check_method(method), kind, setting, protocol, device))
 
 
 def _frozen_val(spec: FoundationSpec, protocol: Protocol, device, recompute) -> float:
@@ -188,9 +208,7 @@ def compare(kind: str = "mixture", methods=METHODS, protocol: Protocol = PROTOCO
             pairs = specialise_many(bases, method, seeds, config, ANGLE, (0.0, ANGLE), "test", progress, **kwargs)
             return [asdict(result) for _, result in pairs]
 
-        rows = _cached(f"compare-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": spec.to_dict(0),
-                                                     "method": method, "setting": setting, **device_key(device)},
-                       compute, recompute)
+        rows = _cached(*_compare_key(method, kind, setting, protocol, device), compute, recompute)
         out[method] = [Result(**row) for row in rows]
     return out
 
