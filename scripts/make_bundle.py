@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         print(report)
         if args.json:
             args.json.write_text(json.dumps({"ok": report.ok, "largest_difference": report.largest,
-                                             "where": report.where, "compared": report.compared,
+                                             "compared": report.compared,
                                              "tolerance": TOLERANCE, "near_ties": report.notes,
                                              "failures": report.failures, "device": args.device,
                                              "protocol_seconds": seconds}, indent=1) + "\n")

@@ -104,11 +104,33 @@ def _edit(path: Path, change) -> None:
 def test_the_check_passes_a_run_like_the_bundle_and_fails_a_stale_one(tmp_path, shipped):
     run = _fake_run(tmp_path)
     report = check(run)
-    assert report.ok and report.largest == 0.0 and report.compared >= 2 * 8 * 10 * 2 + 100, str(report)  # seeds x angles, grids
+    assert report.ok and all(d == 0.0 for d, _ in report.largest.values()) and report.compared >= 2 * 8 * 10 * 2 + 100, str(report)  # seeds x angles, grids
     name = f"results/{compare.compare_name('lora', 'upright', select('lora', 'upright').chosen)}"
-    _edit(run / name, lambda rows: rows[3]["accuracy"].update({"45": rows[3]["accuracy"]["45"] - 2 * TOLERANCE}))
+    _edit(run / name, lambda rows: rows[3]["accuracy"].update({"45": rows[3]["accuracy"]["45"] - 2 * TOLERANCE["seed"]}))
     report = check(run)
     assert not report.ok and "upright lora seed 3 at 45°" in str(report) and bundle.REBUILD in str(report)
+
+
+def test_a_moved_mean_fails_though_every_seed_is_within_its_tolerance(tmp_path, shipped):
+    run = _fake_run(tmp_path)
+    name = f"results/{compare.compare_name('dopamine', 'mixture', select('dopamine', 'mixture').chosen)}"
+    shift = (TOLERANCE["mean"] + TOLERANCE["seed"]) / 2  # above the mean's tolerance, below a seed's
+    _edit(run / name, lambda rows: [r["accuracy"].update({"0": r["accuracy"]["0"] - shift}) for r in rows])
+    report = check(run)
+    assert not report.ok and "mixture dopamine mean over seeds at 0°" in str(report), str(report)
+    assert len(report.failures) == 1, report.failures  # no seed alone is out of its tolerance
+
+
+def test_a_verdict_that_flips_fails_unless_its_interval_touches_zero(tmp_path, shipped):
+    run = _fake_run(tmp_path)
+    sel = select("bitfit", "upright")
+    name = f"results/{compare.compare_name('bitfit', 'upright', sel.chosen)}"
+    dop = [r.accuracy["45"] for r in run_compare("upright", ("dopamine",), progress=False)["dopamine"]]
+    gaps = [0.004, 0.005, 0.006, 0.004, 0.005, 0.006, 0.004, 0.005, 0.006, 0.005]  # bitfit beats Dopamine clearly
+    _edit(run / name, lambda rows: [r["accuracy"].update({"45": d + g}) for r, d, g in zip(rows, dop, gaps)])
+    report = check(run)
+    flipped = [f for f in report.failures if "upright: Dopamine" in f and "bitfit in this run" in f]
+    assert flipped and "loses to bitfit in this run" in flipped[0], str(report)
 
 
 def test_a_near_tie_in_a_grid_passes_and_is_reported(tmp_path, shipped):
@@ -118,11 +140,11 @@ def test_a_near_tie_in_a_grid_passes_and_is_reported(tmp_path, shipped):
     best, other = sel.best, next(i for i in range(len(sel.settings)) if i != sel.best)
     name = f"results/{compare.select_name('bitfit', 'mixture')}"
     top = sel.val_accuracy[best]
-    _edit(shipped_copy / name, lambda v: v["val_accuracy"].__setitem__(other, top - TOLERANCE / 4))
-    _edit(run / name, lambda v: v["val_accuracy"].__setitem__(other, top + TOLERANCE / 4))  # this run picks it
+    _edit(shipped_copy / name, lambda v: v["val_accuracy"].__setitem__(other, top - TOLERANCE["grid"] / 4))
+    _edit(run / name, lambda v: v["val_accuracy"].__setitem__(other, top + TOLERANCE["grid"] / 4))  # this run picks it
     shutil.copy(run / "results" / compare.compare_name("bitfit", "mixture", sel.chosen),
                 run / "results" / compare.compare_name("bitfit", "mixture", sel.settings[other]))
     report = check(run, shipped_copy)
     assert report.ok and "near-tie: mixture bitfit" in str(report), str(report)
-    _edit(run / name, lambda v: v["val_accuracy"].__setitem__(other, top + 2 * TOLERANCE))  # a clear other choice
+    _edit(run / name, lambda v: v["val_accuracy"].__setitem__(other, top + 2 * TOLERANCE["grid"]))  # a clear other choice
     assert not check(run, shipped_copy).ok
