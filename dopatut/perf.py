@@ -183,3 +183,22 @@ def table_html(markdown: str) -> str:
         return "<tr>" + "".join(f'<{tag} style="text-align:{a}">{t}</{tag}>' for t, a in zip(texts, aligns)) + "</tr>"
     return ("<table><thead>" + tr(rows[0], "th") + "</thead><tbody>" +
             "".join(tr(r, "td") for r in rows[2:]) + "</tbody></table>")
+
+
+def load_cold(path=None) -> dict:
+    """Each chapter's time alone from an empty cache, before the shipped bundle and after, as written by
+    benchmarks/cold_chapters.py (dopatut/results/cold.json by default); {} where it was never measured."""
+    path = resources.files("dopatut") / "results" / "cold.json" if path is None else Path(path)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def cold_table(record: dict) -> str:
+    """A markdown table of load_cold()'s record: chapter, seconds before, seconds after, whether under the goal."""
+    goal = record.get("goal_seconds", 60)
+    before, after = record.get("before", {}), record.get("after", {})
+    lines = ["| chapter | before (s) | after (s) | under the goal |", "|:--|--:|--:|:-:|"]
+    for chapter in sorted(set(before) | set(after)):
+        b, a = before.get(chapter), after.get(chapter)
+        lines.append(f"| {chapter} | {_cell(b, ',.0f')} | {_cell(a, ',.1f')} | "
+                     f"{'-' if a is None else '✔' if a < goal else '✘'} |")
+    return "\n".join(lines)
