@@ -72,3 +72,16 @@ def test_jobs_on_a_gpu_run_in_this_process(small_model):
     assert workers.on_accelerator([{"device": torch.device("cuda:0")}])
     assert not workers.on_accelerator([{"device": "cpu", "arm": "lora_attn"}, {"base": small_model, "lr": 0.1}])
     assert not workers.on_accelerator([{"device": None, "x": torch.zeros(2)}])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: run scripts/check_gpu.sh itself")
+def test_the_gpu_check_refuses_a_machine_without_cuda(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(root), "HOME": str(tmp_path)}
+    proc = subprocess.run(["bash", str(root / "scripts" / "check_gpu.sh"), str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "no CUDA device" in proc.stderr, proc.stderr
