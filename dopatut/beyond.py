@@ -56,10 +56,12 @@ ADAPT_IMAGES = 10_000
 GRID_IMAGES = 5_000
 
 
-def vit_foundations(seed: int = 0) -> dict:
-    """kind -> the transformer foundation of VIT_SPECS for `seed`; missing ones train side by side in worker
-    processes (dopatut.workers)."""
-    return dict(zip(VIT_SPECS, foundations([seed] * len(VIT_SPECS), list(VIT_SPECS.values()))))
+def vit_foundations(seed: int = 0, device=None, recompute: bool | None = None) -> dict:
+    """kind -> the transformer foundation of VIT_SPECS for `seed`, on `device` (None: the reader's): from the
+    cache, else the shipped bundle (seed 0, unless `recompute`), else trained side by side in worker processes
+    (dopatut.workers; on a GPU one after another, in this process)."""
+    return dict(zip(VIT_SPECS, foundations([seed] * len(VIT_SPECS), list(VIT_SPECS.values()), device=device,
+                                           recompute=recompute)))
 
 
 def _arm(name: str) -> tuple[str, dict]:

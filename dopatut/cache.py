@@ -4,6 +4,8 @@
     check_writable()            # before training: a clear error now rather than a lost model later
     with training_lock():       # one process trains what is missing; the others wait, then load it
         ...
+    keep(path, write, value, "the foundation")   # a full disk: a warning, and `value` kept in memory
+    remembered(path)            # what keep() could not write, for the rest of the session
 
 Two notebooks that need the same foundation used to both train it. Now the first takes the lock, the
 second waits (it says so) and then finds the foundation on disk. The lock is reentrant within a process,
@@ -15,17 +17,25 @@ OMP_NUM_THREADS (e.g. 1 for two notebooks on two cores), set before Python start
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 _LOCKS: dict[str, FileLock] = {}
+_MEMORY: dict[str, object] = {}  # path -> what could not be written there (a full disk), for this session
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class CacheError(RuntimeError):
     """The cache folder cannot be used (it cannot be created or written)."""
+
+
+class CacheFullWarning(UserWarning):
+    """Something trained could not be kept in the cache: its disk is full. It is kept in memory instead."""
 
 
 def cache_dir() -> Path:
@@ -47,6 +57,31 @@ def check_writable() -> Path:
                          "DOPATUT_CACHE=/tmp/dopatut (foundation(..., cache=False) keeps a foundation in memory only)"
                          ) from err
     return path
+
+
+def _where() -> str:
+    return "DOPATUT_CACHE" if "DOPATUT_CACHE" in os.environ else "the default cache (DOPATUT_CACHE is not set)"
+
+
+def keep(path, write, value, what: str) -> None:
+    """write() `path` into the cache; if its disk is full (ENOSPC, EDQUOT), warn, naming DOPATUT_CACHE and the
+    path, and keep `value` in memory for this session (remembered(path)), so the training is not lost."""
+    try:
+        write()
+    except OSError as err:
+        if err.errno not in _FULL:
+            raise
+        _MEMORY[str(path)] = value
+        warnings.warn(f"{what} could not be kept in the cache: {_where()} = {str(cache_dir())!r} has no room "
+                      f"({err.strerror or err}) for {Path(path).name}. It is kept in memory for this session only "
+                      "and will be trained again in the next one. Free some space there, or point DOPATUT_CACHE at "
+                      "a folder with room (e.g. export DOPATUT_CACHE=/tmp/dopatut) before Python starts.",
+                      CacheFullWarning, stacklevel=3)
+
+
+def remembered(path):
+    """What keep() held in memory for `path` because the disk was full, or None."""
+    return _MEMORY.get(str(path))
 
 
 def training_lock() -> FileLock:

@@ -21,9 +21,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .cache import cache_dir, check_writable, training_lock
+from . import bundle
+from .cache import cache_dir, check_writable, keep, remembered, training_lock
 from .checkpoints import atomic_write_bytes
 from .checks import check_seed
+from .device import device_key, resolve_device
 from .methods import METHODS
 from .registry import get_method
 from .workers import run_jobs
@@ -48,23 +50,33 @@ def _check_method(method: str) -> str:
     return method
 
 
-def _result_file(name: str, key: dict) -> str:
+def result_name(name: str, key: dict) -> str:
+    """The file name of a result in the cache and in the shipped bundle: <name>-<hash of key and version>.json."""
     digest = hashlib.sha256(json.dumps({**key, "version": RESULTS_VERSION}, sort_keys=True,
                                        default=str).encode()).hexdigest()[:12]
     return f"{name}-{digest}.json"
 
 
-def _cached(name: str, key: dict, compute):
-    """compute() once per key; its JSON result kept in the cache as results/<name>-<hash>.json."""
-    path = cache_dir() / "results" / _result_file(name, key)
+def _cached(name: str, key: dict, compute, recompute: bool | None = None):
+    """compute() once per key; its JSON result kept in the cache as results/<name>-<hash>.json. Read from the
+    cache, else from the shipped bundle under the same name (unless recomputing), else computed."""
+    filename = result_name(name, key)
+    path = cache_dir() / "results" / filename
     value = _read_json(path)
+    if value is None:
+        value = remembered(path)
+    if value is None:
+        value = bundle.read_json(f"results/{filename}", recompute)
+        if value is not None:
+            bundle.tell_once("results", bundle.results_line())
     if value is None:
         check_writable()  # before training, not after
         with training_lock():  # another notebook may be computing the same: wait, then read what it wrote
             value = _read_json(path)
             if value is None:
                 value = compute()
-                atomic_write_bytes(path, json.dumps(value).encode())
+                keep(path, lambda: atomic_write_bytes(path, json.dumps(value).encode()), value,
+                     f"the results {filename}")
     return value
 
 
@@ -113,17 +125,21 @@ def _structure(setting: dict) -> tuple:
     return tuple((k, v) for k, v in sorted(setting.items()) if k != "lr")
 
 
-def select(method: str, kind: str = "mixture", protocol: Protocol = PROTOCOL, progress: bool = False) -> Selection:
+def select(method: str, kind: str = "mixture", protocol: Protocol = PROTOCOL, progress: bool = False,
+           device=None, recompute: bool | None = None) -> Selection:
     """Train `method` once per setting of its grid (on the selection seed's foundation) and score each on the
-    validation split at 45°. Reads no test data. Cached."""
+    validation split at 45°. Reads no test data. Cached (and shipped: dopatut.bundle, unless `recompute`).
+    device: where it trains (None: the reader's); results of a GPU are kept apart from a CPU's."""
     _check_method(method)
     spec = _spec(kind)
+    device = resolve_device(device)
 
     def compute():
         grid = protocol.grid(method)
         if get_method(method).grid is None:  # nothing to choose
-            return {"settings": [{}], "val_accuracy": [_frozen_val(spec, protocol)], "curves": [[]]}
-        base = foundation(protocol.selection_seed, spec, progress=progress)
+            return {"settings": [{}], "val_accuracy": [_frozen_val(spec, protocol, device, recompute)],
+                    "curves": [[]]}
+        base = foundation(protocol.selection_seed, spec, progress=progress, device=device, recompute=recompute)
         scores = {}
         groups: dict[tuple, list[int]] = {}
         for i, setting in enumerate(grid):
@@ -142,58 +158,84 @@ def select(method: str, kind: str = "mixture", protocol: Protocol = PROTOCOL, pr
         blown = [i for i in range(len(grid)) if scores[i][2]]
         return {**value, "diverged": blown} if blown else value  # results without a blown setting as before
 
-    value = _cached(f"select-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": spec.to_dict(0),
-                                                 "method": method, **get_method(method).fingerprint()}, compute)
+    value = _cached(*_select_key(method, kind, protocol, device), compute, recompute)
     settings = [{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()} for s in value["settings"]]
     return Selection(method, kind, settings, value["val_accuracy"], value["curves"], tuple(value.get("diverged", ())))
 
 
-def _frozen_val(spec: FoundationSpec, protocol: Protocol) -> float:
-    base = foundation(protocol.selection_seed, spec, progress=False)
+def _select_key(method: str, kind: str, protocol: Protocol, device) -> tuple[str, dict]:
+    return f"select-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": _spec(kind).to_dict(0),
+                                       "method": method, **get_method(method).fingerprint(), **device_key(device)}
+
+
+def _compare_key(method: str, kind: str, setting: dict, protocol: Protocol, device) -> tuple[str, dict]:
+    return f"compare-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": _spec(kind).to_dict(0),
+                                        "method": method, "setting": setting, **get_method(method).fingerprint(),
+                                        **device_key(device)}
+
+
+def select_name(method: str, kind: str = "mixture", protocol: Protocol = PROTOCOL, device="cpu") -> str:
+    """The file name of select(method, kind)'s result, in the cache's results/ and in the shipped bundle."""
+    return result_name(*_select_key(_check_method(method), kind, protocol, device))
+
+
+def compare_name(method: str, kind: str, setting: dict, protocol: Protocol = PROTOCOL, device="cpu") -> str:
+    """The file name of compare(kind)'s result for `method` run with `setting` (the grid's choice)."""
+    setting = {k: list(v) if isinstance(v, tuple) else v for k, v in setting.items()}
+    return result_name(*_compare_key(_check_method(method), kind, setting, protocol, device))
+
+
+def _frozen_val(spec: FoundationSpec, protocol: Protocol, device, recompute) -> float:
+    base = foundation(protocol.selection_seed, spec, progress=False, device=device, recompute=recompute)
     return specialise_many([base], "frozen", [protocol.selection_seed], angle_deg=ANGLE, eval_angles=(ANGLE,),
                            split="val", progress=False)[0][1].accuracy[f"{ANGLE:g}"]
 
 
-def protocol_config(method: str, kind: str = "mixture", seed: int = 0, protocol: Protocol = PROTOCOL):
+def protocol_config(method: str, kind: str = "mixture", seed: int = 0, protocol: Protocol = PROTOCOL,
+                    device=None, recompute: bool | None = None):
     """(TrainConfig, apply_method kwargs) with the settings chosen on validation data for `method` on `kind`."""
     check_seed(seed)
-    return protocol.config(method, select(method, kind, protocol).chosen, seed)
+    return protocol.config(method, select(method, kind, protocol, device=device, recompute=recompute).chosen, seed)
 
 
 # ---------------------------------------------------------------- the comparison
 def compare(kind: str = "mixture", methods=METHODS, protocol: Protocol = PROTOCOL,
-            progress: bool = True, executor=None) -> dict[str, list[Result]]:
+            progress: bool = True, device=None, recompute: bool | None = None,
+            executor=None) -> dict[str, list[Result]]:
     """Every method specialised to 45° on each seed's own foundation, with its chosen settings.
 
-    Returns method -> [Result per seed, in the order of protocol.seeds], test accuracy at 0° and 45°. Cached.
+    Returns method -> [Result per seed, in the order of protocol.seeds], test accuracy at 0° and 45°. Cached
+    (and shipped: dopatut.bundle, unless `recompute` or DOPATUT_RECOMPUTE=1). device None: the reader's.
     executor: any concurrent.futures.Executor (a Dask cluster's: distributed.Client(address).get_executor()) to
     run the methods' stacks on, as jobs (`seeds_job`), side by side; what is cached is computed there.
     """
     spec = _spec(kind)
     seeds = check_seeds(protocol.seeds)
+    device = resolve_device(device)
     keys, jobs = {}, {}
     for method in methods:
         _check_method(method)
-        setting = select(method, kind, protocol).chosen
-        keys[method] = (f"compare-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": spec.to_dict(0),
-                                                     "method": method, "setting": setting,
-                                                     **get_method(method).fingerprint()})
+        setting = select(method, kind, protocol, device=device, recompute=recompute).chosen
+        keys[method] = _compare_key(method, kind, setting, protocol, device)
         jobs[method] = {"method": method, "spec": spec, "seeds": list(seeds), "setting": setting,
-                        "protocol": protocol, "progress": progress and executor is None}
+                        "protocol": protocol, "progress": progress and executor is None, "device": device,
+                        "recompute": recompute}
     ahead = {}
     if executor is not None:  # the stacks not cached yet, run on the executor; each kept as it would be here
-        todo = [m for m in methods if _read_json(cache_dir() / "results" / _result_file(*keys[m])) is None]
+        todo = [m for m in methods if _read_json(cache_dir() / "results" / result_name(*keys[m])) is None]
         ahead = dict(zip(todo, run_jobs(seeds_job, [jobs[m] for m in todo], "stacks", progress, executor)))
-    return {m: [Result(**row) for row in _cached(*keys[m], lambda m=m: ahead.get(m) or seeds_job(**jobs[m]))]
+    return {m: [Result(**row) for row in _cached(*keys[m], lambda m=m: ahead.get(m) or seeds_job(**jobs[m]),
+                                                 recompute)]
             for m in methods}
 
 
 def seeds_job(method: str, spec: FoundationSpec, seeds: list[int], setting: dict, protocol: Protocol = PROTOCOL,
-              progress: bool = False, train_limit: int | None = None) -> list[dict]:
+              progress: bool = False, train_limit: int | None = None, device=None,
+              recompute: bool | None = None) -> list[dict]:
     """One (method, foundation, seeds) stack of the comparison, the protocol's unit of work: every seed's
     foundation, `method` with `setting` on each, trained in one stack; the Results as dicts. A job for
     workers.run_jobs on any executor (everything it needs travels in its arguments)."""
-    bases = foundations(seeds, spec, progress=progress)
+    bases = foundations(seeds, spec, progress=progress, device=resolve_device(device), recompute=recompute)
     config, kwargs = protocol.config(method, setting, seeds[0])
     pairs = specialise_many(bases, method, seeds, config, ANGLE, (0.0, ANGLE), "test", progress, train_limit,
                             **kwargs)
@@ -305,11 +347,12 @@ def said(a: str, b: str, d: PairedDifference, angle: str = "45") -> str:
 
 
 def dopamine_against(baselines=("frozen", "gain_only", "threshold_only", "bitfit", "head", "lora", "full"),
-                     angle: str = "45", protocol: Protocol = PROTOCOL) -> dict[str, dict[str, PairedDifference]]:
+                     angle: str = "45", protocol: Protocol = PROTOCOL, device=None,
+                     recompute: bool | None = None) -> dict[str, dict[str, PairedDifference]]:
     """kind -> baseline -> (dopamine - baseline), paired over the protocol's seeds: what the book's answer reads."""
     out = {}
     for kind in FOUNDATIONS:
-        runs = compare(kind, ("dopamine", *baselines), protocol, progress=False)
+        runs = compare(kind, ("dopamine", *baselines), protocol, progress=False, device=device, recompute=recompute)
         out[kind] = {b: paired_difference(accuracies(runs, "dopamine", angle), accuracies(runs, b, angle))
                      for b in baselines}
     return out

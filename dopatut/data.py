@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checks
+from .device import resolve_device
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 # Label counts of the real MNIST: any source must reproduce them exactly.
@@ -186,8 +187,8 @@ def check_limit(limit, split: str, name: str = "limit") -> int | None:
     return checks.check_limit(limit, len(load_mnist(verbose=False).split(split)[1]), name, f"the {split!r} split")
 
 
-def mode_data(split: str, angle_deg: float, device="cpu", limit: int | None = None):
-    """Inputs (N, 784) and labels of one mode, on `device`.
+def mode_data(split: str, angle_deg: float, device=None, limit: int | None = None):
+    """Inputs (N, 784) and labels of one mode, on `device` (None: the reader's, device.default_device()).
 
     `limit` keeps the first N images; unless the whole split is already rotated and cached, only those
     N are rotated (and not cached), which keeps sweeps over many angles quick and small in memory.
@@ -200,11 +201,12 @@ def mode_data(split: str, angle_deg: float, device="cpu", limit: int | None = No
     else:
         images, labels = load_mnist(verbose=False).split(split)
         images, labels = rotate(images[:limit], angle_deg), labels[:limit]
+    device = resolve_device(device)
     return to_inputs(images).to(device), labels.to(device)
 
 
 def mixture(split: str = "train", angles=(0.0, 45.0), weights=None, seed: int = 0,
-            device="cpu", limit: int | None = None):
+            device=None, limit: int | None = None):
     """Each image of `split` gets one mode drawn at random with `weights` (uniform by default).
 
     Returns inputs (N, 784), labels (N,) and the index of each image's mode (N,).
@@ -223,6 +225,7 @@ def mixture(split: str = "train", angles=(0.0, 45.0), weights=None, seed: int = 
     for m, angle in enumerate(angles):
         pick = modes == m
         images[pick] = rotated(split, angle)[0][:limit][pick]
+    device = resolve_device(device)  # None: device.default_device()
     return to_inputs(images).to(device), labels.to(device), modes.to(device)
 
 

@@ -20,3 +20,19 @@ def glue(name: str, value, display: bool = False):
         return value
     myst_glue(name, value, display=display)
     return value
+
+
+def setup_line() -> str:
+    """What the setup cell prints: the device the chapter trains on, and where its results come from."""
+    from . import bundle
+    from .device import default_device, describe
+
+    if bundle.recompute_requested():
+        source = "DOPATUT_RECOMPUTE=1: what the cache lacks is trained, nothing is read from the shipped bundle"
+    elif default_device().type == "cpu":
+        source = ("results the cache lacks come from the shipped bundle (DOPATUT_RECOMPUTE=1 trains them "
+                  "instead)")
+    else:
+        source = ("the shipped bundle holds CPU results, so results the cache lacks are trained on this device "
+                  "(seconds on a GPU)")
+    return f"dopatut trains on {describe()}; {source}"

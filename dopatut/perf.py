@@ -175,3 +175,27 @@ def table_html(markdown: str) -> str:
         return "<tr>" + "".join(f'<{tag} style="text-align:{a}">{t}</{tag}>' for t, a in zip(texts, aligns)) + "</tr>"
     return ("<table><thead>" + tr(rows[0], "th") + "</thead><tbody>" +
             "".join(tr(r, "td") for r in rows[2:]) + "</tbody></table>")
+
+
+def load_cold(path=None) -> dict:
+    """Each chapter's time alone from an empty cache, before the shipped bundle and after, as written by
+    benchmarks/cold_chapters.py (dopatut/results/cold.json by default); {} where it was never measured."""
+    path = resources.files("dopatut") / "results" / "cold.json" if path is None else Path(path)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def cold_table(record: dict) -> str:
+    """A markdown table of load_cold()'s record: each chapter's wall-clock and CPU seconds before and after, and
+    whether it meets the goal. The CPU time (one thread: about the time on an idle core) decides where it was
+    measured, since other work on a shared machine inflates the wall clock; else the wall clock."""
+    goal = record.get("goal_seconds", 60)
+    cols = ("before", "before_cpu", "after", "after_cpu")
+    chapters = sorted(set().union(*(record.get(c, {}) for c in cols)))
+    lines = ["| chapter | before (s) | before, CPU (s) | after (s) | after, CPU (s) | under the goal |",
+             "|:--|--:|--:|--:|--:|:-:|"]
+    for chapter in chapters:
+        values = [record.get(c, {}).get(chapter) for c in cols]
+        decides = values[3] if values[3] is not None else values[2]
+        lines.append(f"| {chapter} | " + " | ".join(_cell(v, ',.1f') for v in values) + " | "
+                     + ("-" if decides is None else "✔" if decides < goal else "✘") + " |")
+    return "\n".join(lines)

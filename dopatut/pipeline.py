@@ -20,10 +20,12 @@ from pathlib import Path
 
 import torch
 
-from .cache import cache_dir, check_writable, training_lock
+from . import bundle
+from .cache import cache_dir, check_writable, keep, remembered, training_lock
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .checks import check_seed
 from .data import check_angle, check_limit, mixture, mode_data
+from .device import device_key, resolve_device
 from .gate import gates_of, hardened
 from .methods import apply_method
 from .registry import get_method
@@ -55,8 +57,15 @@ class FoundationSpec:
                 **({} if self.curves else {"curves": False}), **({} if self.stack else {"stack": False})}
 
 
-def foundation_path(spec: FoundationSpec, seed: int) -> Path:
-    key = hashlib.sha256(json.dumps(spec.to_dict(seed), sort_keys=True).encode()).hexdigest()[:10]
+def foundation_key(spec: FoundationSpec, seed: int, device=None) -> dict:
+    """Everything that determines the foundation: the spec, the seed, and the device type unless it is the CPU
+    (a GPU rounds otherwise; CPU keys stay as they were)."""
+    return {**spec.to_dict(seed), **device_key(device)}
+
+
+def foundation_path(spec: FoundationSpec, seed: int, device=None) -> Path:
+    """Where the cache keeps the foundation of (spec, seed) trained on `device` (None: the reader's)."""
+    key = hashlib.sha256(json.dumps(foundation_key(spec, seed, device), sort_keys=True).encode()).hexdigest()[:10]
     angles = "_".join(f"{a:g}" for a in spec.angles)
     return cache_dir() / f"foundation-{spec.model.tag}-a{angles}-s{seed}-{key}.pt"
 
@@ -70,21 +79,40 @@ def build(config: MLPConfig | ViTConfig) -> FoundationMLP | VisionTransformer:
     raise ValueError(f"a foundation's model is an MLPConfig or a ViTConfig, got {config!r}")
 
 
-def _load_foundation(spec: FoundationSpec, seed: int, progress: bool) -> FoundationMLP | None:
-    path = foundation_path(spec, seed)
-    if not path.exists():
+def _load_foundation(spec: FoundationSpec, seed: int, progress: bool, device,
+                     recompute: bool | None = None) -> FoundationMLP | None:
+    """The foundation from the cache, else from this session's memory (a full disk), else from the shipped
+    bundle (unless recomputing); None if none has it."""
+    path = foundation_path(spec, seed, device)
+    if path.exists():
+        model = _read_foundation(path, spec, seed, device, "cached foundation unusable, retraining it")
+        if model is not None:
+            if progress:
+                print(f"foundation (seed {seed}): loaded from the cache")
+            return model
+    if remembered(path) is not None:
+        return remembered(path)
+    relative = f"foundations/{path.name}"
+    if bundle.recompute_requested(recompute) or bundle.bundled(relative) is None:
         return None
+    with bundle.file_path(relative) as shipped:
+        model = _read_foundation(shipped, spec, seed, device, "shipped foundation unusable, training it")
+    if model is not None and progress:
+        print(f"foundation (seed {seed}): loaded from the shipped bundle (trained on a CPU by "
+              f"{bundle.REBUILD}); DOPATUT_RECOMPUTE=1 trains it instead")
+    return model
+
+
+def _read_foundation(path, spec, seed, device, unusable: str):
     model = build(spec.model)
     try:
-        payload = load_checkpoint(path, "foundation", spec.to_dict(seed),
+        payload = load_checkpoint(path, "foundation", foundation_key(spec, seed, device),
                                   {k: v.shape for k, v in model.state_dict().items()})
     except CheckpointError as err:
-        print(f"cached foundation unusable, retraining it: {err}")
+        print(f"{unusable}: {err}")
         return None
     model.load_state_dict(payload["state"])
     model.meta = payload["meta"]
-    if progress:
-        print(f"foundation (seed {seed}): loaded from the cache")
     return freeze(model)
 
 
@@ -138,8 +166,12 @@ def _train_alone(spec: FoundationSpec, seed: int, progress: bool, device) -> Fou
 
 
 def foundations(seeds, spec: FoundationSpec | list[FoundationSpec] = FoundationSpec(), cache: bool = True,
-                progress: bool = True, device="cpu") -> list[FoundationMLP]:
-    """The frozen foundations of `seeds`: loaded from the cache where there, the rest trained at once.
+                progress: bool = True, device=None, recompute: bool | None = None) -> list[FoundationMLP]:
+    """The frozen foundations of `seeds`: loaded from the cache where there (else from the shipped bundle,
+    dopatut.bundle, unless `recompute` or DOPATUT_RECOMPUTE=1), the rest trained at once.
+
+    device: where they train and are returned (None: the reader's, device.default_device(); a GPU's are
+    cached apart from the CPU's).
 
     spec: one FoundationSpec for every seed, or a list with one per seed, so that foundations of different
     modes train in one stack: foundations([0, 0], [mixture_spec, upright_spec]). Specs with stack=False train
@@ -156,8 +188,10 @@ def foundations(seeds, spec: FoundationSpec | list[FoundationSpec] = FoundationS
     else:
         seeds = check_seeds(seeds)
         specs = [spec] * len(seeds)
+    device = resolve_device(device)
     keys = list(range(len(seeds)))
-    found = {i: _load_foundation(specs[i], seeds[i], progress) for i in keys} if cache else dict.fromkeys(keys)
+    found = ({i: _load_foundation(specs[i], seeds[i], progress, device, recompute) for i in keys} if cache
+             else dict.fromkeys(keys))
     missing = [i for i in keys if found[i] is None]
 
     def train(which):
@@ -174,21 +208,47 @@ def foundations(seeds, spec: FoundationSpec | list[FoundationSpec] = FoundationS
     elif missing:
         check_writable()  # before training, not after
         with training_lock():  # another process may be training them: wait, then load what it saved
-            found.update({i: _load_foundation(specs[i], seeds[i], progress) for i in missing})
+            found.update({i: _load_foundation(specs[i], seeds[i], progress, device, recompute) for i in missing})
             missing = [i for i in keys if found[i] is None]
             if missing:
                 trained = train(missing)
                 for i, model in trained.items():
-                    save_checkpoint(foundation_path(specs[i], seeds[i]), base_state_dict(model), "foundation",
-                                    specs[i].to_dict(seeds[i]), model.meta)
+                    path = foundation_path(specs[i], seeds[i], device)
+                    keep(path, lambda: save_checkpoint(path, base_state_dict(model), "foundation",
+                                                       foundation_key(specs[i], seeds[i], device), model.meta),
+                         model, f"the trained foundation (seed {seeds[i]})")
                 found.update(trained)
     return [found[i].to(device) for i in keys]  # loaded ones come from the cache on the CPU
 
 
 def foundation(seed: int = 0, spec: FoundationSpec = FoundationSpec(), cache: bool = True,
-               progress: bool = True, device="cpu") -> FoundationMLP:
-    """The frozen foundation for (spec, seed): loaded from the cache if there, else trained and cached."""
-    return foundations([check_seed(seed)], spec, cache, progress, device)[0]
+               progress: bool = True, device=None, recompute: bool | None = None) -> FoundationMLP:
+    """The frozen foundation for (spec, seed): loaded from the cache (or the shipped bundle) if there, else
+    trained and cached. device None: the reader's (device.default_device())."""
+    return foundations([check_seed(seed)], spec, cache, progress, device, recompute)[0]
+
+
+def foundation_records(seeds, spec: FoundationSpec = FoundationSpec(), device=None,
+                       recompute: bool | None = None, progress: bool = False) -> list[dict]:
+    """Each seed's training record (the foundation's `.meta`: test accuracy, loss, validation curves, seconds)
+    without its weights: from the cache, else from the shipped bundle (which ships records, not weights, for
+    most seeds), else trained (foundations())."""
+    seeds, device = check_seeds(seeds), resolve_device(device)
+    records = {}
+    for seed in seeds:
+        path = foundation_path(spec, seed, device)
+        if path.exists() or remembered(path) is not None:
+            continue
+        record = bundle.read_json(f"records/{path.stem}.json", recompute)
+        if record is not None:
+            bundle.tell_once("records", "foundation records (curves, accuracy): seeds without a cached foundation "
+                             f"come from the shipped bundle ({bundle.REBUILD}); DOPATUT_RECOMPUTE=1 trains them")
+            records[seed] = record
+    rest = [s for s in seeds if s not in records]
+    if rest:
+        records.update({s: m.meta for s, m in zip(rest, foundations(rest, spec, progress=progress, device=device,
+                                                                      recompute=recompute))})
+    return [records[s] for s in seeds]
 
 
 @dataclass

@@ -80,7 +80,7 @@ def layer_histograms(values: dict[str, torch.Tensor], xlabel: str, title: str, b
     fig, axes = plt.subplots(1, len(values), figsize=(min(7.5, 3.75 * len(values)), 3.2), squeeze=False,
                              constrained_layout=True)
     for ax, (name, v) in zip(axes[0], values.items()):
-        v = torch.as_tensor(v).detach().float().flatten().numpy()
+        v = torch.as_tensor(v).detach().float().flatten().cpu().numpy()
         ax.hist(v, bins=bins, color="tab:blue", alpha=0.8, label=label)
         ax.axvline(v.mean(), color="k", ls="--", label="mean" + (f" ({label})" if label else ""))
         ax.set_title(f"{name} (mean {v.mean():.3g})", fontsize=10)

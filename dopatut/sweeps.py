@@ -16,6 +16,7 @@ import torch
 from .attribution import firing_fraction
 from .compare import protocol_config
 from .checks import check_seed
+from .device import resolve_device
 from .data import check_angle, check_limit, load_mnist, rotate, to_inputs
 from .gate import hardened
 from .model import FoundationMLP, MLPConfig, freeze
@@ -24,7 +25,7 @@ from .stack import fit_many
 from .train import TrainConfig, seed_everything
 
 
-def mixed_slice(angles, limit: int | None = None, seed: int = 0, device="cpu"):
+def mixed_slice(angles, limit: int | None = None, seed: int = 0, device=None):
     """The first `limit` training images, each turned by one of `angles` drawn uniformly (seeded):
     inputs, labels and each image's mode index. Like data.mixture, without rotating the whole split."""
     check_seed(seed)
@@ -34,17 +35,19 @@ def mixed_slice(angles, limit: int | None = None, seed: int = 0, device="cpu"):
     mode = torch.randint(len(angles), (len(labels),), generator=torch.Generator().manual_seed(seed))
     for m, angle in enumerate(angles):
         images[mode == m] = rotate(images[mode == m], float(angle))
+    device = resolve_device(device)  # None: device.default_device()
     return to_inputs(images).to(device), labels.to(device), mode.to(device)
 
 
 def quick_foundation(hidden=(256, 256), seed: int = 0, angles=(0.0, 45.0), train_limit: int | None = 20_000,
-                     epochs: int = 1, lr: float = 1e-3) -> FoundationMLP:
+                     epochs: int = 1, lr: float = 1e-3, device=None) -> FoundationMLP:
     """A small-budget foundation for sweeps (not cached): `epochs` over the first `train_limit` training
-    images, each turned by one of `angles` drawn uniformly at random (seeded)."""
+    images, each turned by one of `angles` drawn uniformly at random (seeded), on `device` (None: the reader's)."""
     check_limit(train_limit, "train", "train_limit")
-    x, y, _ = mixed_slice(angles, train_limit, seed)
+    device = resolve_device(device)
+    x, y, _ = mixed_slice(angles, train_limit, seed, device)
     seed_everything(seed)
-    model = FoundationMLP(MLPConfig(hidden=tuple(hidden)))
+    model = FoundationMLP(MLPConfig(hidden=tuple(hidden))).to(device)
     fit_many([model], x, y, TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=False)
     return freeze(model)
 

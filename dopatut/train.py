@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from .checks import check_seed
 from .data import batches
+from .device import default_device  # noqa: F401  (re-exported: train.default_device)
 from .methods import hook_for
 
 
@@ -79,14 +80,6 @@ def diverged_message(step: int, total: int, lr: float, which: str = "") -> str:
             f"{total} with lr {lr:g}; try a smaller learning rate")
 
 
-def default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def adam(params, lr: float, weight_decay: float = 0.0, fused: bool = True) -> torch.optim.Adam:
     """torch's Adam; fused into one kernel per step when asked and this torch supports it on the params' device.
 
@@ -114,16 +107,24 @@ def seed_everything(seed: int) -> torch.Generator:
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Logits in eval mode, in batches of `batch_size` (default: the model's `eval_batch_size`, else 10,000)."""
     batch_size = batch_size or getattr(model, "eval_batch_size", 10_000)
+    device = _device_of(model, x)
     was_training = model.training
     model.eval()
-    out = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    out = torch.cat([model(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)])
     model.train(was_training)
     return out
 
 
+def _device_of(model: nn.Module, x: torch.Tensor) -> torch.device:
+    """Where the model's parameters are (inputs elsewhere, e.g. CPU tensors for a GPU model, are moved there)."""
+    param = next(model.parameters(), None)
+    return x.device if param is None else param.device
+
+
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None) -> float:
-    """Accuracy in [0, 1]."""
-    return (predict_logits(model, x, batch_size).argmax(1) == y).float().mean().item()
+    """Accuracy in [0, 1]; x and y may sit on another device than the model (each batch is moved to it)."""
+    logits = predict_logits(model, x, batch_size)
+    return (logits.argmax(1) == y.to(logits.device)).float().mean().item()
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig = TrainConfig(),

@@ -285,10 +285,10 @@ def layer_picture(view: LayerView) -> np.ndarray:
     gate silences a neuron that relu would let fire, red where the reader silenced it."""
     side = math.ceil(math.sqrt(len(view.output)))
     out = view.output.clamp_min(0)
-    level = (out / out.max().clamp_min(1e-12)).numpy()
+    level = (out / out.max().clamp_min(1e-12)).cpu().numpy()
     rgb = np.ones((side * side, 3))
     rgb[:len(level)] = 1 - level[:, None] * np.array([0.0, 0.55, 0.95])  # white -> orange
-    rgb[:len(level)][view.gated_off.numpy()] = (0.35, 0.55, 0.95)
+    rgb[:len(level)][view.gated_off.cpu().numpy()] = (0.35, 0.55, 0.95)
     rgb[view.silenced] = (0.85, 0.1, 0.1)
     rgb[len(level):] = 0.8
     return rgb.reshape(side, side, 3)
@@ -296,7 +296,7 @@ def layer_picture(view: LayerView) -> np.ndarray:
 
 def field_picture(field: torch.Tensor) -> np.ndarray:
     """A receptive field as RGB: red where input ink raises the neuron's drive, blue where it lowers it."""
-    f = (field / field.abs().max().clamp_min(1e-12)).numpy()
+    f = (field / field.abs().max().clamp_min(1e-12)).cpu().numpy()
     pos, neg = np.clip(f, 0, 1)[..., None], np.clip(-f, 0, 1)[..., None]
     return 1 - pos * np.array([0.0, 0.8, 0.8]) - neg * np.array([0.8, 0.8, 0.0])
 
@@ -312,7 +312,7 @@ def render(explorer: AttributionExplorer, top_k: int = 3) -> bytes:
     width = PANEL_PX * (1 + len(layers)) + 110 + 150 + 20 * (len(layers) + 2)
     canvas = Image.new("RGB", (width, PANEL_PX + 32), "white")
     draw, x0 = ImageDraw.Draw(canvas), 10
-    digit = 1 - explorer.image().float().numpy() / 255
+    digit = 1 - explorer.image().float().cpu().numpy() / 255
     canvas.paste(_to_pil(np.repeat(digit[..., None], 3, 2), PANEL_PX), (x0, 20))
     draw.text((x0, 4), f"#{explorer.digit_index}: a {explorer.label}, {explorer.angle_deg:g}°", "black", font)
     x0 += PANEL_PX + 20

@@ -13,7 +13,8 @@ returns the results in the order of the jobs. Every job runs on threads // worke
 so it gives the same numbers whichever worker takes it (they may differ from the same job run here on all
 threads by float rounding). DOPATUT_WORKERS sets the number of workers (default: one per thread torch may use,
 so one per core, or OMP_NUM_THREADS). A single job,
-or every job where there is one worker or a GPU, runs here, on as many threads as a worker has. Measured on two
+or every job where there is one worker or the jobs are on a GPU (a model or a device in a job that is not the
+CPU's: one process keeps the GPU busy, and workers would each hold a CUDA context), runs here, on as many threads as a worker has. Measured on two
 cores: the learning-rate grids and the arms of chapter 9 run 1.4-1.5x faster, its two transformer foundations
 1.1x (they were a stack of two).
 """
@@ -79,6 +80,21 @@ def _get_pool(size: int) -> ProcessPoolExecutor:
 atexit.register(_shutdown)
 
 
+def on_accelerator(jobs: list[dict]) -> bool:
+    """Whether any job's "device", or a model or tensor it holds, is not the CPU."""
+    for job in jobs:
+        for name, value in job.items():
+            if isinstance(value, torch.nn.Module):
+                value = next(value.parameters(), torch.empty(0)).device
+            elif isinstance(value, torch.Tensor):
+                value = value.device
+            elif name != "device" or value is None:
+                continue
+            if torch.device(value).type != "cpu":
+                return True
+    return False
+
+
 def in_threads(fn, threads: int, job: dict):
     """fn(**job) on `threads` torch threads: a job gives the same numbers on any worker of the same CPU kind."""
     before = torch.get_num_threads()
@@ -108,7 +124,7 @@ def run_jobs(fn, jobs: list[dict], desc: str | None = None, progress: bool = Tru
             bar.update(1)
         bar.close()
         return results
-    if _in_worker or size == 1 or len(jobs) <= 1 or torch.cuda.is_available():  # no pool for one job, or none
+    if _in_worker or size == 1 or len(jobs) <= 1 or on_accelerator(jobs):  # no pool for one job, none, or a GPU
         threads, results = torch.get_num_threads(), []
         torch.set_num_threads(threads if _in_worker else job_threads())  # as in a worker: the same numbers
         try:

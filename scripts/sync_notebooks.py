@@ -4,7 +4,8 @@
     python scripts/sync_notebooks.py --check  # exit 1 if any notebook would change
 
 Each notebook starts with its title cell, then a Colab badge (markdown, tag `colab-badge`)
-and a setup cell (code, tag `colab-setup`) that installs dopatut in Colab only. Outputs,
+and a setup cell (code, tag `colab-setup`) that installs dopatut in Colab only, then prints the device
+it will train on and whether results come from the shipped bundle. Outputs,
 execution counts and editor metadata are removed: the book build executes the notebooks.
 """
 from __future__ import annotations
@@ -42,7 +43,9 @@ def header_cells(nb_path: Path) -> list[dict]:
                  f"    pip = [sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"dopatut @ git+{url}@{branch}\", \"ipywidgets>=8\"]\n"
                  "    if subprocess.run(pip).returncode != 0:\n"
                  "        raise RuntimeError(\"Installing dopatut failed (pip's message is above). Check the network, then \"\n"
-                 "                           \"run this cell again before the rest of the chapter.\")")}
+                 "                           \"run this cell again before the rest of the chapter.\")\n"
+                 "from dopatut.notebook import setup_line\n"
+                 "print(setup_line())  # the device it trains on, and whether results come from the shipped bundle")}
     return [badge, setup]
 
 

@@ -18,8 +18,10 @@ def _offline_connect(sock, address):
 @pytest.fixture(autouse=True)
 def _offline_and_in_tmp(tmp_path, monkeypatch):
     """Tests never touch the user's caches or the network: DOPATUT_CACHE and DOPATUT_DATA point into the test's
-    own folder, and a connection to anything but this machine fails the test."""
+    own folder, and a connection to anything but this machine fails the test. They compute what they test:
+    the shipped bundle is off (DOPATUT_RECOMPUTE=1) except in the tests that turn it on (tests/test_bundle.py)."""
     monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DOPATUT_RECOMPUTE", "1")
     monkeypatch.setenv("DOPATUT_DATA", str(tmp_path / "data"))
     monkeypatch.setattr(socket.socket, "connect", _offline_connect)
 

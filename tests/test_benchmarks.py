@@ -240,3 +240,15 @@ def test_saved_bytes_counts_what_backward_keeps(bench):
     model[0].requires_grad_(False)
     assert bench.saved_bytes(model, x, y) <= full - 8 * 6 * 4  # x itself is no longer kept for W1's gradient
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_the_cold_table_shows_both_columns_and_the_goal(tmp_path):
+    from dopatut.perf import cold_table, load_cold
+
+    path = tmp_path / "cold.json"
+    path.write_text(json.dumps({"before": {"04_baselines": 500.0}, "after": {"04_baselines": 70.2, "05_seeds": 75.0},
+                                "after_cpu": {"04_baselines": 30.0}, "goal_seconds": 60}))
+    table = cold_table(load_cold(path))
+    assert "| 04_baselines | 500.0 | - | 70.2 | 30.0 | ✔ |" in table, table  # the CPU time decides where measured
+    assert "| 05_seeds | - | - | 75.0 | - | ✘ |" in table, table
+    assert load_cold(tmp_path / "none.json") == {}

@@ -1,3 +1,4 @@
+import errno
 import os
 import subprocess
 import sys
@@ -90,3 +91,44 @@ def test_a_waiting_process_says_so_and_loads_what_the_holder_saved(tmp_path):
     out = child.communicate(timeout=300)[0]
     assert "loaded from the cache" in out and "finished" in out, out
     assert foundation_path(SPEC, 0).stat().st_mtime_ns == mtime  # the child did not train it again
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_keeps_the_trained_foundation_in_memory(tmp_path, monkeypatch):
+    from dopatut import checkpoints
+    from dopatut.cache import CacheFullWarning
+
+    monkeypatch.setattr(checkpoints.os, "fsync", _disk_full)  # the writer fails as on a full disk, after training
+    with pytest.warns(CacheFullWarning) as record:
+        model = foundation(0, SPEC, progress=False)
+    text = str(record[0].message)
+    path = foundation_path(SPEC, 0)
+    assert "DOPATUT_CACHE" in text and str(cache.cache_dir()) in text and path.name in text, text
+    assert "could not be kept" in text and "export DOPATUT_CACHE=" in text, text
+    assert not path.exists() and not list(path.parent.glob("*.tmp"))  # nothing half-written left behind
+    monkeypatch.setattr(pipeline, "_train_foundations", _no_training)
+    assert foundation(0, SPEC, progress=False) is model  # the rest of the session reads it from memory
+
+
+def test_a_full_disk_keeps_results_in_memory(monkeypatch):
+    from dopatut import checkpoints, compare
+    from dopatut.cache import CacheFullWarning
+
+    calls = []
+    monkeypatch.setattr(checkpoints.os, "fsync", _disk_full)
+    with pytest.warns(CacheFullWarning, match="the results x-.*could not be kept in the cache: DOPATUT_CACHE"):
+        assert compare._cached("x", {"k": 1}, lambda: calls.append(1) or [1, 2]) == [1, 2]
+    assert compare._cached("x", {"k": 1}, lambda: calls.append(1) or [3]) == [1, 2] and calls == [1]
+
+
+def test_other_write_errors_are_not_taken_for_a_full_disk(monkeypatch):
+    from dopatut import checkpoints
+
+    def broken(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(checkpoints.os, "fsync", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        foundation(0, SPEC, progress=False)

@@ -5,11 +5,11 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dopatut"
 LAYERS = {  # from the bottom up
-    "foundations": ["checks", "cache", "checkpoints", "data", "model", "vit", "notebook", "figcheck"],
+    "foundations": ["checks", "device", "cache", "bundle", "checkpoints", "data", "model", "vit", "notebook", "figcheck"],
     "methods": ["activations", "targets", "places", "registry", "lora", "gate", "methods", "pretrained", "names"],
     "training": ["train", "stack", "workers"],
     "analysis": ["attribution", "stats", "prune"],
-    "the study": ["protocol", "pipeline", "compare", "sweeps", "context", "perf", "beyond"],
+    "the study": ["protocol", "pipeline", "compare", "sweeps", "context", "perf", "beyond", "bundle_check"],
     "showing": ["plots", "compare_plots", "widgets", "answer"],
     "the book's helpers": ["exercises"],
 }
@@ -21,8 +21,9 @@ def imports() -> dict[str, set[str]]:
     for path in PACKAGE.glob("*.py"):
         if path.stem == "__init__":
             continue
-        found[path.stem] = {(node.module or "").split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
-                            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+        nodes = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom) and n.level == 1]
+        found[path.stem] = {n.module.split(".")[0] for n in nodes if n.module} | \
+            {a.name for n in nodes if not n.module for a in n.names}  # from . import bundle
     return found
 
 

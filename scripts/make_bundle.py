@@ -1,0 +1,82 @@
+"""Rebuild, or check, the results bundle that dopatut ships (dopatut/shipped/, see dopatut.bundle).
+
+    python scripts/make_bundle.py                   # the protocol from nothing in a fresh cache, then the bundle
+    python scripts/make_bundle.py --from-cache DIR  # the bundle from a cache that holds everything (e.g. CI's)
+    python scripts/make_bundle.py --check DIR       # compare DIR, filled from nothing, with the bundle (CI)
+    python scripts/make_bundle.py --run DIR --device cuda --check DIR   # the protocol on a GPU, timed, then compared
+
+The bundle is CPU results: build it on a CPU (the default --device). Rebuild it after any change to the code that
+trains (the check in CI fails until then), and commit dopatut/shipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_protocol(cache: Path, device: str) -> float:
+    """Everything the bundle ships, computed into `cache` (DOPATUT_RECOMPUTE=1) on `device`; the seconds it took."""
+    os.environ["DOPATUT_CACHE"] = str(cache)
+    os.environ["DOPATUT_RECOMPUTE"] = "1"
+    from dopatut import beyond
+    from dopatut.compare import FOUNDATIONS, compare
+
+    start = time.perf_counter()
+    for kind in FOUNDATIONS:  # every grid, then ten seeds of every method; the foundations on the way
+        compare(kind, progress=False, device=device)
+        print(f"{kind}: {time.perf_counter() - start:.1f} s", flush=True)
+    beyond.vit_foundations(0, device=device)
+    seconds = time.perf_counter() - start
+    print(f"chapter 9's transformer foundations: {seconds:.1f} s in all", flush=True)
+    return seconds
+
+
+def size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--from-cache", type=Path, help="write the bundle from this cache instead of recomputing")
+    parser.add_argument("--check", type=Path, help="compare this cache (filled from nothing) with the bundle")
+    parser.add_argument("--run", type=Path, help="first run the protocol into this (empty) cache")
+    parser.add_argument("--device", default="cpu", help="where --run trains (the bundle itself is made on the CPU)")
+    parser.add_argument("--json", type=Path, help="with --check: also write the report's numbers here")
+    args = parser.parse_args(argv)
+    seconds = None
+    if args.run:
+        seconds = run_protocol(args.run, args.device)
+    if args.check:
+        from dopatut.bundle_check import TOLERANCE, check
+
+        report = check(args.check, device=args.device)
+        print(report)
+        if args.json:
+            args.json.write_text(json.dumps({"ok": report.ok, "largest_difference": report.largest,
+                                             "compared": report.compared,
+                                             "tolerance": TOLERANCE, "near_ties": report.notes,
+                                             "failures": report.failures, "device": args.device,
+                                             "protocol_seconds": seconds}, indent=1) + "\n")
+        return 0 if report.ok else 1
+    if args.device != "cpu":
+        parser.error("the bundle ships CPU results: build it with --device cpu")
+    from dopatut.bundle_check import PACKAGE, write
+
+    source = args.from_cache or args.run
+    if source is None:
+        source = Path(tempfile.mkdtemp(prefix="dopatut-bundle-"))
+        run_protocol(source, "cpu")
+    names = write(source)
+    print(f"{len(names)} files, {size(PACKAGE) / 1e6:.2f} MB in {PACKAGE.relative_to(ROOT)} (from {source})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The shipped results bundle: complete for the current code, read on an empty cache with one line, skipped by
+DOPATUT_RECOMPUTE=1, and the check that CI runs against it (on small fake caches, nothing trained)."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from dopatut import bundle, compare, pipeline
+from dopatut.bundle_check import PACKAGE, TOLERANCE, check, contents, missing_from_bundle
+from dopatut.compare import FOUNDATIONS, compare as run_compare, select
+from dopatut.pipeline import foundation, foundation_path, foundation_records
+
+
+@pytest.fixture
+def shipped(monkeypatch):
+    """The bundle on, as for a reader (conftest turns it off for the other tests)."""
+    monkeypatch.delenv("DOPATUT_RECOMPUTE", raising=False)
+    monkeypatch.setenv("DOPATUT_DEVICE", "cpu")
+    monkeypatch.setattr(bundle, "_told", set())
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("trained although the bundle has it")
+
+
+def test_the_bundle_holds_what_the_current_code_reads():
+    missing = missing_from_bundle()
+    assert not missing, (f"the shipped bundle lacks {missing[:3]}: the code or the protocol changed; "
+                         f"rebuild it with python {bundle.REBUILD}")
+
+
+def test_the_bundle_is_small_and_git_friendly():
+    files = [p for p in PACKAGE.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 5e6
+    for path in files:
+        if path.suffix == ".json":
+            text = path.read_text()
+            assert text == bundle.encode(json.loads(text)), path  # one value a line
+    assert {p.relative_to(PACKAGE).as_posix() for p in files} == set(contents(PACKAGE, lambda name: json.loads(
+        (PACKAGE / name).read_text())))  # nothing else rides along
+
+
+def test_a_cold_chapter_reads_the_bundle_and_says_so_once(shipped, monkeypatch, capsys):
+    monkeypatch.setattr(compare, "specialise_many", _no_training)
+    monkeypatch.setattr(pipeline, "_train_foundations", _no_training)
+    runs = run_compare("mixture", progress=False)
+    sels = [select(m, "upright") for m in ("dopamine", "lora")]
+    out = capsys.readouterr().out
+    assert out.count("shipped bundle") == 1 and "DOPATUT_RECOMPUTE=1" in out, out
+    assert len(runs["dopamine"]) == 10 and all(0.9 < r.accuracy["45"] <= 1 for r in runs["dopamine"])
+    assert sels[1].chosen.keys() == {"lr", "alpha"}
+    assert not (Path(compare.cache_dir()) / "results").exists()  # read from the package, not copied
+
+
+def test_a_shipped_foundation_loads_and_matches_its_record(shipped, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline, "_train_foundations", _no_training)
+    base = foundation(0)
+    assert "loaded from the shipped bundle" in capsys.readouterr().out
+    assert not any(p.requires_grad for p in base.parameters())
+    records = foundation_records(range(10))
+    assert records[0]["accuracy"] == base.meta["accuracy"] and len(records[9]["curves"]["45"]) == 5
+
+
+def test_recompute_skips_the_bundle(shipped, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pipeline, "_train_foundations", lambda *a, **k: calls.append(1) or _no_training())
+    with pytest.raises(AssertionError, match="trained although"):
+        foundation(0, recompute=True)
+    monkeypatch.setenv("DOPATUT_RECOMPUTE", "1")
+    with pytest.raises(AssertionError, match="trained although"):
+        foundation(0)
+    assert len(calls) == 2
+    name = f"results/{compare.select_name('lora', 'mixture')}"
+    assert bundle.read_json(name, recompute=True) is None and bundle.read_json(name, recompute=False) is not None
+    monkeypatch.setenv("DOPATUT_RECOMPUTE", "maybe")
+    with pytest.raises(ValueError, match="DOPATUT_RECOMPUTE must be 1 or 0"):
+        bundle.recompute_requested()
+
+
+def _fake_run(tmp_path) -> Path:
+    """A cache that looks like CI's after a run: the bundle's results and foundations, as the cache names them."""
+    run = tmp_path / "run"
+    for name, source in contents(run, lambda n: json.loads((PACKAGE / n).read_text())).items():
+        source.parent.mkdir(parents=True, exist_ok=True)
+        if name.startswith("records/"):
+            continue  # the mixture's checkpoints: seed 0's is shipped, the others are faked below
+        shutil.copy(PACKAGE / name, source)
+    spec = FOUNDATIONS["mixture"]
+    seed0 = torch.load(run / foundation_path(spec, 0).name, weights_only=True)
+    for seed in range(1, 10):
+        record = json.loads((PACKAGE / "records" / f"{foundation_path(spec, seed).stem}.json").read_text())
+        torch.save({**seed0, "meta": record}, run / foundation_path(spec, seed).name)
+    return run
+
+
+def _edit(path: Path, change) -> None:
+    value = json.loads(path.read_text())
+    change(value)
+    path.write_text(json.dumps(value))
+
+
+def test_the_check_passes_a_run_like_the_bundle_and_fails_a_stale_one(tmp_path, shipped):
+    run = _fake_run(tmp_path)
+    report = check(run)
+    assert report.ok and all(d == 0.0 for d, _ in report.largest.values()) and report.compared >= 2 * 8 * 10 * 2 + 100, str(report)  # seeds x angles, grids
+    name = f"results/{compare.compare_name('lora', 'upright', select('lora', 'upright').chosen)}"
+    _edit(run / name, lambda rows: rows[3]["accuracy"].update({"45": rows[3]["accuracy"]["45"] - 2 * TOLERANCE["seed"]}))
+    report = check(run)
+    assert not report.ok and "upright lora seed 3 at 45°" in str(report) and bundle.REBUILD in str(report)
+
+
+def test_a_moved_mean_fails_though_every_seed_is_within_its_tolerance(tmp_path, shipped):
+    run = _fake_run(tmp_path)
+    name = f"results/{compare.compare_name('dopamine', 'mixture', select('dopamine', 'mixture').chosen)}"
+    shift = (TOLERANCE["mean"] + TOLERANCE["seed"]) / 2  # above the mean's tolerance, below a seed's
+    _edit(run / name, lambda rows: [r["accuracy"].update({"0": r["accuracy"]["0"] - shift}) for r in rows])
+    report = check(run)
+    assert not report.ok and "mixture dopamine mean over seeds at 0°" in str(report), str(report)
+    assert len(report.failures) == 1, report.failures  # no seed alone is out of its tolerance
+
+
+def test_a_verdict_that_flips_fails_unless_its_interval_touches_zero(tmp_path, shipped):
+    run = _fake_run(tmp_path)
+    sel = select("bitfit", "upright")
+    name = f"results/{compare.compare_name('bitfit', 'upright', sel.chosen)}"
+    dop = [r.accuracy["45"] for r in run_compare("upright", ("dopamine",), progress=False)["dopamine"]]
+    gaps = [0.004, 0.005, 0.006, 0.004, 0.005, 0.006, 0.004, 0.005, 0.006, 0.005]  # bitfit beats Dopamine clearly
+    _edit(run / name, lambda rows: [r["accuracy"].update({"45": d + g}) for r, d, g in zip(rows, dop, gaps)])
+    report = check(run)
+    flipped = [f for f in report.failures if "upright: Dopamine" in f and "bitfit in this run" in f]
+    assert flipped and "loses to bitfit in this run" in flipped[0], str(report)
+
+
+def test_a_near_tie_in_a_grid_passes_and_is_reported(tmp_path, shipped):
+    run, shipped_copy = _fake_run(tmp_path), tmp_path / "shipped"
+    shutil.copytree(PACKAGE, shipped_copy)
+    sel = select("bitfit", "mixture")
+    best, other = sel.best, next(i for i in range(len(sel.settings)) if i != sel.best)
+    name = f"results/{compare.select_name('bitfit', 'mixture')}"
+    top = sel.val_accuracy[best]
+    _edit(shipped_copy / name, lambda v: v["val_accuracy"].__setitem__(other, top - TOLERANCE["grid"] / 4))
+    _edit(run / name, lambda v: v["val_accuracy"].__setitem__(other, top + TOLERANCE["grid"] / 4))  # this run picks it
+    shutil.copy(run / "results" / compare.compare_name("bitfit", "mixture", sel.chosen),
+                run / "results" / compare.compare_name("bitfit", "mixture", sel.settings[other]))
+    report = check(run, shipped_copy)
+    assert report.ok and "near-tie: mixture bitfit" in str(report), str(report)
+    _edit(run / name, lambda v: v["val_accuracy"].__setitem__(other, top + 2 * TOLERANCE["grid"]))  # a clear other choice
+    assert not check(run, shipped_copy).ok
