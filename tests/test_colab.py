@@ -78,6 +78,9 @@ def test_a_chapter_runs_in_a_simulated_colab_from_a_normal_install(tmp_path, mon
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("DOPATUT_RECOMPUTE", raising=False)  # a reader's Colab: the shipped bundle is read
     monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path / "empty-cache"))  # every Colab session starts cold
+    # one thread: its CPU time is the chapter's work whatever else runs here (CI installs the oldest releases
+    # beside this test, and two threads spinning beside that inflated a 30 s chapter to 100 CPU s)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     nb = nbformat.read(ROOT / "book" / chapter, as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if "colab-setup" in c.metadata.get("tags", [])) + 1
     nb.cells.insert(at, nbformat.v4.new_code_cell("import time\n_cold_start, _cold_cpu = time.perf_counter(), "
