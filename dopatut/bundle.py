@@ -79,6 +79,12 @@ def tell_once(what: str, line: str) -> None:
         print(line, flush=True)
 
 
+def was_read(what: str = "results") -> bool:
+    """Whether this process read `what` ("results", "records") from the bundle: numbers computed on another CPU,
+    so a live run here agrees with them only to the cross-CPU tolerance (dopatut.bundle_check.TOLERANCE)."""
+    return what in _told
+
+
 def results_line() -> str:
     return ("results: the settings grids and ten-seed comparisons come from the shipped bundle (computed on a CPU "
             f"by {REBUILD}); set DOPATUT_RECOMPUTE=1 to recompute them")

@@ -45,8 +45,10 @@ def test_the_bundle_is_small_and_git_friendly():
 def test_a_cold_chapter_reads_the_bundle_and_says_so_once(shipped, monkeypatch, capsys):
     monkeypatch.setattr(compare, "specialise_many", _no_training)
     monkeypatch.setattr(pipeline, "_train_foundations", _no_training)
+    assert not bundle.was_read()
     runs = run_compare("mixture", progress=False)
     sels = [select(m, "upright") for m in ("dopamine", "lora")]
+    assert bundle.was_read() and not bundle.was_read("records")
     out = capsys.readouterr().out
     assert out.count("shipped bundle") == 1 and "DOPATUT_RECOMPUTE=1" in out, out
     assert len(runs["dopamine"]) == 10 and all(0.9 < r.accuracy["45"] <= 1 for r in runs["dopamine"])
