@@ -15,17 +15,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import MethodConfig, check_target_modules
+
 
 @dataclass(frozen=True)
-class LoRAConfig:
+class LoRAConfig(MethodConfig):
+    """LoRA's settings, as PEFT's LoraConfig: the rank r, alpha (the update is scaled by alpha / r) and where it
+    goes (target_modules; None: every layer LoRA can wrap, dopatut.methods). The layers read rank and alpha."""
     rank: int = 4
     alpha: float | None = None  # None: alpha = rank, a scaling of 1
+    target_modules: object = None
 
     def __post_init__(self):
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError(f"rank must be an int >= 1, got {self.rank!r}")
-        if self.alpha is not None and not self.alpha > 0:
-            raise ValueError(f"alpha must be > 0 (or None for alpha = rank), got {self.alpha!r}")
+            raise ValueError(f"LoRAConfig.rank must be an int >= 1, got {self.rank!r}")
+        if self.alpha is not None and (isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float))
+                                       or not self.alpha > 0):
+            raise ValueError(f"LoRAConfig.alpha must be a number > 0 (or None for alpha = rank), got {self.alpha!r}")
+        check_target_modules(self)
 
     @property
     def scaling(self) -> float:

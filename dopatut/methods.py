@@ -1,13 +1,16 @@
-r"""Every way of adapting a frozen model, applied by name, to any PyTorch model.
+r"""Every way of adapting a frozen model, applied by its config or by name, to any PyTorch model.
 
-    model = apply_method(foundation, "lora", rank=4)
-    model = apply_method(vit, "lora", targets=["qkv", "proj"])
-    model = apply_method(vit, "dopamine", targets=r"blocks\.\d+\.mlp\.act")
+    model = apply_method(foundation, LoRAConfig(rank=4))       # as PEFT's get_peft_model(model, LoraConfig(...))
+    model = apply_method(foundation, "lora", rank=4)           # the same: the config is built from the keywords
+    model = apply_method(vit, LoRAConfig(target_modules=["qkv", "proj"]))
+    model = apply_method(vit, DopamineConfig(target_modules=r"blocks\.\d+\.mlp\.act"))
+    model = apply_method(vit, "dopamine", targets=r"blocks\.\d+\.mlp\.act")   # targets: target_modules' old name
     model = apply_method(BertForSequenceClassification(BertConfig(...)), "dopamine")  # any model, by default
 
 returns a copy of the model with all base weights frozen and only the method's own parameters trainable.
-The model itself is never modified. `targets` (see dopatut.targets: a regular expression, a list of names, or
-a module type, or a predicate) says where the method goes; by default:
+The model itself is never modified. Each method has a config class, defined beside it below (LoRA's is
+dopatut.lora.LoRAConfig) and checked when made. `target_modules` (see dopatut.targets: a regular expression, a
+list of names, or a module type, or a predicate) says where the method goes; by default:
     gates (dopamine, gain_only, threshold_only): every activation module (torch.nn's, transformers', timm's:
         dopatut.activations), one gate per place it runs, its width read from the drive (dopatut.places);
     lora: every nn.Linear, nn.Conv2d with groups=1 and transformers Conv1D, but not a layer whose weight is
@@ -25,7 +28,9 @@ is the foundation again.
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+import math
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from torch import nn
 
@@ -33,7 +38,8 @@ from .gate import GateSet, attach, gate_activity, gates_of, set_temperature, tem
 from .lora import LoRAConfig, cannot_wrap, lora_kinds, lora_version
 from .model import count_parameters, freeze
 from .places import probe
-from .registry import _REGISTRY, Context, Method, TrainingHook, get_method, method_names, register_method
+from .registry import (_REGISTRY, Context, Method, MethodConfig, TrainingHook, check_target_modules, get_method,
+                       method_names, method_of, register_method)
 from .targets import find_targets, replace_module
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -124,24 +130,26 @@ def _train_head(model: nn.Module, targets, example_input=None, notes: list | Non
             p.requires_grad_(True)
 
 
-def apply_method(foundation: nn.Module, method: str, *, example_input=None, verbose: bool = True,
+def apply_method(foundation: nn.Module, method, *, example_input=None, verbose: bool = True,
                  **options) -> nn.Module:
     """A frozen copy of `foundation` with `method`'s parameters added and trainable.
 
-    method: a registered method's name (dopatut.registry; the eight of the course are registered below).
-    options: the method's own (targets; rank and alpha for LoRA; temperature, threshold_init, ... for the gates).
+    method: a method's config (DopamineConfig(target_modules=...), LoRAConfig(rank=8), ...: the registered method
+    whose config_cls it is), or a registered method's name (dopatut.registry; the eight of the course are
+    registered below) with its options as keywords, from which its config is built (so a bad value is the
+    config's error): targets or target_modules; rank and alpha for LoRA; temperature, threshold_init, ... for
+    the gates. An option given to a method it does not apply to is refused (TypeError), not silently ignored.
     example_input: an input the model takes, for the forward pass that finds the gates' places (a tensor, a
     tuple of positional inputs or a dict of keyword inputs; default: dopatut.places.example_input).
-    An option given to a method it does not apply to is refused (TypeError), not silently ignored.
     """
-    spec = get_method(method)
-    given = {k: v for k, v in options.items() if v is not None}
-    unknown = sorted(set(given) - set(spec.options))
-    if unknown:
-        takers = [m for m in method_names() if set(unknown) <= set(get_method(m).options)]
-        raise TypeError(f"{', '.join(unknown)} {'applies' if len(unknown) == 1 else 'apply'} only to "
-                        f"{', '.join(takers) or 'no registered method'}, not to {method!r} (its options: "
-                        f"{', '.join(spec.options) or 'none'}); got {', '.join(f'{k}={given[k]!r}' for k in unknown)}")
+    if isinstance(method, MethodConfig):
+        if options:
+            raise TypeError(f"apply_method got a {type(method).__name__} and the keywords {', '.join(options)}: put "
+                            f"them in the config (dataclasses.replace(config, ...)), or give the method's name")
+        spec, config = method_of(method), method
+    else:
+        spec = get_method(method)
+        config = _config_of(spec, method, options)
     model = freeze(copy.deepcopy(foundation))
     context = Context(example_input)
     if not spec.trains_everything:
@@ -149,33 +157,127 @@ def apply_method(foundation: nn.Module, method: str, *, example_input=None, verb
             if isinstance(norm, BATCH_NORMS):
                 norm.track_running_stats = False  # its running statistics and count stay the foundation's
     if spec.attach is not None:
-        spec.attach(model, given, context)
-    model.method = method
-    model.method_options = given  # what save_pretrained records (dopatut.pretrained)
+        spec.attach(model, config, context)
+    model.method = spec.name
+    model.method_config = config if spec.config_cls is not None else None  # what save_pretrained writes
+    model.method_options = config.options() if spec.config_cls is not None else config
     if verbose:
         print("\n  ".join([trainable_summary(model), *context.notes]))
     return model
 
 
+def _config_of(spec: Method, method: str, options: dict):
+    """The config of `spec` built from apply_method's keywords (a dict of them for a method without a config)."""
+    given = {k: v for k, v in options.items() if v is not None}
+    offered = set(spec.options) | ({"target_modules"} if "targets" in spec.options else set())
+    unknown = sorted(set(given) - offered)
+    if unknown:
+        asked = {"targets" if k == "target_modules" else k for k in unknown}
+        takers = [m for m in method_names() if asked <= set(get_method(m).options)]
+        raise TypeError(f"{', '.join(unknown)} {'applies' if len(unknown) == 1 else 'apply'} only to "
+                        f"{', '.join(takers) or 'no registered method'}, not to {method!r} (its options: "
+                        f"{', '.join(spec.options) or 'none'}); got {', '.join(f'{k}={given[k]!r}' for k in unknown)}")
+    return spec.config_cls.from_options(given) if spec.config_cls is not None else given
+
+
 # ---------------------------------------------------------------- the course's eight methods, each defined once
-def _gates(learn_threshold: bool, learn_gain: bool):
-    def attach_gates(model: nn.Module, options: dict, context: Context) -> None:
-        options = dict(options)
-        gates = GateSet.for_model(model, options.pop("targets", None), context.example_input,
-                                  learn_threshold=learn_threshold, learn_gain=learn_gain, **options)
-        attach(model, gates, check=False)  # made for this model a line above
-        context.notes += _gate_notes(gates) + gates.notes
-    return attach_gates
+def _number(config: MethodConfig, name: str, positive: bool = False, optional: bool = False) -> None:
+    value = getattr(config, name)
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+            (positive and not value > 0):
+        expected = "a positive finite number" if positive else "a finite number"
+        raise ValueError(f"{type(config).__name__}.{name} must be {expected}{' or None' * optional}, got {value!r}")
 
 
-def _all(model: nn.Module, options: dict, context: Context) -> None:
+@dataclass(frozen=True)
+class GateConfig(MethodConfig):
+    """The gates' settings (dopatut.gate): where they go (target_modules; None: every activation module), the
+    temperature T they start at, whether they start hard, and tau and g at init (threshold_init None: where the
+    hard gate is the activation, activations.open_threshold). Its subclasses differ in what is learned."""
+    target_modules: object = None
+    temperature: float = 1.0
+    hard: bool = False
+    threshold_init: float | None = None
+    gain_init: float = 1.0
+    learn_threshold: ClassVar[bool] = True
+    learn_gain: ClassVar[bool] = True
+
+    def __post_init__(self):
+        check_target_modules(self)
+        _number(self, "temperature", positive=True)
+        if not isinstance(self.hard, bool):
+            raise ValueError(f"{type(self).__name__}.hard must be True or False, got {self.hard!r}")
+        _number(self, "threshold_init", optional=True)
+        _number(self, "gain_init")
+
+    def gate_kwargs(self) -> dict:
+        """DopamineGate's keywords (threshold_init only where given: GateSet.for_model picks it otherwise)."""
+        chosen = {} if self.threshold_init is None else {"threshold_init": self.threshold_init}
+        return {"temperature": self.temperature, "hard": self.hard, "gain_init": self.gain_init,
+                "learn_threshold": self.learn_threshold, "learn_gain": self.learn_gain, **chosen}
+
+
+@dataclass(frozen=True)
+class DopamineConfig(GateConfig):
+    """Dopamine: a threshold and a gain per neuron, both learned."""
+
+
+@dataclass(frozen=True)
+class GainOnlyConfig(GateConfig):
+    """Gain-only (IA3-style): the gains learned, the thresholds fixed where they start."""
+    learn_threshold: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class ThresholdOnlyConfig(GateConfig):
+    """Threshold-only: the thresholds learned, the gains fixed at gain_init."""
+    learn_gain: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class TargetsConfig(MethodConfig):
+    """A method whose one setting is where it goes (target_modules; None: its default, see the module docstring)."""
+    target_modules: object = None
+
+    def __post_init__(self):
+        check_target_modules(self)
+
+
+@dataclass(frozen=True)
+class BitFitConfig(TargetsConfig):
+    """BitFit: the biases of target_modules (None: every bias) trained."""
+
+
+@dataclass(frozen=True)
+class HeadConfig(TargetsConfig):
+    """Head-only: target_modules (None: the output layer) trained."""
+
+
+@dataclass(frozen=True)
+class FullConfig(MethodConfig):
+    """Full fine-tuning: every weight trained; nothing to set."""
+
+
+@dataclass(frozen=True)
+class FrozenConfig(MethodConfig):
+    """The frozen foundation: nothing trained, nothing to set."""
+
+
+def _attach_gates(model: nn.Module, config: GateConfig, context: Context) -> None:
+    gates = GateSet.for_model(model, config.target_modules, context.example_input, **config.gate_kwargs())
+    attach(model, gates, check=False)  # made for this model a line above
+    context.notes += _gate_notes(gates) + gates.notes
+
+
+def _all(model: nn.Module, config: FullConfig, context: Context) -> None:
     for p in model.parameters():
         p.requires_grad_(True)
 
 
-def _lora(model: nn.Module, options: dict, context: Context) -> None:
-    config = LoRAConfig(rank=options.get("rank", LORA_RANK), alpha=options.get("alpha"))
-    add_lora(model, config, options.get("targets"), context.notes)
+def _lora(model: nn.Module, config: LoRAConfig, context: Context) -> None:
+    add_lora(model, config, config.target_modules, context.notes)
 
 
 class GateTraining(TrainingHook):
@@ -207,27 +309,30 @@ def hook_for(model: nn.Module) -> TrainingHook | None:
     return GATE_TRAINING if gates_of(model) else None
 
 
-GATE_OPTIONS = ("targets", "temperature", "hard", "threshold_init", "gain_init")
+GATE_OPTIONS = GateConfig.option_names()  # ("targets", "temperature", "hard", "threshold_init", "gain_init")
 GATE_GRID = {"lr": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1), "temperature": ((1.0, 0.1), (1.0, 0.01))}
 # Learning rates a factor of about 3 apart, wide enough that the best one lies inside (chapter 5 checks).
 for _method in (
-    Method("frozen", "frozen foundation", "the foundation as it is, nothing trained", None, flops="none"),
-    Method("dopamine", "Dopamine", "a threshold and a gain per hidden neuron", _gates(True, True), GATE_OPTIONS,
-           GATE_GRID, flops="from_first", hook=GATE_TRAINING),
+    Method("frozen", "frozen foundation", "the foundation as it is, nothing trained", None, flops="none",
+           config_cls=FrozenConfig),
+    Method("dopamine", "Dopamine", "a threshold and a gain per hidden neuron", _attach_gates, grid=GATE_GRID,
+           flops="from_first", hook=GATE_TRAINING, config_cls=DopamineConfig),
     Method("gain_only", "gain-only", "a gain per hidden neuron, thresholds fixed where the gate is open (0 on "
-           "ReLU; IA3-style)", _gates(False, True), GATE_OPTIONS, GATE_GRID, flops="from_first", hook=GATE_TRAINING),
-    Method("threshold_only", "threshold-only", "a threshold per hidden neuron, gains fixed at 1", _gates(True, False),
-           GATE_OPTIONS, GATE_GRID, flops="from_first", hook=GATE_TRAINING),
-    Method("bitfit", "BitFit", "biases only", lambda model, options, context: _train_biases(
-        model, options.get("targets")), ("targets",), {"lr": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1)}, flops="from_first"),
-    Method("head", "head-only", "the output layer only", lambda model, options, context: _train_head(
-        model, options.get("targets"), context.example_input, context.notes), ("targets",),
-        {"lr": (1e-3, 3e-3, 1e-2, 3e-2)}, flops="head"),
+           "ReLU; IA3-style)", _attach_gates, grid=GATE_GRID, flops="from_first", hook=GATE_TRAINING,
+           config_cls=GainOnlyConfig),
+    Method("threshold_only", "threshold-only", "a threshold per hidden neuron, gains fixed at 1", _attach_gates,
+           grid=GATE_GRID, flops="from_first", hook=GATE_TRAINING, config_cls=ThresholdOnlyConfig),
+    Method("bitfit", "BitFit", "biases only", lambda model, config, context: _train_biases(
+        model, config.target_modules), grid={"lr": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1)}, flops="from_first",
+        config_cls=BitFitConfig),
+    Method("head", "head-only", "the output layer only", lambda model, config, context: _train_head(
+        model, config.target_modules, context.example_input, context.notes), grid={"lr": (1e-3, 3e-3, 1e-2, 3e-2)},
+        flops="head", config_cls=HeadConfig),
     Method("lora", "LoRA (r = 4)", "low-rank deltas B A on every linear and convolutional layer (or the targets "
-           "named)", _lora, ("targets", "rank", "alpha"), {"lr": (1e-3, 3e-3, 1e-2), "alpha": (4.0, 16.0)},
-           fixed={"rank": LORA_RANK}, flops="lora"),
-    Method("full", "full fine-tuning", "every weight", _all, (), {"lr": (3e-5, 1e-4, 3e-4, 1e-3)}, flops="all",
-           trains_everything=True),
+           "named)", _lora, grid={"lr": (1e-3, 3e-3, 1e-2), "alpha": (4.0, 16.0)}, fixed={"rank": LORA_RANK},
+           flops="lora", config_cls=LoRAConfig),
+    Method("full", "full fine-tuning", "every weight", _all, grid={"lr": (3e-5, 1e-4, 3e-4, 1e-3)}, flops="all",
+           trains_everything=True, config_cls=FullConfig),
 ):
     register_method(replace(_method, builtin=True))
 

@@ -5,7 +5,9 @@
     print_trainable_parameters(model)           # trainable params: 1,024 || all params: ... || trainable%: 0.44
 
 `adapter_model.safetensors` holds only what the method adds or trains (gates, LoRA factors, biases, a head), by
-the names they have in the model. `adapter_config.json` holds the method and its options, the base model's class,
+the names they have in the model. `adapter_config.json` holds the method and its config's fields ("config", read
+back into the method's config class, which checks them; a method registered without one: its "options"), the
+base model's class,
 every tensor's name and shape, and the SHA-256 of the tensor file, so a torn or edited pair is refused. A base that
 does not give the same tensors (another architecture, a sibling of another size, other activations) is refused,
 and the message lists the differences. Both files are written atomically, the config last.
@@ -21,6 +23,7 @@ from torch import nn
 
 from .checkpoints import CheckpointError, atomic_write_bytes
 from .methods import apply_method
+from .registry import get_method
 
 FORMAT = "dopatut-adapter-v1"
 CONFIG, TENSORS = "adapter_config.json", "adapter_model.safetensors"
@@ -45,17 +48,24 @@ def save_pretrained(model: nn.Module, directory, base: nn.Module | None = None) 
     method = getattr(model, "method", None)
     if method is None:
         raise ValueError(f"{type(model).__name__} has no method: save_pretrained saves what apply_method added")
-    options = getattr(model, "method_options", {})
-    try:
-        json.dumps(options)
-    except TypeError:
-        raise ValueError(f"the options of {method!r} ({options}) cannot be written as JSON: give targets as a "
-                         f"list of names or a pattern (a type or a predicate cannot be saved)") from None
+    method_config = getattr(model, "method_config", None)
+    if method_config is not None:
+        try:
+            settings = {"config": method_config.to_dict()}
+        except ValueError as err:
+            raise ValueError(f"the config of {method!r}: {err}") from None
+    else:
+        settings = {"options": getattr(model, "method_options", {})}
+        try:
+            json.dumps(settings)
+        except TypeError:
+            raise ValueError(f"the options of {method!r} ({settings['options']}) cannot be written as JSON: give "
+                             f"targets as a list of names or a pattern (a type or a predicate cannot be saved)") from None
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in method_tensors(model).items()}
     blob = save(tensors)
     if base is None:
         base = _base_of(model)
-    config = {"format": FORMAT, "method": method, "options": options, "base_model": type(model).__name__,
+    config = {"format": FORMAT, "method": method, **settings, "base_model": type(model).__name__,
               "base_layout": base_layout(base),
               "tensors": {k: list(v.shape) for k, v in tensors.items()}, "sha256": hashlib.sha256(blob).hexdigest()}
     directory = Path(directory)
@@ -86,7 +96,8 @@ def from_pretrained(base: nn.Module, directory, example_input=None, verbose: boo
     if config["base_layout"] != base_layout(base):
         raise CheckpointError(f"{directory} holds a {config['method']!r} adapter for another {config['base_model']}: "
                               f"this one's parameters have other names or shapes (another size or variant)")
-    model = apply_method(base, config["method"], example_input=example_input, verbose=verbose, **config["options"])
+    method, options = _method_args(config, directory / CONFIG)
+    model = apply_method(base, method, example_input=example_input, verbose=verbose, **options)
     now = {k: list(v.shape) for k, v in method_tensors(model).items()}
     diffs = [f"{k}: {config['tensors'].get(k, 'absent')} in the file, {now.get(k, 'absent')} in this model"
              for k in sorted(set(now) | set(config["tensors"])) if now.get(k) != config["tensors"].get(k)]
@@ -98,6 +109,21 @@ def from_pretrained(base: nn.Module, directory, example_input=None, verbose: boo
         for name, p in method_tensors(model).items():
             p.copy_(saved[name])
     return model
+
+
+def _method_args(saved: dict, path: Path) -> tuple[object, dict]:
+    """apply_method's method and keywords for the saved adapter: its config, checked by the method's config class;
+    the name and options of a method registered without one (or of a file written before configs)."""
+    spec = get_method(saved["method"])
+    if "config" not in saved:
+        return spec.name, saved.get("options", {})
+    if spec.config_cls is None:
+        raise CheckpointError(f"{path} holds a config for {spec.name!r}, which is registered without a config class "
+                              f"now; register it with config_cls= as when the adapter was saved")
+    try:
+        return spec.config_cls.from_dict(saved["config"], f"{path}, method {spec.name!r}"), {}
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def _base_of(model: nn.Module) -> nn.Module:

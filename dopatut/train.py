@@ -24,6 +24,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
+    # The gates' two settings stay here, though only GateTraining reads them: every foundation's key and every
+    # result's name hashes this dict (pipeline.FoundationSpec.to_dict), so moving them renames the shipped bundle.
     sparsity: float = 0.0  # weight of the mean gate value added to the loss
     temperature: tuple[float, float] = (1.0, 0.1)  # gate temperature, annealed geometrically start -> end
     fused: bool = True  # one-kernel Adam where torch has it (CPU, CUDA): same update rule, faster steps

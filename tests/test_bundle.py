@@ -42,6 +42,29 @@ def test_the_bundle_is_small_and_git_friendly():
         (PACKAGE / name).read_text())))  # nothing else rides along
 
 
+def test_every_protocol_result_and_foundation_is_shipped_under_the_name_the_code_builds(shipped, monkeypatch):
+    """A key that changes (a field added to TrainConfig's dict, a method's fingerprint, the protocol's dict)
+    renames the results, and the shipped bundle no longer has them: this names which."""
+    from dopatut.beyond import VIT_SPECS
+    from dopatut.methods import METHODS
+    from dopatut.protocol import PROTOCOL
+    monkeypatch.setattr(compare, "specialise_many", _no_training)
+    monkeypatch.setattr(pipeline, "_train_foundations", _no_training)
+    missing = []
+    for kind in FOUNDATIONS:
+        for method in METHODS:
+            names = [compare.select_name(method, kind, device="cpu")]
+            if (PACKAGE / "results" / names[0]).is_file():  # the grid's choice, as the bundle made it
+                names.append(compare.compare_name(method, kind, select(method, kind, device="cpu").chosen,
+                                                  device="cpu"))
+            missing += [n for n in names if not (PACKAGE / "results" / n).is_file()]
+    names = [f"foundations/{foundation_path(spec, 0, 'cpu').name}"  # the weights of the chapters' seed 0
+             for spec in [*FOUNDATIONS.values(), *VIT_SPECS.values()]]
+    names += [f"records/{foundation_path(FOUNDATIONS['mixture'], seed, 'cpu').stem}.json" for seed in PROTOCOL.seeds]
+    missing += [n for n in names if not (PACKAGE / n).is_file()]
+    assert not missing, f"not in the shipped bundle under these names (a key changed): {missing}"
+
+
 def test_a_cold_chapter_reads_the_bundle_and_says_so_once(shipped, monkeypatch, capsys):
     monkeypatch.setattr(compare, "specialise_many", _no_training)
     monkeypatch.setattr(pipeline, "_train_foundations", _no_training)

@@ -8,7 +8,8 @@ from torch import nn
 
 from dopatut.checkpoints import CheckpointError
 from dopatut.gate import GateSet, hardened
-from dopatut.methods import METHODS, apply_method
+from dopatut.lora import LoRAConfig
+from dopatut.methods import METHODS, DopamineConfig, apply_method
 from dopatut.pretrained import from_pretrained, print_trainable_parameters, save_pretrained
 
 pytest.importorskip("transformers")
@@ -95,3 +96,36 @@ def test_gain_only_on_a_transformer_mlp_is_peft_s_ia3_on_its_down_projection(nam
             assert torch.allclose(call(ours.eval(), x), call(theirs.eval(), x), atol=1e-5)
     assert sum(p.numel() for p in ours.parameters() if p.requires_grad) == \
         sum(p.numel() for p in theirs.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("config, fields", [
+    (LoRAConfig(rank=2, alpha=8.0, target_modules=["0", "4"]), {"rank": 2, "alpha": 8.0, "target_modules": ["0", "4"]}),
+    (DopamineConfig(target_modules=r"[13]", threshold_init=0.1, temperature=0.5),
+     {"target_modules": "[13]", "temperature": 0.5, "hard": False, "threshold_init": 0.1, "gain_init": 1.0}),
+])
+def test_the_config_is_written_field_by_field_and_read_back(config, fields, tmp_path):
+    entry = MODELS["an MLP of nn.ReLU modules"]
+    x = entry.inputs()
+    model = trained_a_little(apply_method(entry.build(), config, verbose=False), x)
+    folder = save_pretrained(model, tmp_path / "adapter")
+    assert json.loads((folder / "adapter_config.json").read_text())["config"] == fields
+    again = from_pretrained(entry.build(), folder)
+    assert again.method_config == config and type(again.method_config) is type(config)
+    with torch.no_grad():
+        assert torch.equal(call(model, x), call(again, x))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.update(rnak=2), r"adapter_config.json, method 'lora': LoRAConfig has no field 'rnak'; its fields "
+                                 r"are rank, alpha, target_modules"),
+    (lambda c: c.update(rank="2"), r"adapter_config.json, method 'lora': LoRAConfig.rank must be an int >= 1, got '2'"),
+    (lambda c: c.update(target_modules=3), r"LoRAConfig.target_modules must be None .* got 3"),
+])
+def test_an_unknown_field_or_a_value_of_the_wrong_type_is_refused_by_name(edit, message, tmp_path):
+    entry = MODELS["an MLP of nn.ReLU modules"]
+    folder = save_pretrained(apply_method(entry.build(), "lora", rank=2, verbose=False), tmp_path / "a")
+    saved = json.loads((folder / "adapter_config.json").read_text())
+    edit(saved["config"])
+    (folder / "adapter_config.json").write_text(json.dumps(saved))
+    with pytest.raises(CheckpointError, match=message):
+        from_pretrained(entry.build(), folder)

@@ -1,7 +1,8 @@
 """One registry of methods: the eight defined once, and a reader's own running through the whole protocol."""
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
+import torch
 from torch import nn
 
 import dopatut.compare as compare
@@ -12,7 +13,8 @@ from dopatut.perf import run_flops
 from dopatut.pipeline import foundation, specialise
 from dopatut.train import TrainConfig
 from dopatut.protocol import GRIDS, PROTOCOL
-from dopatut.registry import Method, _REGISTRY, get_method, register_method
+from dopatut.pretrained import from_pretrained, save_pretrained
+from dopatut.registry import Method, MethodConfig, _REGISTRY, check_target_modules, get_method, register_method
 
 from test_compare import TINY, TINY_SPEC
 
@@ -70,6 +72,57 @@ def test_a_readers_method_is_cached_by_its_definition(mine, tiny, monkeypatch):
     select("no_gain", "mixture", TINY)
     register_method(replace(mine, grid={"lr": (1e-2,)}), replace=True)  # redefined: not read from the cache
     assert select("no_gain", "mixture", TINY).settings == [{"lr": 1e-2}]
+
+
+@dataclass(frozen=True)
+class GainsConfig(MethodConfig):
+    """A reader's own config: where the gains go, and where they start."""
+    target_modules: object = None
+    gain_init: float = 1.0
+
+    def __post_init__(self):
+        check_target_modules(self)
+        if not self.gain_init > 0:
+            raise ValueError(f"GainsConfig.gain_init must be > 0, got {self.gain_init!r}")
+
+
+def attach_gains(model, config, context):
+    gates = GateSet.for_model(model, config.target_modules, context.example_input, learn_threshold=False,
+                              gain_init=config.gain_init)
+    attach(model, gates, check=False)
+
+
+@pytest.fixture
+def gains():
+    method = register_method(Method("gains", "gains", "a gain per neuron", attach_gains, grid={"lr": (1e-2,)},
+                                    flops="from_first", config_cls=GainsConfig))
+    yield method
+    _REGISTRY.pop("gains")
+
+
+def test_a_readers_config_gives_its_options_is_applied_saved_and_read_back(gains, tmp_path):
+    assert gains.options == ("targets", "gain_init")
+    base = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    model = apply_method(base, GainsConfig(target_modules=["1"], gain_init=2.0), verbose=False)
+    assert model.method == "gains" and torch.equal(model[1].gate.gain, torch.full((8,), 2.0))
+    same = apply_method(base, "gains", targets=["1"], gain_init=2.0, verbose=False)
+    assert same.method_config == model.method_config
+    with pytest.raises(ValueError, match="GainsConfig.gain_init must be > 0, got -1"):
+        apply_method(base, "gains", gain_init=-1)
+    with pytest.raises(TypeError, match=r"rank applies only to lora, not to 'gains' \(its options: targets, gain_init\)"):
+        apply_method(base, "gains", rank=2)
+    again = from_pretrained(base, save_pretrained(model, tmp_path / "gains"))
+    assert again.method_config == GainsConfig(target_modules=["1"], gain_init=2.0)
+    assert get_method("gains").fingerprint()["definition"]["config"] == "test_registry.GainsConfig"
+
+
+def test_a_config_class_belongs_to_one_method(gains):
+    with pytest.raises(ValueError, match="its config class GainsConfig is 'gains''s already"):
+        register_method(Method("gains2", "gains", "", attach_gains, config_cls=GainsConfig))
+    with pytest.raises(ValueError, match="config_cls must be a subclass of dopatut.registry.MethodConfig"):
+        Method("bad", "bad", "", None, config_cls=dict)
+    with pytest.raises(ValueError, match=r"options \('targets',\) are not its config's fields"):
+        Method("bad", "bad", "", None, options=("targets",), config_cls=GainsConfig)
 
 
 @pytest.fixture
