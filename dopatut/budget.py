@@ -132,3 +132,40 @@ def verdict_changes(study: dict[str, BudgetRun], runs: dict[str, list[Result]], 
     rivals = [m for m in study if m != against]
     d_short, d_long = (dopamine_minus(acc, rivals, against) for acc in (short, long))
     return [Change(m, d_short[m], d_long[m]) for m in rivals]
+
+
+def _signed(x: float) -> str:
+    return f"{100 * x:+.2f}".replace("-", "−")
+
+
+def verdict_sentence(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int) -> str:
+    """Chapter 5's sentence on the budget, chosen by the verdicts: kind -> verdict_changes(...)."""
+    from .names import display
+
+    n = next(c.long.n for rows in changes.values() for c in rows)
+    moved = [(kind, c) for kind, rows in changes.items() for c in rows if c.changed]
+    where = f"on the first {n} seeds"
+    if not moved:
+        return (f"Between {short_epochs} and {long_epochs} epochs no verdict changes, {where}: Dopamine beats, ties "
+                f"with and loses to the same rivals on both foundations.")
+    said = [f"on the {display(kind, 'foundation')} Dopamine {verdict(c.short)} {display(c.method)} after "
+            f"{short_epochs} epochs and {verdict(c.long)} it after {long_epochs} (Dopamine − {display(c.method)}: "
+            f"{_signed(c.short.mean)} then {_signed(c.long.mean)} points)" for kind, c in moved]
+    kept = sum(len(rows) for rows in changes.values()) - len(moved)
+    return (f"Between {short_epochs} and {long_epochs} epochs, {where}, {len(moved)} verdict"
+            f"{'s' * (len(moved) > 1)} change{'s' * (len(moved) == 1)} and {kept} stay: " + "; ".join(said) + ".")
+
+
+def flat_sentence(studies: dict[str, dict[str, BudgetRun]], budget: int, margin: float = PROTOCOL.margin) -> str:
+    """Which mean curves are flat by the protocol's margin from the protocol's budget on, and which are not."""
+    from .names import display
+
+    parts = []
+    for kind, study in studies.items():
+        flat = {m: flat_epoch(mean_curve(run), margin) for m, run in study.items() if any(run.curves)}
+        late = [display(m) + (" (still climbing at the last epoch)" if e is None else f" (flat from epoch {e})")
+                for m, e in flat.items() if e is None or e > budget]
+        parts.append(f"on the {display(kind, 'foundation')}, " + (
+            f"every curve is flat by epoch {budget}" if not late else
+            f"{len(late)} of {len(flat)} curves are not flat by epoch {budget}: " + ", ".join(late)))
+    return "; ".join(parts)

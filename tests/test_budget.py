@@ -2,7 +2,8 @@ import pytest
 
 import dopatut.budget as budget
 import dopatut.compare as compare
-from dopatut.budget import BudgetRun, budget_name, budget_study, flat_epoch, mean_curve, verdict_changes
+from dopatut.budget import (BudgetRun, budget_name, budget_study, flat_epoch, flat_sentence, mean_curve,
+                            verdict_changes, verdict_sentence)
 from dopatut.model import MLPConfig
 from dopatut.pipeline import FoundationSpec, Result
 from dopatut.protocol import Protocol
@@ -87,3 +88,22 @@ def test_the_shipped_study_pairs_the_protocols_first_seeds():
     from dopatut.protocol import PROTOCOL
 
     assert budget.BUDGET_SEEDS == PROTOCOL.seeds[:len(budget.BUDGET_SEEDS)] and budget.BUDGET_EPOCHS > PROTOCOL.epochs
+
+
+def _change(method, short, long):
+    d = lambda x: paired_difference([x + 0.001 * i for i in range(3)], [0.0, 0.0005, 0.0])  # noqa: E731
+    return budget.Change(method, d(short), d(long))
+
+
+def test_the_sentences_follow_the_verdicts_and_the_margin():
+    same = {"mixture": [_change("lora", -0.01, -0.02)], "upright": [_change("head", 0.01, 0.02)]}
+    assert verdict_sentence(same, 3, 10).startswith("Between 3 and 10 epochs no verdict changes, on the first 3 seeds")
+    moved = {"mixture": [_change("lora", 0.0, -0.02)], "upright": [_change("head", 0.01, 0.02)]}
+    text = verdict_sentence(moved, 3, 10)
+    assert "1 verdict changes and 1 stay" in text and "Dopamine ties with LoRA (r = 4) after 3 epochs and loses to" in text
+    run = lambda curve: BudgetRun("x", (0,), (curve,), (0.9,), 0.0)  # noqa: E731
+    studies = {"mixture": {"head": run((0.9, 0.9, 0.9, 0.9)), "frozen": BudgetRun("frozen", (0,), ((),), (0.9,), 0)},
+               "upright": {"head": run((0.8, 0.85, 0.9, 0.95)), "lora": run((0.8, 0.9, 0.95, 0.951))}}
+    text = flat_sentence(studies, 2, margin=0.002)
+    assert text.startswith("on the mixture foundation, every curve is flat by epoch 2; on the upright")
+    assert "2 of 2 curves are not flat by epoch 2: head-only (still climbing at the last epoch), LoRA (r = 4) (flat from epoch 3)" in text
