@@ -13,6 +13,7 @@ DOPATUT_RECOMPUTE=1), so the protocol never runs twice. It asks for, on each fou
   choices differ: the mean at 45°, the mode the setting was chosen for, only);
 - the same verdict for Dopamine against every other method (stats.verdict of the paired difference), unless an
   end of its interval lies within "verdict" of zero in either (a near-tie of the verdict: reported);
+- chapter 5's budget study (dopatut.budget): each seed's validation curve and final test accuracy within "seed";
 - the shipped foundations' and training records' accuracies and curves within "seed".
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from . import bundle
 from .checkpoints import load_checkpoint
+from .budget import budget_name
 from .compare import FOUNDATIONS, Selection, compare_name, select_name
 from .methods import METHODS
 from .protocol import PROTOCOL
@@ -93,6 +95,8 @@ def contents(cache: Path, read=None) -> dict[str, Path]:
                 out[name] = cache / name
                 chosen = _selection(read(name), method, kind).chosen
                 name = f"results/{compare_name(method, kind, chosen)}"
+                out[name] = cache / name
+                name = f"results/{budget_name(method, kind, chosen)}"
                 out[name] = cache / name
         out.update(_foundation_files())
     return out
@@ -217,6 +221,7 @@ def check(cache: Path, folder: Path = PACKAGE, device="cpu") -> Report:
                     report.failures.append(f"{kind} {method}: the ten-seed comparison is missing "
                                            f"({names['bundle']} in the bundle, {names['run']} in the run)")
                     continue
+                _check_budget(kind, method, a.chosen, b.chosen, shipped, ours, device, report)
                 rows = {"bundle": shipped(names["bundle"]), "run": ours(names["run"])}
                 for side, values in rows.items():
                     accuracies[side][method] = [r["accuracy"]["45"] for r in values]
@@ -231,6 +236,28 @@ def check(cache: Path, folder: Path = PACKAGE, device="cpu") -> Report:
             _check_verdicts(kind, accuracies, report)
         _check_foundations(cache, folder, report, device)
     return report
+
+
+def _check_budget(kind: str, method: str, chosen: dict, run_chosen: dict, shipped, ours, device,
+                  report: Report) -> None:
+    """The budget study's stack of `method` (chapter 5): each seed's curve and final accuracy within "seed"."""
+    names = {"bundle": f"results/{budget_name(method, kind, chosen)}",
+             "run": f"results/{budget_name(method, kind, run_chosen, device=device)}"}
+    try:
+        rows = {"bundle": shipped(names["bundle"]), "run": ours(names["run"])}
+    except FileNotFoundError:
+        report.failures.append(f"{kind} {method}: the budget study is missing ({names['bundle']} in the bundle, "
+                               f"{names['run']} in the run)")
+        return
+    if chosen != run_chosen:  # a near-tie of the grid: another setting, so only the mean at 45° is compared
+        report.differ(_mean(rows["bundle"]["accuracy"]), _mean(rows["run"]["accuracy"]),
+                      f"{kind} {method} budget study, mean over seeds at 45°", "mean")
+        return
+    for seed, (x, y) in enumerate(zip(*(rows[side]["accuracy"] for side in rows))):
+        report.differ(x, y, f"{kind} {method} budget study, seed {seed}, test at 45°")
+    for seed, curves in enumerate(zip(*(rows[side]["curves"] for side in rows))):
+        for epoch, (x, y) in enumerate(zip(*curves), 1):
+            report.differ(x, y, f"{kind} {method} budget study, seed {seed}, validation after epoch {epoch}")
 
 
 def _check_verdicts(kind: str, accuracies: dict, report: Report) -> None:

@@ -353,6 +353,12 @@ def dopamine_against(baselines=("frozen", "gain_only", "threshold_only", "bitfit
     out = {}
     for kind in FOUNDATIONS:
         runs = compare(kind, ("dopamine", *baselines), protocol, progress=False, device=device, recompute=recompute)
-        out[kind] = {b: paired_difference(accuracies(runs, "dopamine", angle), accuracies(runs, b, angle))
-                     for b in baselines}
+        out[kind] = dopamine_minus({m: accuracies(runs, m, angle) for m in ("dopamine", *baselines)}, baselines)
     return out
+
+
+def dopamine_minus(accuracy: dict[str, list[float]], baselines,
+                   against: str = "dopamine") -> dict[str, PairedDifference]:
+    """baseline -> (`against` - baseline), paired by seed, from method -> one accuracy per seed: the verdicts'
+    intervals (dopamine_against, and chapter 5's budget study)."""
+    return {b: paired_difference(accuracy[against], accuracy[b]) for b in baselines}

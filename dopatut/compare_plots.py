@@ -8,6 +8,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from .pipeline import Result
+from .plots import figure_legend
 from .stats import PairedDifference, mean_std
 
 STYLE = {"dopamine": ("C3", "*", 16), "gain_only": ("C1", "D", 8), "threshold_only": ("C5", "v", 8),
@@ -179,3 +180,24 @@ def plot_forest(answer: dict[str, dict[str, PairedDifference]], skip=("frozen",)
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8,
                title=f"mean and 95% interval over {answer[kinds[0]][rivals[0]].n} paired seeds", title_fontsize=8)
     return fig
+
+
+def plot_budget(studies: dict, budget: int, skip=("frozen",)) -> plt.Figure:
+    """Chapter 5's budget figure: validation accuracy at 45° against epoch, the mean over the seeds of each method
+    (dopatut.budget.budget_study), one panel per foundation, the protocol's `budget` marked; the legend below."""
+    from .names import display
+
+    fig, axes = plt.subplots(1, len(studies), figsize=(7.5, 3.9), constrained_layout=True, squeeze=False)
+    for ax, (kind, study) in zip(axes[0], studies.items()):
+        for method, run in study.items():
+            if method in skip or not run.curves or not run.curves[0]:
+                continue
+            curve = [100 * sum(v) / len(v) for v in zip(*run.curves)]
+            color, marker, _ = STYLE.get(method, ("C9", "o", 7))
+            ax.plot(range(1, len(curve) + 1), curve, marker + "-", color=color, label=_label(method), markersize=4)
+        ax.axvline(budget, color="k", ls="--", lw=0.8, label=f"the protocol's budget ({budget} epochs)")
+        ax.set_title(f"{display(kind, 'foundation')} ({len(next(iter(study.values())).seeds)} seeds)", fontsize=10)
+        ax.set(xlabel="epoch", ylabel="validation accuracy at 45° (%)")
+        ax.set_xticks(range(1, len(curve) + 1))
+        ax.grid(True, alpha=0.3)
+    return figure_legend(fig, ncol=3)

@@ -26,11 +26,13 @@ def run_protocol(cache: Path, device: str) -> float:
     os.environ["DOPATUT_CACHE"] = str(cache)
     os.environ["DOPATUT_RECOMPUTE"] = "1"
     from dopatut import beyond
+    from dopatut.budget import budget_study
     from dopatut.compare import FOUNDATIONS, compare
 
     start = time.perf_counter()
     for kind in FOUNDATIONS:  # every grid, then ten seeds of every method; the foundations on the way
         compare(kind, progress=False, device=device)
+        budget_study(kind, progress=False, device=device)  # chapter 5's longer budget, on its seeds
         print(f"{kind}: {time.perf_counter() - start:.1f} s", flush=True)
     beyond.vit_foundations(0, device=device)
     seconds = time.perf_counter() - start

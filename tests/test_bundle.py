@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dopatut import bundle, compare, pipeline
+from dopatut.budget import budget_name
 from dopatut.bundle_check import PACKAGE, TOLERANCE, check, contents, missing_from_bundle
 from dopatut.compare import FOUNDATIONS, compare as run_compare, select
 from dopatut.pipeline import foundation, foundation_path, foundation_records
@@ -167,8 +168,9 @@ def test_a_near_tie_in_a_grid_passes_and_is_reported(tmp_path, shipped):
     top = sel.val_accuracy[best]
     _edit(shipped_copy / name, lambda v: v["val_accuracy"].__setitem__(other, top - TOLERANCE["grid"] / 4))
     _edit(run / name, lambda v: v["val_accuracy"].__setitem__(other, top + TOLERANCE["grid"] / 4))  # this run picks it
-    shutil.copy(run / "results" / compare.compare_name("bitfit", "mixture", sel.chosen),
-                run / "results" / compare.compare_name("bitfit", "mixture", sel.settings[other]))
+    for name_of in (compare.compare_name, budget_name):  # this run's stacks, named by its choice
+        shutil.copy(run / "results" / name_of("bitfit", "mixture", sel.chosen),
+                    run / "results" / name_of("bitfit", "mixture", sel.settings[other]))
     report = check(run, shipped_copy)
     assert report.ok and "near-tie: mixture bitfit" in str(report), str(report)
     _edit(run / name, lambda v: v["val_accuracy"].__setitem__(other, top + 2 * TOLERANCE["grid"]))  # a clear other choice
