@@ -27,6 +27,9 @@ from .stats import PairedDifference, verdict
 
 BUDGET_EPOCHS = 10
 BUDGET_SEEDS = PROTOCOL.seeds[:3]  # what CI affords (see budget_study); each seed trains as it would among ten
+# The stacks CI recomputes to check the shipped study (DOPATUT_READ_SHIPPED=budget reads the rest): the whole
+# study costs as much as the ten-seed comparison, more than CI's hour has left. The pair that moves most.
+SPOT_CHECK = (("upright", "dopamine"), ("upright", "gain_only"))
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,13 @@ def budget_study(kind: str = "mixture", methods=METHODS, epochs: int = BUDGET_EP
         out[method] = BudgetRun(method, tuple(seeds), tuple(tuple(c) for c in value["curves"]),
                                 tuple(value["accuracy"]), value["seconds"])
     return out
+
+
+def spot_check(device=None, progress: bool = False) -> list[str]:
+    """Recompute SPOT_CHECK's stacks into the cache (never from the bundle), for bundle_check to compare."""
+    for kind, method in SPOT_CHECK:
+        budget_study(kind, methods=[method], progress=progress, device=device, recompute=True)
+    return [f"{kind} {method}" for kind, method in SPOT_CHECK]
 
 
 def mean_curve(run: BudgetRun) -> list[float]:

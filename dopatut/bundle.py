@@ -57,9 +57,19 @@ def bundled(relative: str):
     return path if path.is_file() else None
 
 
+def read_shipped_anyway(relative: str) -> bool:
+    """Whether DOPATUT_READ_SHIPPED (a comma list of result kinds, e.g. "budget") names `relative`'s kind: read it
+    from the bundle even under DOPATUT_RECOMPUTE=1. CI sets it for chapter 5's budget study, which costs as much
+    as the ten-seed comparison; it recomputes a few of its stacks instead (dopatut.budget.SPOT_CHECK)."""
+    kinds = [k.strip() for k in os.environ.get("DOPATUT_READ_SHIPPED", "").split(",") if k.strip()]
+    name = relative.rsplit("/", 1)[-1]
+    return any(name.startswith(f"{kind}-") for kind in kinds)
+
+
 def read_json(relative: str, recompute: bool | None = None):
-    """The bundled JSON value at `relative`, or None (absent, or recomputing)."""
-    if recompute_requested(recompute):
+    """The bundled JSON value at `relative`, or None (absent, or recomputing). An explicit recompute=True always
+    recomputes; DOPATUT_RECOMPUTE=1 does, except for the kinds DOPATUT_READ_SHIPPED names."""
+    if recompute_requested(recompute) and (recompute is not None or not read_shipped_anyway(relative)):
         return None
     path = bundled(relative)
     return None if path is None else json.loads(path.read_text())

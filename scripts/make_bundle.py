@@ -2,7 +2,8 @@
 
     python scripts/make_bundle.py                   # the protocol from nothing in a fresh cache, then the bundle
     python scripts/make_bundle.py --from-cache DIR  # the bundle from a cache that holds everything (e.g. CI's)
-    python scripts/make_bundle.py --check DIR       # compare DIR, filled from nothing, with the bundle (CI)
+    python scripts/make_bundle.py --check DIR       # compare DIR, filled from nothing, with the bundle
+    python scripts/make_bundle.py --spot-check --check DIR   # CI: first a few stacks of the budget study
     python scripts/make_bundle.py --run DIR --device cuda --check DIR   # the protocol on a GPU, timed, then compared
 
 The bundle is CPU results: build it on a CPU (the default --device). Rebuild it after any change to the code that
@@ -25,6 +26,7 @@ def run_protocol(cache: Path, device: str) -> float:
     """Everything the bundle ships, computed into `cache` (DOPATUT_RECOMPUTE=1) on `device`; the seconds it took."""
     os.environ["DOPATUT_CACHE"] = str(cache)
     os.environ["DOPATUT_RECOMPUTE"] = "1"
+    os.environ.pop("DOPATUT_READ_SHIPPED", None)  # the bundle is made from nothing, the budget study included
     from dopatut import beyond
     from dopatut.budget import budget_study
     from dopatut.compare import FOUNDATIONS, compare
@@ -50,6 +52,9 @@ def main(argv=None) -> int:
     parser.add_argument("--check", type=Path, help="compare this cache (filled from nothing) with the bundle")
     parser.add_argument("--run", type=Path, help="first run the protocol into this (empty) cache")
     parser.add_argument("--device", default="cpu", help="where --run trains (the bundle itself is made on the CPU)")
+    parser.add_argument("--spot-check", action="store_true",
+                        help="with --check: first recompute the budget study's SPOT_CHECK stacks into the cache "
+                             "(CI reads the rest of that study from the bundle: DOPATUT_READ_SHIPPED=budget)")
     parser.add_argument("--json", type=Path, help="with --check: also write the report's numbers here")
     args = parser.parse_args(argv)
     seconds = None
@@ -57,6 +62,14 @@ def main(argv=None) -> int:
         seconds = run_protocol(args.run, args.device)
     if args.check:
         from dopatut.bundle_check import TOLERANCE, check
+
+        if args.spot_check:
+            from dopatut.budget import spot_check
+
+            os.environ["DOPATUT_CACHE"] = str(args.check)
+            start = time.perf_counter()
+            print(f"budget study recomputed: {', '.join(spot_check(args.device))} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
 
         report = check(args.check, device=args.device)
         print(report)

@@ -105,6 +105,32 @@ def test_recompute_skips_the_bundle(shipped, monkeypatch):
         bundle.recompute_requested()
 
 
+def test_read_shipped_keeps_only_the_named_kind_from_the_bundle_under_recompute(shipped, monkeypatch):
+    chosen = select("gain_only", "upright").chosen
+    budget = f"results/{budget_name('gain_only', 'upright', chosen)}"
+    grid = f"results/{compare.select_name('gain_only', 'upright')}"
+    monkeypatch.setenv("DOPATUT_RECOMPUTE", "1")
+    assert bundle.read_json(budget) is None and bundle.read_json(grid) is None
+    monkeypatch.setenv("DOPATUT_READ_SHIPPED", "budget")
+    assert bundle.read_json(budget) is not None and bundle.read_json(grid) is None
+    assert bundle.read_json(budget, recompute=True) is None  # an explicit recompute always recomputes
+
+
+def test_the_check_notes_budget_stacks_it_did_not_recompute_and_fails_a_missing_spot_check(tmp_path, shipped):
+    from dopatut.budget import SPOT_CHECK
+
+    run = _fake_run(tmp_path)
+    skipped = [(k, m) for k in FOUNDATIONS for m in ("lora", "head") if (k, m) not in SPOT_CHECK]
+    for kind, method in skipped:
+        (run / "results" / budget_name(method, kind, select(method, kind).chosen)).unlink()
+    report = check(run)
+    assert report.ok and sum("read from the bundle, not recomputed" in n for n in report.notes) == len(skipped)
+    kind, method = SPOT_CHECK[0]
+    (run / "results" / budget_name(method, kind, select(method, kind).chosen)).unlink()
+    report = check(run)
+    assert not report.ok and f"{kind} {method}: the budget study is missing" in str(report)
+
+
 def _fake_run(tmp_path) -> Path:
     """A cache that looks like CI's after a run: the bundle's results and foundations, as the cache names them."""
     run = tmp_path / "run"
