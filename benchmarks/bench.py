@@ -269,7 +269,7 @@ def full_recipe_gap(seed: int = 0) -> dict:
 # ---------------------------------------------------------------- 3: LoRA against PEFT
 def peft_lora(base, rank: int, alpha: float, start_from=None):
     """PEFT's LoRA on a frozen copy of `base`, targeting every linear layer; optionally from `start_from`'s A and B."""
-    from dopatut.beyond import peft_lora as on_targets
+    from dopatut.lora import peft_lora as on_targets
     return on_targets(base, linear_names(base), rank, alpha, start_from)  # PEFT freezes all but its own
 
 

@@ -20,13 +20,11 @@ workers side by side do not slow each other.
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from .data import mode_data
 from .gate import GateSet, hardened
-from .lora import LORA_WRAPPERS
+from .lora import peft_lora
 from .methods import apply_method
 from .model import count_parameters
 from .pipeline import FoundationSpec, Result, foundations, specialise_many
@@ -194,25 +192,6 @@ def gate_movement(models) -> dict[str, dict[str, float]]:
             row["threshold"] += (g.threshold - g0.threshold).abs().mean().item() / len(models)
             row["gain"] += (g.gain - 1).abs().mean().item() / len(models)
     return out
-
-
-def peft_lora(base, targets, rank: int = 4, alpha: float | None = None, start_from=None):
-    """Hugging Face PEFT's LoRA on a copy of `base` at `targets` (module names); with `start_from` (a model
-    from dopatut's LoRA on the same targets), PEFT's A and B take its values: the same start, so any gap between
-    the two is the implementation."""
-    from peft import LoraConfig, get_peft_model
-
-    targets = list(targets)
-    model = get_peft_model(copy.deepcopy(base), LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha,
-                                                           lora_dropout=0.0, target_modules=targets))
-    if start_from is not None:
-        with torch.no_grad():
-            for name, module in start_from.named_modules():
-                if isinstance(module, LORA_WRAPPERS):
-                    twin = model.base_model.model.get_submodule(name)
-                    twin.lora_A["default"].weight.copy_(module.lora_A)
-                    twin.lora_B["default"].weight.copy_(module.lora_B.view_as(twin.lora_B["default"].weight))
-    return model
 
 
 def peft_cross_check(base, lr: float, targets=("qkv", "proj"), rank: int = 4, seed: int = 0,
