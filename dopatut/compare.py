@@ -1,4 +1,4 @@
-"""The fair comparison: settings chosen on validation data, then every method over ten seeds, on two foundations.
+"""The fair comparison: every method over ten seeds, on two foundations, with the settings chosen on validation data.
 
     sel = select("lora", "mixture")       # every grid setting on the validation split; sel.chosen is the best
     config, kwargs = protocol_config("lora", "mixture", seed=0)   # the chosen settings, for specialise
@@ -8,164 +8,30 @@
 Two foundations (`FOUNDATIONS`): "mixture", pretrained on 0° and 45° digits as in the paper, and
 "upright", pretrained on 0° only, which lacks the rotated features. Every method specialises every seed's
 own foundation to 45° with `PROTOCOL`'s budget and its chosen settings. Results are cached as JSON in the
-foundation cache, keyed by everything that determines them, so later chapters read them instead of
-training again.
+foundation cache, keyed by everything that determines them (dopatut.result_cache), so later chapters read
+them instead of training again. The grids are dopatut.search's (`select`, `protocol_config` and `Selection` are
+re-exported here, as the book imports them); the tables and sentences that report the runs are below.
 """
 from __future__ import annotations
 
-import hashlib
 import html
-import json
 import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import bundle
-from .cache import cache_dir, check_writable, keep, remembered, training_lock
-from .checkpoints import atomic_write_bytes
-from .checks import check_seed
+from .checks import check_seed  # noqa: F401  (re-exported)
 from .device import device_key, resolve_device
 from .methods import METHODS
 from .registry import get_method
 from .workers import run_jobs
-from .pipeline import FoundationSpec, Result, foundation, foundations, specialise_many
+from .pipeline import FoundationSpec, Result, foundation, foundations, specialise_many  # noqa: F401
 from .protocol import PROTOCOL, Protocol, check_seeds
+from .cache import cache_dir  # noqa: F401  (re-exported: tests point it elsewhere)
+from .result_cache import RESULTS_VERSION, cached as _cached, read_json as _read_json, result_name  # noqa: F401
+from .search import (ANGLE, FOUNDATIONS, Selection, _check_method, _spec, choices_at_an_edge,  # noqa: F401
+                     protocol_config, select, select_name)
 from .stats import PairedDifference, mean_std, paired_difference
-
-FOUNDATIONS = {kind: FoundationSpec(angles=angles) for kind, angles in PROTOCOL.foundations.items()}
-ANGLE = 45.0  # the mode every method specialises to
-RESULTS_VERSION = 3  # bump when the way results are computed changes (2: matrices trained in a transposed layout;
-# 3: frozen weights shared by a stack given once, LoRA evaluated as one product)
-
-
-def _spec(kind: str) -> FoundationSpec:
-    if kind not in FOUNDATIONS:
-        raise ValueError(f"unknown foundation {kind!r}; expected one of {', '.join(FOUNDATIONS)}")
-    return FOUNDATIONS[kind]
-
-
-def _check_method(method: str) -> str:
-    get_method(method)  # a ValueError naming the registered methods
-    return method
-
-
-def result_name(name: str, key: dict) -> str:
-    """The file name of a result in the cache and in the shipped bundle: <name>-<hash of key and version>.json."""
-    digest = hashlib.sha256(json.dumps({**key, "version": RESULTS_VERSION}, sort_keys=True,
-                                       default=str).encode()).hexdigest()[:12]
-    return f"{name}-{digest}.json"
-
-
-def _cached(name: str, key: dict, compute, recompute: bool | None = None):
-    """compute() once per key; its JSON result kept in the cache as results/<name>-<hash>.json. Read from the
-    cache, else from the shipped bundle under the same name (unless recomputing), else computed."""
-    filename = result_name(name, key)
-    path = cache_dir() / "results" / filename
-    value = _read_json(path)
-    if value is None:
-        value = remembered(path)
-    if value is None:
-        value = bundle.read_json(f"results/{filename}", recompute)
-        if value is not None:
-            bundle.tell_once("results", bundle.results_line())
-    if value is None:
-        check_writable()  # before training, not after
-        with training_lock():  # another notebook may be computing the same: wait, then read what it wrote
-            value = _read_json(path)
-            if value is None:
-                value = compute()
-                keep(path, lambda: atomic_write_bytes(path, json.dumps(value).encode()), value,
-                     f"the results {filename}")
-    return value
-
-
-def _read_json(path):
-    if path.exists():
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            print(f"cached results at {path.name} unreadable, recomputing them")
-    return None
-
-
-# ---------------------------------------------------------------- choosing settings on validation data
-@dataclass
-class Selection:
-    """Every setting of one method's grid with its validation accuracy at 45°; `chosen` is the best."""
-
-    method: str
-    kind: str
-    settings: list[dict]
-    val_accuracy: list[float]  # hard gates for the gate methods, after the full budget
-    curves: list[list[float]]  # validation accuracy after each epoch (soft gates)
-    diverged: tuple[int, ...] = ()  # settings whose loss blew up: never chosen
-
-    @property
-    def best(self) -> int:
-        kept = [i for i in range(len(self.settings)) if i not in self.diverged]
-        if not kept:
-            raise ValueError(f"every setting of {self.method!r}'s grid diverged on {self.kind}: {self.settings}; "
-                             f"give it smaller learning rates")
-        return max(kept, key=lambda i: (self.val_accuracy[i], -i))  # ties: the first
-
-    @property
-    def chosen(self) -> dict:
-        return self.settings[self.best]
-
-    @property
-    def at_edge(self) -> bool:
-        """Whether the chosen learning rate is the smallest or largest of the grid (the grid may not bracket it)."""
-        rates = sorted({s["lr"] for s in self.settings if "lr" in s})
-        return len(rates) > 1 and self.chosen.get("lr") in (rates[0], rates[-1])
-
-
-def _structure(setting: dict) -> tuple:
-    """Settings that can share one stack: the same everything but the learning rate."""
-    return tuple((k, v) for k, v in sorted(setting.items()) if k != "lr")
-
-
-def select(method: str, kind: str = "mixture", protocol: Protocol = PROTOCOL, progress: bool = False,
-           device=None, recompute: bool | None = None) -> Selection:
-    """Train `method` once per setting of its grid (on the selection seed's foundation) and score each on the
-    validation split at 45°. Reads no test data. Cached (and shipped: dopatut.bundle, unless `recompute`).
-    device: where it trains (None: the reader's); results of a GPU are kept apart from a CPU's."""
-    _check_method(method)
-    spec = _spec(kind)
-    device = resolve_device(device)
-
-    def compute():
-        grid = protocol.grid(method)
-        if get_method(method).grid is None:  # nothing to choose
-            return {"settings": [{}], "val_accuracy": [_frozen_val(spec, protocol, device, recompute)],
-                    "curves": [[]]}
-        base = foundation(protocol.selection_seed, spec, progress=progress, device=device, recompute=recompute)
-        scores = {}
-        groups: dict[tuple, list[int]] = {}
-        for i, setting in enumerate(grid):
-            groups.setdefault(_structure(setting), []).append(i)
-        for group in groups.values():
-            configs = [protocol.config(method, grid[i], protocol.selection_seed)[0] for i in group]
-            kwargs = protocol.config(method, grid[group[0]], protocol.selection_seed)[1]
-            pairs = specialise_many([base] * len(group), method, [protocol.selection_seed] * len(group),
-                                    angle_deg=ANGLE, eval_angles=(ANGLE,), split="val", progress=progress,
-                                    configs=configs, curve=True, diverged="mark", **kwargs)
-            for i, (_, result) in zip(group, pairs):
-                blown = result.diverged_at is not None
-                scores[i] = (result.accuracy[f"{ANGLE:g}"], result.curve, blown)
-        value = {"settings": grid, "val_accuracy": [scores[i][0] for i in range(len(grid))],
-                 "curves": [scores[i][1] for i in range(len(grid))]}
-        blown = [i for i in range(len(grid)) if scores[i][2]]
-        return {**value, "diverged": blown} if blown else value  # results without a blown setting as before
-
-    value = _cached(*_select_key(method, kind, protocol, device), compute, recompute)
-    settings = [{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()} for s in value["settings"]]
-    return Selection(method, kind, settings, value["val_accuracy"], value["curves"], tuple(value.get("diverged", ())))
-
-
-def _select_key(method: str, kind: str, protocol: Protocol, device) -> tuple[str, dict]:
-    return f"select-{kind}-{method}", {"protocol": protocol.to_dict(), "spec": _spec(kind).to_dict(0),
-                                       "method": method, **get_method(method).fingerprint(), **device_key(device)}
 
 
 def _compare_key(method: str, kind: str, setting: dict, protocol: Protocol, device) -> tuple[str, dict]:
@@ -174,28 +40,10 @@ def _compare_key(method: str, kind: str, setting: dict, protocol: Protocol, devi
                                         **device_key(device)}
 
 
-def select_name(method: str, kind: str = "mixture", protocol: Protocol = PROTOCOL, device="cpu") -> str:
-    """The file name of select(method, kind)'s result, in the cache's results/ and in the shipped bundle."""
-    return result_name(*_select_key(_check_method(method), kind, protocol, device))
-
-
 def compare_name(method: str, kind: str, setting: dict, protocol: Protocol = PROTOCOL, device="cpu") -> str:
     """The file name of compare(kind)'s result for `method` run with `setting` (the grid's choice)."""
     setting = {k: list(v) if isinstance(v, tuple) else v for k, v in setting.items()}
     return result_name(*_compare_key(_check_method(method), kind, setting, protocol, device))
-
-
-def _frozen_val(spec: FoundationSpec, protocol: Protocol, device, recompute) -> float:
-    base = foundation(protocol.selection_seed, spec, progress=False, device=device, recompute=recompute)
-    return specialise_many([base], "frozen", [protocol.selection_seed], angle_deg=ANGLE, eval_angles=(ANGLE,),
-                           split="val", progress=False)[0][1].accuracy[f"{ANGLE:g}"]
-
-
-def protocol_config(method: str, kind: str = "mixture", seed: int = 0, protocol: Protocol = PROTOCOL,
-                    device=None, recompute: bool | None = None):
-    """(TrainConfig, apply_method kwargs) with the settings chosen on validation data for `method` on `kind`."""
-    check_seed(seed)
-    return protocol.config(method, select(method, kind, protocol, device=device, recompute=recompute).chosen, seed)
 
 
 # ---------------------------------------------------------------- the comparison

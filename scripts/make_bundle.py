@@ -25,16 +25,17 @@ def run_protocol(cache: Path, device: str) -> float:
     """Everything the bundle ships, computed into `cache` (DOPATUT_RECOMPUTE=1) on `device`; the seconds it took."""
     os.environ["DOPATUT_CACHE"] = str(cache)
     os.environ["DOPATUT_RECOMPUTE"] = "1"
-    from dopatut import beyond
+    from dopatut import beyond, sweeps
     from dopatut.compare import FOUNDATIONS, compare
 
     start = time.perf_counter()
     for kind in FOUNDATIONS:  # every grid, then ten seeds of every method; the foundations on the way
         compare(kind, progress=False, device=device)
         print(f"{kind}: {time.perf_counter() - start:.1f} s", flush=True)
-    beyond.vit_foundations(0, device=device)
+    sweeps.run_chapter(device=device)  # chapter 7's sweeps
+    beyond.run_chapter(device=device)  # its two transformer foundations, then their grids and arms
     seconds = time.perf_counter() - start
-    print(f"chapter 9's transformer foundations: {seconds:.1f} s in all", flush=True)
+    print(f"chapter 9's transformers, grids and arms: {seconds:.1f} s in all", flush=True)
     return seconds
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dopatut import bundle, compare, pipeline
+from dopatut import bundle, compare, pipeline, search
 from dopatut.bundle_check import PACKAGE, TOLERANCE, check, contents, missing_from_bundle
 from dopatut.compare import FOUNDATIONS, compare as run_compare, select
 from dopatut.pipeline import foundation, foundation_path, foundation_records
@@ -44,6 +44,7 @@ def test_the_bundle_is_small_and_git_friendly():
 
 def test_a_cold_chapter_reads_the_bundle_and_says_so_once(shipped, monkeypatch, capsys):
     monkeypatch.setattr(compare, "specialise_many", _no_training)
+    monkeypatch.setattr(search, "specialise_many", _no_training)
     monkeypatch.setattr(pipeline, "_train_foundations", _no_training)
     runs = run_compare("mixture", progress=False)
     sels = [select(m, "upright") for m in ("dopamine", "lora")]
