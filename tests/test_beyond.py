@@ -72,7 +72,9 @@ def test_a_foundations_grids_and_arms_are_cached_with_the_kept_models(monkeypatc
     base.foundation_key = {"a": "foundation"}  # as vit_foundations marks its own
     lrs = beyond.choose_lrs(base, arms=("dopamine_at_0", "head"), study=study, progress=False)
     runs, models = beyond.run_arms(base, lrs, seeds=(0, 1), study=study, progress=False)
-    monkeypatch.setattr(beyond, "run_jobs", lambda *a, **k: pytest.fail("should come from the cache"))
+    def trains(*args, **kwargs):
+        raise AssertionError("should come from the cache")
+    monkeypatch.setattr(beyond, "run_jobs", trains)
     assert beyond.choose_lrs(base, arms=("dopamine_at_0", "head"), study=study, progress=False) == lrs
     again, rebuilt = beyond.run_arms(base, lrs, seeds=(0, 1), study=study, progress=False)
     assert again == runs and list(rebuilt) == ["dopamine_at_0"]
