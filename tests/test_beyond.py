@@ -4,7 +4,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torch import nn
 
 from dopatut import beyond
 from dopatut.gate import GateSet
