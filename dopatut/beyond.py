@@ -233,7 +233,7 @@ def choose_lrs(base, arms=None, study: VitStudy = STUDY, progress: bool = True,
 
 def grid_table(lrs: dict) -> str:
     """An HTML table of choose_lrs's answer: each arm's rates tried with their validation accuracy, and its choice."""
-    from .compare import _fmt, html_table
+    from .report import _fmt, html_table
     from .names import display
 
     width = max(len(scores) for _, scores in lrs.values())
@@ -375,7 +375,7 @@ def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45
 def foundations_table(models: dict) -> str:
     """An HTML table: each foundation's parameters and test accuracy at 0° and 45° (measured here where its
     training did not test that angle, as for a foundation that never saw 45°)."""
-    from .compare import html_table
+    from .report import html_table
 
     def accuracy(m, angle):
         if angle in m.meta["accuracy"]:
