@@ -269,7 +269,7 @@ def full_recipe_gap(seed: int = 0) -> dict:
 # ---------------------------------------------------------------- 3: LoRA against PEFT
 def peft_lora(base, rank: int, alpha: float, start_from=None):
     """PEFT's LoRA on a frozen copy of `base`, targeting every linear layer; optionally from `start_from`'s A and B."""
-    from dopatut.beyond import peft_lora as on_targets
+    from dopatut.lora import peft_lora as on_targets
     return on_targets(base, linear_names(base), rank, alpha, start_from)  # PEFT freezes all but its own
 
 
@@ -318,7 +318,7 @@ def bench_transformer(repeats: int, quick: bool) -> dict:
     """Chapter 9's transformer: its foundation trained from nothing, then Dopamine against LoRA on attention:
     time per training step (interleaved, best of) and memory (activations kept for backward, Adam's state)."""
     from dopatut import beyond
-    spec = beyond.VIT_SPECS["mixture"]
+    spec = beyond.STUDY.specs["mixture"]
     if quick:
         spec = replace(spec, train=replace(spec.train, epochs=1))
     start = time.perf_counter()
@@ -327,7 +327,7 @@ def bench_transformer(repeats: int, quick: bool) -> dict:
            "foundation_accuracy": base.meta["accuracy"]}
     x, y = mode_data("train", ANGLE_DEG, limit=4096)
     models = {arm: apply_method(base, method, verbose=False, **options)
-              for arm, (method, options) in beyond.ARMS.items() if arm in ("dopamine", "lora_attn")}
+              for arm, (method, options) in beyond.STUDY.arms.items() if arm in ("dopamine", "lora_attn")}
     fns = {arm: train_steps(m, x, y, adam([p for p in m.parameters() if p.requires_grad], 1e-3), 20)
            for arm, m in models.items()}
     out["seconds_per_step"] = {k: v / 20 for k, v in interleaved_best(fns, repeats + 2).items()}

@@ -10,7 +10,7 @@ rival, per seed), so the prose stays true when the numbers move:
 """
 from __future__ import annotations
 
-from .compare import html_table
+from .report import html_table
 from .names import display
 from .stats import PairedDifference, verdict
 

@@ -8,8 +8,10 @@ ten-seed comparisons on both foundations before it shows anything. dopatut ships
 in `dopatut/shipped/` (read through importlib.resources, so an installed dopatut has them): the JSON results of
 `compare.select` and `compare.compare`, named exactly as in the cache (`results/<name>-<hash of everything
 that determines it>.json`), the few foundations that chapters load and that take more than about 10 s to
-train (seed 0's MLP on each foundation, chapter 9's two transformers), and the training record (curves,
-accuracy, no weights) of the ten mixture foundations that chapter 2 plots. Because the names are the cache's
+train (seed 0's MLP on each foundation, chapter 9's two transformers), the training record (curves,
+accuracy, no weights) of the ten mixture foundations that chapter 2 plots, chapter 7's sweeps
+(`sweeps.angle_sweep`, `sweeps.variant`) and chapter 9's grids and arms (`beyond.choose_lrs`, `beyond.run_arms`,
+with the gate arms' trained tensors, a few kB each). Because the names are the cache's
 keys, a change to the protocol, a grid or the code's RESULTS_VERSION gives new names, which the bundle lacks,
 so they are computed; nothing reads old numbers for a new question.
 

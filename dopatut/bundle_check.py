@@ -61,9 +61,9 @@ def _selection(value: dict, method: str, kind: str) -> Selection:
 
 
 def _shipped_foundations():
-    from .beyond import VIT_SPECS  # chapter 9's, imported here only
+    from .beyond import STUDY  # chapter 9's, imported here only
 
-    return [(spec, 0) for spec in (*FOUNDATIONS.values(), *VIT_SPECS.values())]
+    return [(spec, 0) for spec in (*FOUNDATIONS.values(), *STUDY.specs.values())]
 
 
 def _foundation_files(device="cpu") -> dict[str, Path]:
@@ -83,8 +83,8 @@ def _foundation_files(device="cpu") -> dict[str, Path]:
 
 def contents(cache: Path, read=None) -> dict[str, Path]:
     """Bundle name -> the file in `cache` that holds it: every grid and comparison on both foundations (the
-    comparisons named by the choices `read` finds: the cache's own by default), the shipped foundations, and the
-    training records of the mixture's ten seeds."""
+    comparisons named by the choices `read` finds: the cache's own by default), the shipped foundations, the
+    training records of the mixture's ten seeds, and chapter 9's grids and arms (dopatut.beyond)."""
     cache = Path(cache)
     read = read or (lambda name: json.loads((cache / name).read_text()))
     out = {}
@@ -99,6 +99,11 @@ def contents(cache: Path, read=None) -> dict[str, Path]:
                 name = f"results/{budget_name(method, kind, chosen)}"
                 out[name] = cache / name
         out.update(_foundation_files())
+        from .beyond import chapter_results  # chapter 9's grids and arms, on its shipped foundations
+
+        from .sweeps import chapter_results as sweeps  # chapter 7's sweeps
+
+        out.update({name: cache / name for name in [*chapter_results(read), *sweeps()]})
     return out
 
 

@@ -88,3 +88,23 @@ def load_checkpoint(path, kind: str, config: dict | None = None,
         if diffs:
             raise CheckpointError(f"{path} does not fit the model (tensor shapes):\n  " + "\n  ".join(diffs))
     return payload
+
+
+def tensors_to_json(tensors: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """Float tensors as JSON, exactly: name -> {"shape", "float32": base64 of the little-endian bytes}."""
+    import base64
+
+    return {name: {"shape": list(t.shape),
+                   "float32": base64.b64encode(t.detach().to("cpu", torch.float32).contiguous().numpy()
+                                               .astype("<f4").tobytes()).decode("ascii")}
+            for name, t in tensors.items()}
+
+
+def tensors_from_json(value: dict[str, dict]) -> dict[str, torch.Tensor]:
+    """tensors_to_json's tensors back, bit for bit."""
+    import base64
+
+    import numpy as np
+
+    return {name: torch.from_numpy(np.frombuffer(base64.b64decode(v["float32"]), dtype="<f4").copy()
+                                   .astype(np.float32)).reshape(v["shape"]) for name, v in value.items()}

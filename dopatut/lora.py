@@ -7,6 +7,7 @@ B A into W for inference at the base's cost; `unmerge` takes it back out.
 """
 from __future__ import annotations
 
+import copy
 import math
 import sys
 from dataclasses import dataclass
@@ -215,4 +216,23 @@ def merge_lora(model: nn.Module) -> nn.Module:
 def unmerge_lora(model: nn.Module) -> nn.Module:
     for layer in lora_layers(model):
         layer.unmerge()
+    return model
+
+
+def peft_lora(base, targets, rank: int = 4, alpha: float | None = None, start_from=None):
+    """Hugging Face PEFT's LoRA on a copy of `base` at `targets` (module names); with `start_from` (a model
+    from dopatut's LoRA on the same targets), PEFT's A and B take its values: the same start, so any gap between
+    the two is the implementation."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = list(targets)
+    model = get_peft_model(copy.deepcopy(base), LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha,
+                                                           lora_dropout=0.0, target_modules=targets))
+    if start_from is not None:
+        with torch.no_grad():
+            for name, module in start_from.named_modules():
+                if isinstance(module, LORA_WRAPPERS):
+                    twin = model.base_model.model.get_submodule(name)
+                    twin.lora_A["default"].weight.copy_(module.lora_A)
+                    twin.lora_B["default"].weight.copy_(module.lora_B.view_as(twin.lora_B["default"].weight))
     return model

@@ -14,7 +14,7 @@ from .registry import _REGISTRY
 
 # a method's reader name is its registration's (dopatut.methods; a reader's own method brings its own)
 METHOD_NAMES = {m: _REGISTRY[m].display for m in METHODS}
-ARM_NAMES = {  # chapter 9's arms (dopatut.beyond.ARMS) that are not methods by themselves
+ARM_NAMES = {  # chapter 9's arms (dopatut.beyond.VitStudy.arms) that are not methods by themselves
     "dopamine_at_0": "Dopamine (τ from 0)",
     "lora_attn": "LoRA on attention",
     "lora_mlp": "LoRA on the MLPs",

@@ -11,10 +11,12 @@ The share of a gap that a method recovers is
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 
 from .attribution import firing_fraction
-from .compare import protocol_config
+from .search import protocol_config
 from .checks import check_seed
 from .device import resolve_device
 from .data import check_angle, check_limit, load_mnist, rotate, to_inputs
@@ -95,3 +97,118 @@ def firing(model: FoundationMLP, x: torch.Tensor) -> float:
     with hardened(model):
         fractions = firing_fraction(model, x)
     return torch.stack([f.mean() for f in fractions.values()]).mean().item()
+
+
+# ---------------------------------------------------------------- chapter 7's sweeps, cached (and shipped)
+def _where(kind: str, seed: int, device) -> dict:
+    from .pipeline import foundation_key
+    from .search import FOUNDATIONS
+
+    return foundation_key(FOUNDATIONS[kind], seed, device)
+
+
+def _sweep_key(method: str, kind: str, seed: int, device, protocol=None, **more) -> dict:
+    """What determines a sweep's runs: the foundation, the method's grid (named by its result, which fixes the
+    choice), and the sweep's own settings."""
+    from .protocol import PROTOCOL
+    from .search import select_name
+
+    protocol = protocol or PROTOCOL
+    return {"foundation": _where(kind, seed, device), "grid": select_name(method, kind, protocol, device),
+            "protocol": protocol.to_dict(), **more}
+
+
+def angle_sweep(method: str, angles_deg, seed: int = 0, kind: str = "mixture", device=None,
+                recompute: bool | None = None) -> dict[float, Result]:
+    """`adapt_angles` on seed's `kind` foundation (pipeline.foundation): angle -> Result, scored at its angle.
+    Cached (and shipped for chapter 7's sweeps: dopatut.bundle)."""
+    from .pipeline import foundation
+    from .result_cache import cached
+    from .search import FOUNDATIONS, _spec
+
+    check_seed(seed)
+    _spec(kind)
+    angles = [check_angle(a) for a in angles_deg]
+    device = resolve_device(device)
+
+    def compute():
+        base = foundation(seed, FOUNDATIONS[kind], progress=False, device=device, recompute=recompute)
+        return [asdict(r) for _, r in adapt_angles(base, method, angles, seed, kind).values()]
+    rows = cached(f"sweep-angles-{kind}-{method}", _sweep_key(method, kind, seed, device, angles=angles), compute,
+                  recompute)
+    return {a: Result(**row) for a, row in zip(angles, rows)}
+
+
+def _variant_key(method: str, changes: dict, seed: int, kind: str, angle_deg: float, device) -> dict:
+    return _sweep_key(method, kind, seed, device, angle_deg=angle_deg,
+                      changes={k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()})
+
+
+def variant(method: str, changes: dict, seed: int = 0, kind: str = "upright", angle_deg: float = 45.0,
+            device=None, recompute: bool | None = None) -> tuple[Result, float]:
+    """`method` on seed's `kind` foundation with the protocol's chosen settings but for `changes` to its
+    TrainConfig (e.g. {"temperature": (1.0, 1.0)} or {"sparsity": 2.0}), scored at `angle_deg` on the test set:
+    (Result, the share of hidden neurons firing there, hard gates). Cached (and shipped for chapter 7's)."""
+    from dataclasses import replace
+
+    from .pipeline import foundation
+    from .result_cache import cached
+    from .search import FOUNDATIONS, _spec
+
+    check_seed(seed)
+    _spec(kind)
+    angle_deg = check_angle(angle_deg)
+    device = resolve_device(device)
+
+    def compute():
+        from .data import mode_data
+
+        base = foundation(seed, FOUNDATIONS[kind], progress=False, device=device, recompute=recompute)
+        config, kwargs = protocol_config(method, kind, seed, device=device, recompute=recompute)
+        model, result = specialise(base, method, angle_deg, seed, replace(config, **changes), (angle_deg,), False,
+                                   **kwargs)
+        return {"result": asdict(result), "firing": firing(model, mode_data("test", angle_deg, device)[0])}
+    key = _variant_key(method, changes, seed, kind, angle_deg, device)
+    value = cached(f"sweep-variant-{kind}-{method}", key, compute, recompute)
+    return Result(**value["result"]), value["firing"]
+
+
+@dataclass(frozen=True)
+class LimitsSweeps:
+    """Chapter 7's cached sweeps, on seed `seed`'s foundations: what the chapter reads and the bundle ships."""
+
+    angles: tuple[float, ...] = (0, 15, 30, 45, 60, 75, 90)  # the mixture foundation adapted to each
+    angle_methods: tuple[str, ...] = ("frozen", "dopamine", "lora")
+    temperatures: tuple = ((1.0, 1.0), (0.1, 0.1), None)  # Dopamine on the upright one; None: the chosen annealing
+    sparsities: tuple[float, ...] = (0.0, 0.5, 2.0, 10.0)  # ... and with each sparsity penalty
+    seed: int = 0
+
+    def variants(self, device=None) -> list[dict]:
+        chosen = protocol_config("dopamine", "upright", self.seed, device=device)[0].temperature
+        return ([{"temperature": chosen if t is None else t} for t in self.temperatures]
+                + [{"sparsity": s} for s in self.sparsities])
+
+
+LIMITS = LimitsSweeps()
+
+
+def chapter_results(limits: LimitsSweeps = LIMITS, device="cpu") -> list[str]:
+    """The names (results/...) of chapter 7's sweeps (dopatut.bundle_check ships them)."""
+    from .result_cache import result_name
+
+    device = resolve_device(device)
+    names = [result_name(f"sweep-angles-mixture-{m}", _sweep_key(m, "mixture", limits.seed, device,
+                                                                   angles=[float(a) for a in limits.angles]))
+             for m in limits.angle_methods]
+    names += [result_name("sweep-variant-upright-dopamine", _variant_key("dopamine", changes, limits.seed, "upright",
+                                                                          45.0, device))
+              for changes in limits.variants(device)]
+    return [f"results/{name}" for name in names]
+
+
+def run_chapter(limits: LimitsSweeps = LIMITS, device=None) -> None:
+    """Every sweep chapter_results names, computed into the cache (scripts/make_bundle.py)."""
+    for method in limits.angle_methods:
+        angle_sweep(method, limits.angles, limits.seed, device=device)
+    for changes in limits.variants(device):
+        variant("dopamine", changes, limits.seed, "upright", device=device)

@@ -27,7 +27,7 @@ def run_protocol(cache: Path, device: str) -> float:
     os.environ["DOPATUT_CACHE"] = str(cache)
     os.environ["DOPATUT_RECOMPUTE"] = "1"
     os.environ.pop("DOPATUT_READ_SHIPPED", None)  # the bundle is made from nothing, the budget study included
-    from dopatut import beyond
+    from dopatut import beyond, sweeps
     from dopatut.budget import budget_study
     from dopatut.compare import FOUNDATIONS, compare
 
@@ -36,9 +36,10 @@ def run_protocol(cache: Path, device: str) -> float:
         compare(kind, progress=False, device=device)
         budget_study(kind, progress=False, device=device)  # chapter 5's longer budget, on its seeds
         print(f"{kind}: {time.perf_counter() - start:.1f} s", flush=True)
-    beyond.vit_foundations(0, device=device)
+    sweeps.run_chapter(device=device)  # chapter 7's sweeps
+    beyond.run_chapter(device=device)  # its two transformer foundations, then their grids and arms
     seconds = time.perf_counter() - start
-    print(f"chapter 9's transformer foundations: {seconds:.1f} s in all", flush=True)
+    print(f"chapter 9's transformers, grids and arms: {seconds:.1f} s in all", flush=True)
     return seconds
 
 

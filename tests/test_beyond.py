@@ -1,12 +1,12 @@
-"""Chapter 9's helpers: arms by name, PEFT's LoRA computing what dopatut's does, gate statistics."""
+"""Chapter 9's helpers: arms by name, the grids and their widening, gate statistics."""
+
+from dataclasses import replace
 
 import pytest
 import torch
-from torch import nn
 
 from dopatut import beyond
 from dopatut.gate import GateSet
-from dopatut.lora import lora_layers
 from dopatut.methods import apply_method
 from dopatut.vit import VisionTransformer, ViTConfig
 
@@ -14,29 +14,6 @@ from dopatut.vit import VisionTransformer, ViTConfig
 def small_vit():
     torch.manual_seed(0)
     return VisionTransformer(ViTConfig(width=16, depth=2, heads=2)).requires_grad_(False)
-
-
-def small_cnn():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(6 * 4 * 4, 3)).requires_grad_(False)
-
-
-@pytest.mark.parametrize("make, targets, x, trainable", [
-    (small_vit, ["qkv", "proj"], torch.randn(5, 784), 2 * 4 * (16 + 48 + 16 + 16)),
-    (small_cnn, ["0", "2", "5"], torch.randn(5, 1, 8, 8), 4 * (9 + 4) + 4 * (4 * 9 + 6) + 4 * (96 + 3))])
-def test_peft_lora_on_the_same_targets_computes_what_dopatut_lora_does(make, targets, x, trainable):
-    pytest.importorskip("peft")
-    base = make()
-    ours = apply_method(base, "lora", targets=targets, verbose=False)
-    with torch.no_grad():
-        for layer in lora_layers(ours):
-            layer.lora_B.normal_()  # B != 0, so the deltas count
-    theirs = beyond.peft_lora(base, targets, rank=4, start_from=ours)  # PEFT's A and B set to ours
-    with torch.no_grad():
-        assert torch.allclose(ours(x), theirs(x), atol=1e-5) and not torch.allclose(ours(x), base(x), atol=1e-3)
-    assert (sum(p.numel() for p in ours.parameters() if p.requires_grad)
-            == sum(p.numel() for p in theirs.parameters() if p.requires_grad) == trainable)
 
 
 def test_unknown_arm_is_refused():
@@ -69,16 +46,15 @@ def test_grids_and_arms_are_one_job_per_model_each_as_trained_alone(monkeypatch)
     from dopatut.pipeline import specialise_many
     from dopatut.train import TrainConfig
     monkeypatch.setenv("DOPATUT_WORKERS", "1")  # in process; tests/test_workers.py checks a job's numbers in a worker
-    monkeypatch.setattr(beyond, "ADAPT_IMAGES", 500)
-    monkeypatch.setattr(beyond, "GRID_IMAGES", 300)
-    monkeypatch.setitem(beyond.LR_GRID, "head", (1e-4, 3e-2))
-    monkeypatch.setattr(beyond, "WIDEN", 0)  # the grids as they are (widening: the test below)
+    study = replace(beyond.STUDY, adapt_images=500, grid_images=300, kept=("head",), widen=0,  # the grids as given
+                    lr_grid={**beyond.STUDY.lr_grid, "head": (1e-4, 3e-2)})
     base = small_vit()
-    lrs = beyond.choose_lrs(base, arms=("head", "gain_only"), progress=False)
+    lrs = beyond.choose_lrs(base, arms=("head", "gain_only"), study=study, progress=False)
     assert list(lrs) == ["head", "gain_only"] and set(lrs["head"][1]) == {1e-4, 3e-2}
     assert lrs["head"][0] == max(lrs["head"][1], key=lrs["head"][1].get)
-    runs, models = beyond.run_arms(base, lrs, seeds=(1, 0), progress=False)
+    runs, models = beyond.run_arms(base, lrs, seeds=(1, 0), study=study, progress=False)
     assert list(runs) == ["head", "gain_only"] and [r.method for r in runs["head"]] == ["head", "head"]
+    assert list(models) == ["head"]  # the kept arms' models only
     alone, result = specialise_many([base], "head", [0], TrainConfig(epochs=1, lr=lrs["head"][0]), progress=False,
                                     train_limit=500, soft=False, stack=False)[0]
     same = lambda m, n: all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), n.state_dict().values()))
@@ -86,27 +62,55 @@ def test_grids_and_arms_are_one_job_per_model_each_as_trained_alone(monkeypatch)
     assert runs["head"][1].accuracy == result.accuracy
 
 
-def test_past_edge_tries_the_next_rate_only_where_the_best_sits_at_an_edge():
-    assert beyond.past_edge({0.01: 0.90, 0.03: 0.95, 0.1: 0.93}) is None  # inside: nothing to add
-    assert beyond.past_edge({0.01: 0.90, 0.03: 0.93, 0.1: 0.95}) == 0.3
-    assert beyond.past_edge({0.003: 0.96, 0.01: 0.93, 0.03: 0.90}) == 0.001
-    assert beyond.past_edge({0.1: 0.9}) is None
+def test_a_foundations_grids_and_arms_are_cached_with_the_kept_models(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOPATUT_WORKERS", "1")
+    monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path))
+    study = replace(beyond.STUDY, adapt_images=300, grid_images=200, widen=0, kept=("dopamine_at_0",),
+                    lr_grid={**beyond.STUDY.lr_grid, "dopamine_at_0": (0.1, 0.3)})
+    base = small_vit()
+    base.foundation_key = {"a": "foundation"}  # as vit_foundations marks its own
+    lrs = beyond.choose_lrs(base, arms=("dopamine_at_0", "head"), study=study, progress=False)
+    runs, models = beyond.run_arms(base, lrs, seeds=(0, 1), study=study, progress=False)
+    def trains(*args, **kwargs):
+        raise AssertionError("should come from the cache")
+    monkeypatch.setattr(beyond, "run_jobs", trains)
+    assert beyond.choose_lrs(base, arms=("dopamine_at_0", "head"), study=study, progress=False) == lrs
+    again, rebuilt = beyond.run_arms(base, lrs, seeds=(0, 1), study=study, progress=False)
+    assert again == runs and list(rebuilt) == ["dopamine_at_0"]
+    for m, n in zip(models["dopamine_at_0"], rebuilt["dopamine_at_0"]):
+        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), n.state_dict().values()))
+    with pytest.raises(AssertionError, match="should come from the cache"):  # another budget: another key
+        beyond.run_arms(base, lrs, seeds=(0, 1), study=replace(study, epochs=2), progress=False)
+
+
+def test_a_study_that_names_an_arm_it_lacks_is_refused():
+    with pytest.raises(ValueError, match=r"VitStudy.kept names \['lora_everywhere'\], which are not arms"):
+        replace(beyond.STUDY, kept=("lora_everywhere",))
+    with pytest.raises(ValueError, match="VitStudy.adapt_images must be an int >= 1, got 0"):
+        replace(beyond.STUDY, adapt_images=0)
+
+
+def test_the_study_keeps_the_foundations_of_the_shipped_bundle():
+    from dopatut.bundle import bundled
+    from dopatut.pipeline import foundation_path
+    for spec in beyond.STUDY.specs.values():
+        assert bundled(f"foundations/{foundation_path(spec, 0, 'cpu').name}") is not None
 
 
 def test_choose_lrs_widens_a_grid_past_its_edge_until_the_best_is_inside_or_widen_runs_out(monkeypatch):
     calls = []
 
-    def score(base, arm, lr, angle_deg, train_limit):  # validation accuracy peaks at 0.03 for head, rises forever for full
+    def score(base, arm, method, options, lr, angle_deg, train_limit):  # peaks at 0.03 for head, rises for full
         calls.append((arm, lr))
         return -abs(lr - 0.03) if arm == "head" else lr
     monkeypatch.setenv("DOPATUT_WORKERS", "1")
     monkeypatch.setattr(beyond, "_grid_point", score)
-    monkeypatch.setitem(beyond.LR_GRID, "head", (1e-3, 3e-3, 1e-2))
-    monkeypatch.setitem(beyond.LR_GRID, "full", (1e-3, 3e-3, 1e-2))
-    lrs = beyond.choose_lrs(small_vit(), arms=("head", "full"), progress=False)
+    study = replace(beyond.STUDY, lr_grid={**beyond.STUDY.lr_grid, "head": (1e-3, 3e-3, 1e-2),
+                                           "full": (1e-3, 3e-3, 1e-2)})
+    lrs = beyond.choose_lrs(small_vit(), arms=("head", "full"), study=study, progress=False)
     assert lrs["head"][0] == 0.03 and list(lrs["head"][1]) == [0.001, 0.003, 0.01, 0.03, 0.09]  # inside after two
     assert lrs["head"][1] == pytest.approx({0.001: -0.029, 0.003: -0.027, 0.01: -0.02, 0.03: 0.0, 0.09: -0.06})
-    assert list(lrs["full"][1]) == [0.001, 0.003, 0.01, 0.03, 0.09] and lrs["full"][0] == 0.09  # WIDEN = 2: stops
+    assert list(lrs["full"][1]) == [0.001, 0.003, 0.01, 0.03, 0.09] and lrs["full"][0] == 0.09  # widen = 2: stops
     assert len(calls) == 3 + 3 + 2 + 2
     assert "rate 5" in beyond.grid_table(lrs) and "0.09: 9.00%" in beyond.grid_table(lrs)
 

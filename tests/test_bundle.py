@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dopatut import bundle, compare, pipeline
+from dopatut import bundle, compare, pipeline, search
 from dopatut.budget import budget_name
 from dopatut.bundle_check import PACKAGE, TOLERANCE, check, contents, missing_from_bundle
 from dopatut.compare import FOUNDATIONS, compare as run_compare, select
@@ -46,7 +46,7 @@ def test_the_bundle_is_small_and_git_friendly():
 def test_every_protocol_result_and_foundation_is_shipped_under_the_name_the_code_builds(shipped, monkeypatch):
     """A key that changes (a field added to TrainConfig's dict, a method's fingerprint, the protocol's dict)
     renames the results, and the shipped bundle no longer has them: this names which."""
-    from dopatut.beyond import VIT_SPECS
+    from dopatut.beyond import STUDY
     from dopatut.methods import METHODS
     from dopatut.protocol import PROTOCOL
     monkeypatch.setattr(compare, "specialise_many", _no_training)
@@ -60,7 +60,7 @@ def test_every_protocol_result_and_foundation_is_shipped_under_the_name_the_code
                                                   device="cpu"))
             missing += [n for n in names if not (PACKAGE / "results" / n).is_file()]
     names = [f"foundations/{foundation_path(spec, 0, 'cpu').name}"  # the weights of the chapters' seed 0
-             for spec in [*FOUNDATIONS.values(), *VIT_SPECS.values()]]
+             for spec in [*FOUNDATIONS.values(), *STUDY.specs.values()]]
     names += [f"records/{foundation_path(FOUNDATIONS['mixture'], seed, 'cpu').stem}.json" for seed in PROTOCOL.seeds]
     missing += [n for n in names if not (PACKAGE / n).is_file()]
     assert not missing, f"not in the shipped bundle under these names (a key changed): {missing}"
@@ -68,6 +68,7 @@ def test_every_protocol_result_and_foundation_is_shipped_under_the_name_the_code
 
 def test_a_cold_chapter_reads_the_bundle_and_says_so_once(shipped, monkeypatch, capsys):
     monkeypatch.setattr(compare, "specialise_many", _no_training)
+    monkeypatch.setattr(search, "specialise_many", _no_training)
     monkeypatch.setattr(pipeline, "_train_foundations", _no_training)
     assert not bundle.was_read()
     runs = run_compare("mixture", progress=False)

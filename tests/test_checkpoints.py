@@ -79,3 +79,15 @@ def test_gates_save_apart_from_the_base_and_check_the_fit(tmp_path, small_model)
     with pytest.raises(CheckpointError, match="hidden.hidden3.act: in this model \\(ReLU, 16 neurons\\), not in the mode's"):
         load_gates(path, deeper)
     assert list(load_gates(path, deeper, partial=True)) == ["hidden.hidden1.act"]
+
+
+def test_tensors_go_through_json_bit_for_bit():
+    import json
+
+    from dopatut.checkpoints import tensors_from_json, tensors_to_json
+
+    tensors = {"a.threshold": torch.randn(3, 4, generator=torch.Generator().manual_seed(0)),
+               "b.gain": torch.tensor([1e-38, -0.0, float("inf")])}
+    back = tensors_from_json(json.loads(json.dumps(tensors_to_json(tensors))))
+    assert list(back) == list(tensors)
+    assert all(torch.equal(back[k], v) and back[k].shape == v.shape for k, v in tensors.items())

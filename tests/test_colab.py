@@ -70,8 +70,8 @@ def _text(cell) -> str:
     return "".join(o.get("text", "") for o in cell.get("outputs", []))
 
 
-@pytest.mark.parametrize("chapter", ["01_modes.ipynb", "04_baselines.ipynb", "05_seeds.ipynb",
-                                     "appendix_performance.ipynb"])
+@pytest.mark.parametrize("chapter", ["01_modes.ipynb", "04_baselines.ipynb", "05_seeds.ipynb", "07_limits.ipynb",
+                                     "09_beyond.ipynb", "appendix_performance.ipynb"])
 def test_a_chapter_runs_in_a_simulated_colab_from_a_normal_install(tmp_path, monkeypatch, chapter):
     env, site = _colab_environment(tmp_path)
     for key, value in env.items():

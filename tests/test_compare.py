@@ -6,6 +6,7 @@ import pytest
 import dopatut.compare as compare
 import dopatut.data as data
 import dopatut.pipeline as pipeline
+import dopatut.search as search
 from dopatut.compare import (Selection, accuracies, differences, protocol_config, select, selection_table,
                              summarise)
 from dopatut.model import MLPConfig
@@ -87,7 +88,8 @@ def test_comparison_runs_every_seed_and_is_cached(tiny, monkeypatch):
     assert runs["head"][0].n_trainable == 16 * 10 + 10 and runs["dopamine"][0].n_trainable == 64
     assert runs["frozen"][0].accuracy != runs["frozen"][1].accuracy  # each seed has its own foundation
     assert all(h.accuracy["45"] > f.accuracy["45"] for h, f in zip(runs["head"], runs["frozen"]))
-    monkeypatch.setattr(compare, "specialise_many", lambda *a, **k: pytest.fail("should come from the cache"))
+    for module in (compare, search):
+        monkeypatch.setattr(module, "specialise_many", lambda *a, **k: pytest.fail("should come from the cache"))
     again = compare.compare("mixture", ("frozen", "head", "dopamine"), tiny, progress=False)
     assert [r.accuracy for r in again["head"]] == [r.accuracy for r in runs["head"]]
 

@@ -9,7 +9,8 @@ LAYERS = {  # from the bottom up
     "methods": ["activations", "targets", "places", "registry", "lora", "gate", "methods", "pretrained", "names"],
     "training": ["train", "stack", "workers"],
     "analysis": ["attribution", "stats", "prune"],
-    "the study": ["protocol", "pipeline", "compare", "budget", "sweeps", "context", "perf", "beyond", "bundle_check"],
+    "the study": ["protocol", "pipeline", "result_cache", "search", "report", "compare", "budget", "sweeps", "context", "perf",
+                  "beyond", "bundle_check"],
     "showing": ["plots", "compare_plots", "widgets", "answer"],
     "the book's helpers": ["exercises"],
 }

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from dopatut.lora import LoRAConfig, LoRAConv2d, LoRALinear, merge_lora, unmerge_lora
+from dopatut.lora import LoRAConfig, LoRAConv2d, LoRALinear, lora_layers, merge_lora, peft_lora, unmerge_lora
 from dopatut.methods import apply_method
 
 
@@ -96,3 +96,32 @@ def test_inference_without_gradients_computes_the_merged_layer(small_model, inpu
         merged = lora(inputs)
     assert torch.equal(inference, merged)  # one product with W + delta, as a merged layer computes it
     assert torch.allclose(inference, with_grad, atol=1e-5) and not torch.allclose(inference, small_model(inputs))
+
+
+def small_vit():
+    from dopatut.vit import VisionTransformer, ViTConfig
+    torch.manual_seed(0)
+    return VisionTransformer(ViTConfig(width=16, depth=2, heads=2)).requires_grad_(False)
+
+
+def small_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(6 * 4 * 4, 3)).requires_grad_(False)
+
+
+@pytest.mark.parametrize("make, targets, x, trainable", [
+    (small_vit, ["qkv", "proj"], torch.randn(5, 784), 2 * 4 * (16 + 48 + 16 + 16)),
+    (small_cnn, ["0", "2", "5"], torch.randn(5, 1, 8, 8), 4 * (9 + 4) + 4 * (4 * 9 + 6) + 4 * (96 + 3))])
+def test_peft_lora_on_the_same_targets_computes_what_dopatut_lora_does(make, targets, x, trainable):
+    pytest.importorskip("peft")
+    base = make()
+    ours = apply_method(base, "lora", targets=targets, verbose=False)
+    with torch.no_grad():
+        for layer in lora_layers(ours):
+            layer.lora_B.normal_()  # B != 0, so the deltas count
+    theirs = peft_lora(base, targets, rank=4, start_from=ours)  # PEFT's A and B set to ours
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5) and not torch.allclose(ours(x), base(x), atol=1e-3)
+    assert (sum(p.numel() for p in ours.parameters() if p.requires_grad)
+            == sum(p.numel() for p in theirs.parameters() if p.requires_grad) == trainable)

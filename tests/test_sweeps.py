@@ -43,3 +43,26 @@ def test_quick_foundation_learns_and_is_frozen():
     x, y = mode_data("train", 0.0, limit=4000)
     accuracy = {name: (m(x).argmax(1) == y).float().mean().item() for name, m in (("trained", model), ("untrained", untrained))}
     assert accuracy["trained"] > accuracy["untrained"] + 0.3, accuracy
+
+
+def test_chapter_sevens_sweeps_are_cached_by_foundation_and_settings(monkeypatch, tmp_path):
+    from dopatut import search, sweeps
+    from dopatut.pipeline import FoundationSpec
+
+    spec = FoundationSpec(model=MLPConfig(hidden=(16, 16)), train=TrainConfig(epochs=1, batch_size=512))
+    monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path))
+    monkeypatch.setitem(search.FOUNDATIONS, "mixture", spec)
+    monkeypatch.setitem(search.FOUNDATIONS, "upright", FoundationSpec(spec.model, (0.0,), train=spec.train))
+    swept = sweeps.angle_sweep("frozen", (0, 90))
+    assert list(swept) == [0.0, 90.0] and swept[0.0].accuracy["0"] > swept[90.0].accuracy["90"] + 0.2
+    result, fire = sweeps.variant("frozen", {"lr": 0.1}, kind="upright")
+    assert set(result.accuracy) == {"45"} and 0 < fire <= 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("trained although the cache has it")
+    monkeypatch.setattr(sweeps, "specialise", fail)
+    monkeypatch.setattr(sweeps, "specialise_many", fail)
+    assert sweeps.angle_sweep("frozen", (0, 90)) == swept
+    assert sweeps.variant("frozen", {"lr": 0.1}, kind="upright") == (result, fire)
+    with pytest.raises(AssertionError, match="trained although"):  # other settings: another key
+        sweeps.variant("frozen", {"lr": 0.3}, kind="upright")

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from dopatut import compare, pipeline, stack, sweeps
+from dopatut import compare, pipeline, search, stack, sweeps
 from dopatut.methods import apply_method
 from dopatut.model import FoundationMLP, MLPConfig, freeze
 from dopatut.pipeline import foundation, foundations, specialise, specialise_many
@@ -109,7 +109,8 @@ def _nothing_trains(monkeypatch):
     monkeypatch.setattr(stack, "fit_many", refuse)
     for module in (pipeline, sweeps):
         monkeypatch.setattr(module, "fit_many", refuse)
-    monkeypatch.setattr(compare, "select", _guarded(compare.select))
+    for module in (compare, search):  # protocol_config lives in search, and calls its select
+        monkeypatch.setattr(module, "select", _guarded(search.select))
 
 
 def _guarded(select):
