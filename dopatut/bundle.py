@@ -87,12 +87,17 @@ def file_path(relative: str):
 def tell_once(what: str, line: str) -> None:
     """Print `line` the first time `what` is read from the bundle in this process: one line, not one per result."""
     if what not in _told:
-        _told.add(what)
+        mark_read(what)
         print(line, flush=True)
 
 
+def mark_read(what: str) -> None:
+    """Record that `what` ("results", "records", "foundations") was read from the bundle (see was_read)."""
+    _told.add(what)
+
+
 def was_read(what: str = "results") -> bool:
-    """Whether this process read `what` ("results", "records") from the bundle: numbers computed on another CPU,
+    """Whether this process read `what` ("results", "records", "foundations") from the bundle: numbers computed on another CPU,
     so a live run here agrees with them only to the cross-CPU tolerance (dopatut.bundle_check.TOLERANCE)."""
     return what in _told
 

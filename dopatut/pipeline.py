@@ -97,6 +97,8 @@ def _load_foundation(spec: FoundationSpec, seed: int, progress: bool, device,
         return None
     with bundle.file_path(relative) as shipped:
         model = _read_foundation(shipped, spec, seed, device, "shipped foundation unusable, training it")
+    if model is not None:
+        bundle.mark_read("foundations")
     if model is not None and progress:
         print(f"foundation (seed {seed}): loaded from the shipped bundle (trained on a CPU by "
               f"{bundle.REBUILD}); DOPATUT_RECOMPUTE=1 trains it instead")

@@ -83,8 +83,9 @@ def test_a_cold_chapter_reads_the_bundle_and_says_so_once(shipped, monkeypatch, 
 
 def test_a_shipped_foundation_loads_and_matches_its_record(shipped, capsys, monkeypatch):
     monkeypatch.setattr(pipeline, "_train_foundations", _no_training)
+    assert not bundle.was_read("foundations")
     base = foundation(0)
-    assert "loaded from the shipped bundle" in capsys.readouterr().out
+    assert "loaded from the shipped bundle" in capsys.readouterr().out and bundle.was_read("foundations")
     assert not any(p.requires_grad for p in base.parameters())
     records = foundation_records(range(10))
     assert records[0]["accuracy"] == base.meta["accuracy"] and len(records[9]["curves"]["45"]) == 5
@@ -162,6 +163,18 @@ def test_the_check_passes_a_run_like_the_bundle_and_fails_a_stale_one(tmp_path, 
     _edit(run / name, lambda rows: rows[3]["accuracy"].update({"45": rows[3]["accuracy"]["45"] - 2 * TOLERANCE["seed"]}))
     report = check(run)
     assert not report.ok and "upright lora seed 3 at 45°" in str(report) and bundle.REBUILD in str(report)
+
+
+def test_the_check_compares_chapter_7_and_9_results_and_fails_a_moved_one(tmp_path, shipped):
+    from dopatut.sweeps import chapter_results
+
+    run = _fake_run(tmp_path)
+    name = chapter_results()[0]  # an angle sweep: a list of results, one per angle
+    _edit(run / name, lambda rows: rows[2]["accuracy"].update({"0": rows[2]["accuracy"]["0"] - 2 * TOLERANCE["seed"]}))
+    report = check(run)
+    assert not report.ok and "sweep-angles-mixture" in str(report) and "[2].accuracy.0" in str(report), str(report)
+    (run / name).unlink()
+    assert f"has no {name}" in str(check(run))
 
 
 def test_a_moved_mean_fails_though_every_seed_is_within_its_tolerance(tmp_path, shipped):
