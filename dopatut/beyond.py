@@ -24,8 +24,9 @@ import copy
 
 import torch
 
+from .attribution import firing
 from .data import mode_data
-from .gate import GateSet, hardened
+from .gate import GateSet
 from .lora import LORA_WRAPPERS
 from .methods import apply_method
 from .model import count_parameters
@@ -174,14 +175,9 @@ def run_arms(base, lrs: dict, seeds=(0, 1, 2), arms=None, angle_deg: float = 45.
             {arm: [done[arm, s][0] for s in seeds] for arm in arms})
 
 
-@torch.no_grad()
 def firing_by_block(model, angle_deg: float = 45.0, n: int = 10_000) -> dict[str, float]:
     """Gate name -> the fraction of (image, token, neuron) whose hard gate is open, on `n` test images."""
-    x, _ = mode_data("test", angle_deg)
-    with hardened(model):
-        model.eval()
-        model(x[:n])
-    return {name: g.last_gate.mean().item() for name, g in GateSet.of(model).items()}
+    return firing(model, mode_data("test", angle_deg)[0][:n], per="layer", measure="gate")
 
 
 def gate_movement(models) -> dict[str, dict[str, float]]:

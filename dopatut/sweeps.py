@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import torch
 
-from .attribution import firing_fraction
 from .compare import protocol_config
 from .checks import check_seed
 from .device import resolve_device
 from .data import check_angle, check_limit, load_mnist, rotate, to_inputs
-from .gate import hardened
 from .model import FoundationMLP, MLPConfig, freeze
 from .pipeline import Result, specialise, specialise_many
 from .stack import fit_many
@@ -89,9 +87,3 @@ def recovered(acc: float, floor: float, ceiling: float) -> float:
         raise ValueError(f"ceiling must exceed floor, got floor={floor}, ceiling={ceiling}")
     return (acc - floor) / (ceiling - floor)
 
-
-def firing(model: FoundationMLP, x: torch.Tensor) -> float:
-    """Mean fraction of hidden neurons with a non-zero output, hard gates, averaged over inputs and layers."""
-    with hardened(model):
-        fractions = firing_fraction(model, x)
-    return torch.stack([f.mean() for f in fractions.values()]).mean().item()

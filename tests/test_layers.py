@@ -8,9 +8,9 @@ LAYERS = {  # from the bottom up
     "foundations": ["checks", "device", "cache", "bundle", "checkpoints", "data", "model", "vit", "notebook", "figcheck"],
     "methods": ["activations", "targets", "places", "registry", "lora", "gate", "methods", "pretrained", "names"],
     "training": ["train", "stack", "workers"],
-    "analysis": ["attribution", "stats", "prune"],
+    "analysis": ["attribution", "stats", "prune", "explorer"],
     "the study": ["protocol", "pipeline", "compare", "sweeps", "context", "perf", "beyond", "bundle_check"],
-    "showing": ["plots", "compare_plots", "widgets", "answer"],
+    "showing": ["tables", "plots", "compare_plots", "drawing", "widgets", "answer"],
     "the book's helpers": ["exercises"],
 }
 LEVEL = {module: level for level, modules in enumerate(LAYERS.values()) for module in modules}
