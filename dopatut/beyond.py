@@ -31,6 +31,7 @@ from .lora import LORA_WRAPPERS
 from .methods import apply_method
 from .model import count_parameters
 from .pipeline import FoundationSpec, Result, foundations, specialise_many
+from .tables import Table
 from .train import TrainConfig, evaluate, fit, seed_everything
 from .vit import ViTConfig
 from .workers import run_jobs
@@ -140,13 +141,13 @@ def choose_lrs(base, arms=tuple(ARMS), angle_deg: float = 45.0,
 
 def grid_table(lrs: dict) -> str:
     """An HTML table of choose_lrs's answer: each arm's rates tried with their validation accuracy, and its choice."""
-    from .compare import _fmt, html_table
+    from .compare import _fmt
     from .names import display
 
     width = max(len(scores) for _, scores in lrs.values())
     rows = [[display(arm), *(f"{_fmt(lr)}: {100 * acc:.2f}%" for lr, acc in scores.items()),
              *[""] * (width - len(scores)), _fmt(best)] for arm, (best, scores) in lrs.items()]
-    return html_table(["arm", *(f"rate {i + 1}" for i in range(width)), "chosen"], rows)
+    return Table(["arm", *(f"rate {i + 1}" for i in range(width)), "chosen"], rows).html()
 
 
 def widened_and_at_edge(chosen: dict[str, dict]) -> tuple[list[str], list[str]]:
@@ -257,8 +258,6 @@ def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45
 def foundations_table(models: dict) -> str:
     """An HTML table: each foundation's parameters and test accuracy at 0° and 45° (measured here where its
     training did not test that angle, as for a foundation that never saw 45°)."""
-    from .compare import html_table
-
     def accuracy(m, angle):
         if angle in m.meta["accuracy"]:
             return m.meta["accuracy"][angle]
@@ -266,4 +265,4 @@ def foundations_table(models: dict) -> str:
 
     rows = [[name, f"{sum(p.numel() for p in m.parameters()):,}",  # rounded as the prose's {glue:text}`x:.1%`
              *(f"{accuracy(m, a):.1%}"[:-1] for a in ("0", "45"))] for name, m in models.items()]
-    return html_table(["foundation (seed 0)", "parameters", "0° test accuracy (%)", "45° test accuracy (%)"], rows)
+    return Table(["foundation (seed 0)", "parameters", "0° test accuracy (%)", "45° test accuracy (%)"], rows).html()

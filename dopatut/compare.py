@@ -14,7 +14,6 @@ training again.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ from .workers import run_jobs
 from .pipeline import FoundationSpec, Result, foundation, foundations, specialise_many
 from .protocol import PROTOCOL, Protocol, check_seeds
 from .stats import PairedDifference, mean_std, paired_difference
+from .tables import Table
 
 FOUNDATIONS = {kind: FoundationSpec(angles=angles) for kind, angles in PROTOCOL.foundations.items()}
 ANGLE = 45.0  # the mode every method specialises to
@@ -286,13 +286,7 @@ class Summary(list):
         return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [header, *body])
 
     def _repr_html_(self) -> str:
-        return html_table(*self._cells())
-
-
-def html_table(header, body) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in line) + "</tr>" for line in body)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        return Table(*self._cells()).html()
 
 
 def summarise(runs: dict[str, list[Result]], angles=("45", "0")) -> Summary:
@@ -310,7 +304,7 @@ def selection_table(selections: list[Selection]) -> str:
         for i, (setting, acc) in enumerate(zip(sel.settings, sel.val_accuracy)):
             text = ", ".join(f"{k} {_fmt(v)}" for k, v in setting.items()) or "(nothing to set)"
             body.append([_readable(sel.method), text, f"{100 * acc:.2f}", "✔" if i == sel.best else ""])
-    return html_table(["method", "setting", "validation accuracy at 45° (%)", "chosen"], body)
+    return Table(["method", "setting", "validation accuracy at 45° (%)", "chosen"], body).html()
 
 
 def _readable(name: str) -> str:

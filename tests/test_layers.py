@@ -5,12 +5,12 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dopatut"
 LAYERS = {  # from the bottom up
-    "foundations": ["checks", "device", "cache", "bundle", "checkpoints", "data", "model", "vit", "notebook", "figcheck"],
+    "foundations": ["checks", "device", "cache", "bundle", "checkpoints", "data", "model", "vit", "notebook", "tables", "figcheck"],
     "methods": ["activations", "targets", "places", "registry", "lora", "gate", "methods", "pretrained", "names"],
     "training": ["train", "stack", "workers"],
     "analysis": ["attribution", "stats", "prune", "explorer"],
     "the study": ["protocol", "pipeline", "compare", "sweeps", "context", "perf", "beyond", "bundle_check"],
-    "showing": ["tables", "plots", "compare_plots", "drawing", "widgets", "answer"],
+    "showing": ["plots", "compare_plots", "drawing", "widgets", "answer"],
     "the book's helpers": ["exercises"],
 }
 LEVEL = {module: level for level, modules in enumerate(LAYERS.values()) for module in modules}
