@@ -2,7 +2,7 @@
 import torch
 
 from dopatut.drawing import layer_picture, render
-from explorer_models import explorer, models, random_models  # noqa: F401  (fixtures)
+from explorer_models import explorer, models  # noqa: F401  (fixtures)
 
 
 def test_layer_picture_marks_gated_and_silenced_neurons(explorer):

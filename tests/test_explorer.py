@@ -5,7 +5,7 @@ import torch
 from dopatut.explorer import AttributionExplorer, input_patterns
 from dopatut.gate import gates_of, hardened
 from dopatut.train import predict_logits
-from explorer_models import explorer, models, random_models  # noqa: F401  (fixtures)
+from explorer_models import explorer, models  # noqa: F401  (fixtures)
 
 
 @pytest.mark.parametrize("name", ["frozen", "dopamine 45°", "lora"])

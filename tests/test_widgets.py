@@ -1,7 +1,7 @@
 """The explorer's views: the kernel-free one's links and the live one's callbacks, without a browser."""
 from dopatut.drawing import render
 from dopatut.widgets import explorer_view, static_explorer
-from explorer_models import explorer, models, random_models  # noqa: F401  (fixtures)
+from explorer_models import explorer, models  # noqa: F401  (fixtures)
 
 
 def test_static_explorer_links_sliders_to_precomputed_pictures(explorer):
