@@ -543,7 +543,7 @@ def render(r: dict) -> str:
             if m.get("quick") else "") + (f"Measured {m['date']} on {m['host']} ({m['cpu']}, {m['threads']} torch threads, torch {m['torch']}); "
             f"load average {m['load_start']:.1f} at start, {m['load_end']:.1f} at end; run took {m['seconds']:.0f} s.")
     notes = [f"- {g['name']}: {g['note']}" for g in r["goals"] if g["note"]]
-    return "\n\n".join([head, goals_table(r), measures_table(r), "\n".join(notes)]) + "\n"
+    return "\n\n".join([head, goals_table(r).markdown(), measures_table(r).markdown(), "\n".join(notes)]) + "\n"
 
 
 def cpu_name() -> str:

@@ -10,9 +10,9 @@ rival, per seed), so the prose stays true when the numbers move:
 """
 from __future__ import annotations
 
-from .report import html_table
 from .names import display
 from .stats import PairedDifference, verdict
+from .tables import Table
 
 
 def _points(x: float) -> str:
@@ -90,7 +90,7 @@ def versus(answer: dict[str, dict[str, PairedDifference]], rival: str) -> str:
     return f"Over {n} seeds, Dopamine " + _listed([f"{w} {_in_prose(rival)} {p}" for w, p in parts]) + "."
 
 
-def answer_table(answer: dict[str, dict[str, PairedDifference]], sizes: dict[str, int] | None = None) -> str:
+def answer_table(answer: dict[str, dict[str, PairedDifference]], sizes: dict[str, int] | None = None) -> Table:
     """Rows: rivals; per foundation, Dopamine minus the rival at 45° in points with its 95% interval, and the verdict."""
     kinds = list(answer)
     rivals = list(answer[kinds[0]])
@@ -101,4 +101,4 @@ def answer_table(answer: dict[str, dict[str, PairedDifference]], sizes: dict[str
         cells = [f"{_signed(answer[k][m].mean)} ({_signed(answer[k][m].ci_low)} to {_signed(answer[k][m].ci_high)}): "
                  f"{verdict(answer[k][m])}" for k in kinds]
         body.append([display(m), *([f"{sizes[m]:,}"] if sizes else []), *cells])
-    return html_table(header, body)
+    return Table(header, body)

@@ -10,12 +10,14 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .gate import GateSet, hardened
 from .model import FoundationMLP
 
 
 @torch.no_grad()
-def hidden_states(model: FoundationMLP, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
-    """For every hidden layer: drive z, output h (after any gate) and gate values (None without a gate)."""
+def hidden_states(model: FoundationMLP, x: torch.Tensor, logits: bool = False):
+    """For every hidden layer: drive z, output h (after any gate) and gate values (None without a gate).
+    With logits=True, (those states, the model's logits) from the same forward pass."""
     states, handles = {}, []
     for name, layer in model.hidden_layers().items():
         def hook(module, inputs, output, name=name):
@@ -26,12 +28,34 @@ def hidden_states(model: FoundationMLP, x: torch.Tensor) -> dict[str, dict[str, 
     try:
         was_training = model.training
         model.eval()
-        logits = model(x)
+        out = model(x)
         model.train(was_training)
     finally:
         for h in handles:
             h.remove()
-    states["logits"] = {"output": logits}
+    return (states, out) if logits else states
+
+
+@torch.no_grad()
+def gate_states(model: nn.Module, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+    """`hidden_states` for any model with gates (dopatut.gate): for every gate, by its place's name, the drive z
+    it read, its output h and its gate values, from one forward pass in eval mode."""
+    states, handles = {}, []
+    for name, gate in GateSet.of(model).items():
+        def hook(module, inputs, output, name=name):
+            states[name] = {"drive": inputs[0], "output": output, "gate": module.last_gate}
+        handles.append(gate.register_forward_hook(hook))
+    if not handles:
+        raise ValueError(f"gate_states: the {type(model).__name__} has no gates; attach some (dopatut.gate.attach) "
+                         "or, for a FoundationMLP, use hidden_states")
+    try:
+        was_training = model.training
+        model.eval()
+        model(x)
+        model.train(was_training)
+    finally:
+        for h in handles:
+            h.remove()
     return states
 
 
@@ -77,10 +101,51 @@ def silenced(model: FoundationMLP, neurons: dict[str, list[int]]):
             h.remove()
 
 
-def firing_fraction(model: FoundationMLP, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per hidden layer, the fraction of neurons with a non-zero output, for each input (N,)."""
-    states = hidden_states(model, x)
-    return {name: (s["output"] != 0).float().mean(1) for name, s in states.items() if name != "logits"}
+MEASURES = ("output", "gate", "gated_off")
+PER = ("neuron", "input", "layer", "model")
+
+
+def fires(state: dict[str, torch.Tensor], measure: str = "output", name: str = "") -> torch.Tensor:
+    """Which neurons take part, as a bool tensor shaped like the layer's output, from one layer's
+    `hidden_states` entry. measure: "output", a non-zero output h (after the gate, its gain and the
+    activation); "gate", an open gate (the drive above the threshold, whatever relu or the gain then do);
+    "gated_off", a neuron the activation would let through (z > 0) but whose gate shuts it."""
+    if measure not in MEASURES:
+        raise ValueError(f"attribution.fires: measure={measure!r} is not one of {MEASURES}")
+    if measure == "output":
+        return state["output"] != 0
+    if state["gate"] is None:
+        raise ValueError(f"attribution.fires: layer {name!r} has no gate, so measure={measure!r} has no meaning; "
+                         "use measure='output' or attach a gate")
+    if measure == "gate":
+        return state["gate"] != 0
+    return (state["drive"] > 0) & (state["gate"] == 0)
+
+
+def firing(model: nn.Module, x: torch.Tensor, per: str = "neuron", measure: str = "output",
+           count: bool = False, hard: bool = True):
+    """How often the neurons of each hidden layer (each gate, for a model other than a FoundationMLP) take part
+    on the inputs x, in the sense of `fires(measure)`, with hard gates unless hard=False.
+
+    per="neuron": layer -> (width,), the share of inputs on which each neuron fires;
+    per="input": layer -> (N,), the share of the layer's neurons that fire on each input;
+    per="layer": layer -> float, the share of every (input, neuron) pair (and token, for a transformer);
+    per="model": one float, the mean over layers of per="layer" (each layer weighs the same).
+    count=True gives numbers of inputs or neurons instead of shares (per="neuron" or "input" only).
+    """
+    if per not in PER:
+        raise ValueError(f"attribution.firing: per={per!r} is not one of {PER}")
+    if count and per not in ("neuron", "input"):
+        raise ValueError(f"attribution.firing: count=True needs per='neuron' or 'input', got per={per!r}")
+    with hardened(model, hard):
+        states = hidden_states(model, x) if isinstance(model, FoundationMLP) else gate_states(model, x)
+    flags = {name: fires(s, measure, name) for name, s in states.items()}
+    if per == "neuron":  # over every axis but the neurons' (the last)
+        return {n: f.flatten(0, -2).sum(0) if count else f.flatten(0, -2).float().mean(0) for n, f in flags.items()}
+    if per == "input":
+        return {n: f.flatten(1).sum(1) if count else f.flatten(1).float().mean(1) for n, f in flags.items()}
+    shares = {n: f.float().mean() for n, f in flags.items()}
+    return {n: v.item() for n, v in shares.items()} if per == "layer" else torch.stack(list(shares.values())).mean().item()
 
 
 def strongly_active_fraction(model: FoundationMLP, x: torch.Tensor,
@@ -91,8 +156,6 @@ def strongly_active_fraction(model: FoundationMLP, x: torch.Tensor,
         raise ValueError(f"share must be in (0, 1], got {share}")
     result = {}
     for name, s in hidden_states(model, x).items():
-        if name == "logits":
-            continue
         out = s["output"].abs().sort(dim=1, descending=True).values
         cum = out.cumsum(1) / out.sum(1, keepdim=True).clamp_min(1e-12)
         # smallest k with cum[k-1] >= share (a relative tolerance absorbs rounding), never more than the firing units

@@ -30,14 +30,16 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from .checkpoints import tensors_from_json, tensors_to_json
+from .attribution import firing
 from .data import mode_data
-from .gate import GateSet, hardened
+from .gate import GateSet
 from .lora import peft_lora
 from .methods import apply_method
 from .model import count_parameters
 from .pipeline import FoundationSpec, Result, foundation_key, foundations, specialise_many
 from .result_cache import lookup, store
 from .search import search
+from .tables import Table
 from .train import TrainConfig, evaluate, fit, seed_everything
 from .vit import ViTConfig
 from .workers import run_jobs
@@ -233,13 +235,13 @@ def choose_lrs(base, arms=None, study: VitStudy = STUDY, progress: bool = True,
 
 def grid_table(lrs: dict) -> str:
     """An HTML table of choose_lrs's answer: each arm's rates tried with their validation accuracy, and its choice."""
-    from .report import _fmt, html_table
+    from .report import _fmt
     from .names import display
 
     width = max(len(scores) for _, scores in lrs.values())
     rows = [[display(arm), *(f"{_fmt(lr)}: {100 * acc:.2f}%" for lr, acc in scores.items()),
              *[""] * (width - len(scores)), _fmt(best)] for arm, (best, scores) in lrs.items()]
-    return html_table(["arm", *(f"rate {i + 1}" for i in range(width)), "chosen"], rows)
+    return Table(["arm", *(f"rate {i + 1}" for i in range(width)), "chosen"], rows).html()
 
 
 def widened_and_at_edge(chosen: dict[str, dict], study: VitStudy = STUDY) -> tuple[list[str], list[str]]:
@@ -307,14 +309,9 @@ def run_arms(base, lrs: dict, seeds=None, arms=None, study: VitStudy = STUDY, pr
     return {arm: results[arm] for arm in arms}, {arm: models[arm] for arm in arms if arm in models}
 
 
-@torch.no_grad()
 def firing_by_block(model, angle_deg: float = 45.0, n: int = 10_000) -> dict[str, float]:
     """Gate name -> the fraction of (image, token, neuron) whose hard gate is open, on `n` test images."""
-    x, _ = mode_data("test", angle_deg)
-    with hardened(model):
-        model.eval()
-        model(x[:n])
-    return {name: g.last_gate.mean().item() for name, g in GateSet.of(model).items()}
+    return firing(model, mode_data("test", angle_deg)[0][:n], per="layer", measure="gate")
 
 
 def gate_movement(models) -> dict[str, dict[str, float]]:
@@ -375,8 +372,6 @@ def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45
 def foundations_table(models: dict) -> str:
     """An HTML table: each foundation's parameters and test accuracy at 0° and 45° (measured here where its
     training did not test that angle, as for a foundation that never saw 45°)."""
-    from .report import html_table
-
     def accuracy(m, angle):
         if angle in m.meta["accuracy"]:
             return m.meta["accuracy"][angle]
@@ -384,4 +379,4 @@ def foundations_table(models: dict) -> str:
 
     rows = [[name, f"{sum(p.numel() for p in m.parameters()):,}",  # rounded as the prose's {glue:text}`x:.1%`
              *(f"{accuracy(m, a):.1%}"[:-1] for a in ("0", "45"))] for name, m in models.items()]
-    return html_table(["foundation (seed 0)", "parameters", "0° test accuracy (%)", "45° test accuracy (%)"], rows)
+    return Table(["foundation (seed 0)", "parameters", "0° test accuracy (%)", "45° test accuracy (%)"], rows).html()

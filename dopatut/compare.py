@@ -27,7 +27,7 @@ from .cache import cache_dir  # noqa: F401  (re-exported: tests point it elsewhe
 from .result_cache import RESULTS_VERSION, cached as _cached, read_json as _read_json, result_name  # noqa: F401
 from .search import (ANGLE, FOUNDATIONS, Selection, _check_method, _spec, choices_at_an_edge,  # noqa: F401
                      protocol_config, select, select_name)
-from .report import (Row, Summary, _fmt, _readable, accuracies, differences, html_table, said,  # noqa: F401
+from .report import (Row, Summary, _fmt, _readable, accuracies, differences, said,  # noqa: F401
                      selection_table, summarise)
 from .stats import PairedDifference, paired_difference
 

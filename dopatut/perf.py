@@ -12,14 +12,14 @@ benchmarks/bench.py uses these; the book's appendix reads the table it writes wi
 """
 from __future__ import annotations
 
-import html
 import json
-import re
 import time
 from importlib import resources
 from pathlib import Path
 
 from torch import nn
+
+from .tables import Table
 
 # Shipped inside the package (package data), so the appendix reads it from any install, Colab included.
 RESULTS = resources.files("dopatut") / "results" / "latest.json"
@@ -143,38 +143,21 @@ def _cell(value, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def goals_table(results: dict) -> str:
-    """The goals of the results as a markdown table: what, measured, target, met."""
-    lines = ["| goal | measured | target | met |", "| --- | ---: | ---: | :---: |"]
+def goals_table(results: dict) -> Table:
+    """The goals of the results as a table: what, measured, target, met."""
+    rows = []
     for g in results["goals"]:
         met = "-" if g.get("met") is None else ("yes" if g["met"] else "**no**")
-        lines.append(f"| {g['name']} | {_cell(g.get('value'), g['fmt'])}{g.get('unit', '')} | "
-                     f"{g['op']} {format(g['target'], g['fmt'])}{g.get('unit', '')} | {met} |")
-    return "\n".join(lines)
+        rows.append([g["name"], f"{_cell(g.get('value'), g['fmt'])}{g.get('unit', '')}",
+                     f"{g['op']} {format(g['target'], g['fmt'])}{g.get('unit', '')}", met])
+    return Table(["goal", "measured", "target", "met"], rows, align=("left", "right", "right", "center"))
 
 
-def measures_table(results: dict) -> str:
-    """Every side-by-side measurement as a markdown table: what, dopatut, reference, ratio."""
-    lines = ["| measure | dopatut | reference | ratio |", "| --- | ---: | ---: | ---: |"]
-    for row in results["rows"]:
-        ratio = "-" if row.get("ratio") is None else f"{row['ratio']:.2f}x"
-        lines.append(f"| {row['name']} | {row['dopatut']} | {row.get('reference') or '-'} | {ratio} |")
-    return "\n".join(lines)
-
-
-def table_html(markdown: str) -> str:
-    """A markdown table (as the two functions above write it) as an HTML table, for notebook outputs."""
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in markdown.strip().splitlines()]
-    if len(rows) < 2 or not all(set(c) <= set(":-") for c in rows[1]):
-        raise ValueError(f"not a markdown table with a header and a separator line: {markdown[:80]!r}")
-    aligns = ["center" if c.startswith(":") and c.endswith(":") else "right" if c.endswith(":") else "left"
-              for c in rows[1]]
-
-    def tr(cells, tag):
-        texts = [re.sub(r"[*][*](.+?)[*][*]", r"<b>\1</b>", html.escape(c)) for c in cells]  # **bold**
-        return "<tr>" + "".join(f'<{tag} style="text-align:{a}">{t}</{tag}>' for t, a in zip(texts, aligns)) + "</tr>"
-    return ("<table><thead>" + tr(rows[0], "th") + "</thead><tbody>" +
-            "".join(tr(r, "td") for r in rows[2:]) + "</tbody></table>")
+def measures_table(results: dict) -> Table:
+    """Every side-by-side measurement as a table: what, dopatut, reference, ratio."""
+    rows = [[row["name"], row["dopatut"], row.get("reference") or "-",
+             "-" if row.get("ratio") is None else f"{row['ratio']:.2f}x"] for row in results["rows"]]
+    return Table(["measure", "dopatut", "reference", "ratio"], rows, align=("left", "right", "right", "right"))
 
 
 def load_cold(path=None) -> dict:
@@ -184,18 +167,18 @@ def load_cold(path=None) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def cold_table(record: dict) -> str:
-    """A markdown table of load_cold()'s record: each chapter's wall-clock and CPU seconds before and after, and
+def cold_table(record: dict) -> Table:
+    """A table of load_cold()'s record: each chapter's wall-clock and CPU seconds before and after, and
     whether it meets the goal. The CPU time (one thread: about the time on an idle core) decides where it was
     measured, since other work on a shared machine inflates the wall clock; else the wall clock."""
     goal = record.get("goal_seconds", 60)
     cols = ("before", "before_cpu", "after", "after_cpu")
     chapters = sorted(set().union(*(record.get(c, {}) for c in cols)))
-    lines = ["| chapter | before (s) | before, CPU (s) | after (s) | after, CPU (s) | under the goal |",
-             "|:--|--:|--:|--:|--:|:-:|"]
+    rows = []
     for chapter in chapters:
         values = [record.get(c, {}).get(chapter) for c in cols]
         decides = values[3] if values[3] is not None else values[2]
-        lines.append(f"| {chapter} | " + " | ".join(_cell(v, ',.1f') for v in values) + " | "
-                     + ("-" if decides is None else "✔" if decides < goal else "✘") + " |")
-    return "\n".join(lines)
+        rows.append([chapter, *(_cell(v, ',.1f') for v in values),
+                     "-" if decides is None else "✔" if decides < goal else "✘"])
+    return Table(["chapter", "before (s)", "before, CPU (s)", "after (s)", "after, CPU (s)", "under the goal"], rows,
+                 align=("left", "right", "right", "right", "right", "center"))

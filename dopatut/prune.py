@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attribution import hidden_states
+from .attribution import firing
 from .data import MNIST_MEAN, MNIST_STD
-from .gate import DopamineGate, GateSet, attach, hardened
+from .gate import DopamineGate, GateSet, attach
 from .model import FoundationMLP, MLPConfig
 
 
@@ -36,21 +36,14 @@ def _check_gates(model: FoundationMLP) -> None:
             raise TypeError(f"layer {name!r} has a {type(layer.linear).__name__}; merge LoRA into plain nn.Linear first")
 
 
-def firing_rates(model: FoundationMLP, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per hidden layer, the fraction of the rows of x on which each neuron's hard-gated output is non-zero."""
-    _check_gates(model)
-    with hardened(model):
-        states = hidden_states(model, x)
-    return {name: (s["output"] != 0).float().mean(0) for name, s in states.items() if name != "logits"}
-
-
 def silent_on(model: FoundationMLP, x: torch.Tensor, max_firing_rate: float = 0.0) -> dict[str, torch.Tensor]:
     """Per hidden layer, a bool mask of the neurons whose hard-gated output is non-zero on at most
     `max_firing_rate` of the rows of x. At 0 (the default): silent on every row, and pruning them is exact
     on x; above 0 pruning them changes some outputs (an approximation whose cost must be measured)."""
     if not 0 <= max_firing_rate < 1:
         raise ValueError(f"max_firing_rate must be in [0, 1), got {max_firing_rate!r}")
-    return {name: rate <= max_firing_rate for name, rate in firing_rates(model, x).items()}
+    _check_gates(model)
+    return {name: rate <= max_firing_rate for name, rate in firing(model, x, per="neuron").items()}
 
 
 @torch.no_grad()

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import numpy as np
 from .pipeline import Result
 from .search import Selection
 from .stats import PairedDifference, mean_std, paired_difference
+from .tables import Table
 
 
 def accuracies(runs: dict[str, list[Result]], method: str, angle: str = "45") -> list[float]:
@@ -64,13 +64,9 @@ class Summary(list):
         return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [header, *body])
 
     def _repr_html_(self) -> str:
-        return html_table(*self._cells())
+        return Table(*self._cells()).html()
 
 
-def html_table(header, body) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in line) + "</tr>" for line in body)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def summarise(runs: dict[str, list[Result]], angles=("45", "0")) -> Summary:
@@ -88,7 +84,7 @@ def selection_table(selections: list[Selection]) -> str:
         for i, (setting, acc) in enumerate(zip(sel.settings, sel.val_accuracy)):
             text = ", ".join(f"{k} {_fmt(v)}" for k, v in setting.items()) or "(nothing to set)"
             body.append([_readable(sel.method), text, f"{100 * acc:.2f}", "✔" if i == sel.best else ""])
-    return html_table(["method", "setting", "validation accuracy at 45° (%)", "chosen"], body)
+    return Table(["method", "setting", "validation accuracy at 45° (%)", "chosen"], body).html()
 
 
 def _readable(name: str) -> str:

@@ -15,12 +15,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .attribution import firing_fraction
+from .attribution import firing
 from .search import protocol_config
 from .checks import check_seed
 from .device import resolve_device
 from .data import check_angle, check_limit, load_mnist, rotate, to_inputs
-from .gate import hardened
 from .model import FoundationMLP, MLPConfig, freeze
 from .pipeline import Result, specialise, specialise_many
 from .stack import fit_many
@@ -92,13 +91,6 @@ def recovered(acc: float, floor: float, ceiling: float) -> float:
     return (acc - floor) / (ceiling - floor)
 
 
-def firing(model: FoundationMLP, x: torch.Tensor) -> float:
-    """Mean fraction of hidden neurons with a non-zero output, hard gates, averaged over inputs and layers."""
-    with hardened(model):
-        fractions = firing_fraction(model, x)
-    return torch.stack([f.mean() for f in fractions.values()]).mean().item()
-
-
 # ---------------------------------------------------------------- chapter 7's sweeps, cached (and shipped)
 def _where(kind: str, seed: int, device) -> dict:
     from .pipeline import foundation_key
@@ -167,7 +159,7 @@ def variant(method: str, changes: dict, seed: int = 0, kind: str = "upright", an
         config, kwargs = protocol_config(method, kind, seed, device=device, recompute=recompute)
         model, result = specialise(base, method, angle_deg, seed, replace(config, **changes), (angle_deg,), False,
                                    **kwargs)
-        return {"result": asdict(result), "firing": firing(model, mode_data("test", angle_deg, device)[0])}
+        return {"result": asdict(result), "firing": firing(model, mode_data("test", angle_deg, device)[0], per="model")}
     key = _variant_key(method, changes, seed, kind, angle_deg, device)
     value = cached(f"sweep-variant-{kind}-{method}", key, compute, recompute)
     return Result(**value["result"]), value["firing"]

@@ -36,7 +36,7 @@ def test_thresholds_sentence_says_tie_or_gain_by_the_interval():
 
 
 def test_table_has_one_row_per_rival_and_the_intervals():
-    table = answer_table(ANSWER, sizes={"frozen": 0, "gain_only": 512, "lora": 7272, "full": 269322})
+    table = answer_table(ANSWER, sizes={"frozen": 0, "gain_only": 512, "lora": 7272, "full": 269322}).html()
     assert table.count("<tr>") == 5 and "7,272" in table and "LoRA (r = 4)" in table
     assert "−0.30 (−0.40 to −0.20): loses to" in table
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from dopatut.attribution import (firing_fraction, hidden_states, last_layer_contributions, logit_margins, silenced,
-                                 strongly_active_fraction)
+from dopatut.attribution import (firing, gate_states, hidden_states, last_layer_contributions, logit_margins,
+                                 silenced, strongly_active_fraction)
 from dopatut.gate import GateSet, attach, set_hard
 from dopatut.lora import LoRALinear
 from dopatut.methods import apply_method
@@ -29,10 +29,12 @@ def test_hidden_states_report_drive_output_and_gate(small_model, inputs):
         gates["hidden.hidden1.act"].threshold.fill_(0.5)
     attach(small_model, gates)
     states = hidden_states(small_model, inputs)
+    assert list(states) == ["hidden1", "hidden2"]  # the hidden layers only
     s = states["hidden1"]
     assert torch.equal(s["gate"], (s["drive"] > 0.5).float())
     assert torch.equal(s["output"], s["gate"] * torch.relu(s["drive"]))
-    assert torch.equal(states["logits"]["output"], small_model(inputs))
+    again, logits = hidden_states(small_model, inputs, logits=True)
+    assert list(again) == list(states) and torch.equal(logits, small_model(inputs))
 
 
 def test_silenced_neurons_output_zero_and_change_logits(small_model, inputs):
@@ -49,15 +51,80 @@ def test_silenced_neurons_output_zero_and_change_logits(small_model, inputs):
             pass
 
 
-def test_firing_and_strong_fractions(small_model, inputs):
+def test_strong_fraction_is_at_most_the_firing_share(small_model, inputs):
     attach(small_model, GateSet.for_model(small_model))
     set_hard(small_model, True)
-    fractions = firing_fraction(small_model, inputs)
-    h = hidden_states(small_model, inputs)["hidden1"]["output"]
-    assert torch.equal(fractions["hidden1"], (h > 0).float().mean(1))
+    shares = firing(small_model, inputs, per="input")
     strong = strongly_active_fraction(small_model, inputs, share=1.0)
-    assert strong["hidden1"] == pytest.approx(fractions["hidden1"].mean().item(), abs=1 / 32)
+    assert strong["hidden1"] == pytest.approx(shares["hidden1"].mean().item(), abs=1 / 32)
     assert strongly_active_fraction(small_model, inputs, share=0.5)["hidden1"] < strong["hidden1"]
+
+
+@pytest.fixture
+def gated(small_model):
+    """Soft gates with random thresholds and gains, some gains zero: an open gate then outputs nothing."""
+    gates = GateSet.for_model(small_model)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for g in gates.values():
+            g.threshold.copy_(torch.rand(g.width, generator=gen) - 0.5)
+            g.gain.copy_(torch.rand(g.width, generator=gen) * 2 * (torch.rand(g.width, generator=gen) > 0.2))
+    return attach(small_model, gates)
+
+
+def by_hand(model, x):
+    """Each hidden layer's drive z, hard gate 1[z > tau] and output g * gate * relu(z), from the weights."""
+    layers, h = {}, x
+    for name, layer in model.hidden_layers().items():
+        z = h @ layer.linear.weight.t() + layer.linear.bias
+        gate = (z > layer.gate.threshold).float() if layer.gate is not None else None
+        h = torch.relu(z) * (1 if gate is None else gate * layer.gate.gain)
+        layers[name] = (z.detach(), gate, h.detach())
+    return layers
+
+
+def test_firing_gives_what_each_old_copy_gave(gated, inputs, small_model):
+    """The copies it replaces: per-input shares (attribution.firing_fraction, chapter 3), per-neuron rates
+    (prune.firing_rates, widgets.firing_rates, chapters 6 and 8), the mean of the layers' shares (sweeps.firing,
+    chapter 7), neurons firing per input (chapter 6), gated-off rates (chapter 6), and open gates per block
+    (beyond.firing_by_block, chapter 9), each computed here from the weights, with hard gates."""
+    hand = by_hand(gated, inputs)
+    on = {n: (h != 0) for n, (_, _, h) in hand.items()}
+    for name, (z, gate, h) in hand.items():
+        assert torch.equal(firing(gated, inputs, per="input")[name], on[name].float().mean(1))
+        assert torch.equal(firing(gated, inputs)[name], on[name].float().mean(0))
+        assert torch.equal(firing(gated, inputs, per="neuron", count=True)[name], on[name].sum(0))
+        assert torch.equal(firing(gated, inputs, measure="gated_off")[name], ((z > 0) & (gate == 0)).float().mean(0))
+        assert firing(gated, inputs, per="layer", measure="gate")[name] == gate.mean().item()
+        # an open gate with a zero gain or a negative drive is open but silent: the two measures differ
+        assert not torch.equal(firing(gated, inputs, measure="gate")[name], firing(gated, inputs)[name])
+    assert firing(gated, inputs, per="model") == torch.stack([o.float().mean(1).mean() for o in on.values()]
+                                                             ).mean().item()
+    counts = firing(gated, inputs, per="input", count=True)
+    assert torch.equal(sum(counts.values()), sum(o.sum(1) for o in on.values()))
+    assert not any(g.hard for g in GateSet.of(gated).values()), "the gates are soft again afterwards"
+
+
+def test_firing_without_gates_and_on_any_gated_model(inputs):
+    from dopatut.model import FoundationMLP, MLPConfig
+    base = FoundationMLP(MLPConfig(hidden=(16, 16)))
+    h1 = torch.relu(base.hidden["hidden1"].linear(inputs))
+    assert torch.equal(firing(base, inputs, per="input")["hidden1"], (h1 != 0).float().mean(1))
+    with pytest.raises(ValueError, match="'hidden1' has no gate"):
+        firing(base, inputs, measure="gate")
+    with pytest.raises(ValueError, match="per='block' is not one of"):
+        firing(base, inputs, per="block")
+    # a model that is no FoundationMLP: its gates, by place, read from the forward pass
+    net = torch.nn.Sequential(torch.nn.Linear(784, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3))
+    gates = GateSet.for_model(net, example_input=inputs[:2])
+    with torch.no_grad():
+        next(iter(gates.values())).threshold.fill_(0.3)
+    attach(net, gates)
+    z = net[0](inputs)
+    assert firing(net, inputs, per="layer", measure="gate") == {"1": (z > 0.3).float().mean().item()}
+    assert set(gate_states(net, inputs)) == {"1"}
+    with pytest.raises(ValueError, match="has no gates"):
+        gate_states(torch.nn.Sequential(torch.nn.Linear(784, 3)), inputs)
 
 
 def test_logit_margins_of_right_and_wrong_answers():

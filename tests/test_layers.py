@@ -5,13 +5,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dopatut"
 LAYERS = {  # from the bottom up
-    "foundations": ["checks", "device", "cache", "bundle", "checkpoints", "data", "model", "vit", "notebook", "figcheck"],
+    "foundations": ["checks", "device", "cache", "bundle", "checkpoints", "data", "model", "vit", "notebook", "tables", "figcheck"],
     "methods": ["activations", "targets", "places", "registry", "lora", "gate", "methods", "pretrained", "names"],
     "training": ["train", "stack", "workers"],
-    "analysis": ["attribution", "stats", "prune"],
+    "analysis": ["attribution", "stats", "prune", "explorer"],
     "the study": ["protocol", "pipeline", "result_cache", "search", "report", "compare", "budget", "sweeps", "context", "perf",
                   "beyond", "bundle_check"],
-    "showing": ["plots", "compare_plots", "widgets", "answer"],
+    "showing": ["plots", "compare_plots", "drawing", "widgets", "answer"],
     "the book's helpers": ["exercises"],
 }
 LEVEL = {module: level for level, modules in enumerate(LAYERS.values()) for module in modules}

@@ -4,7 +4,8 @@ import torch
 from dopatut.gate import GateSet, Modes, attach, hardened
 from dopatut.model import FoundationMLP, MLPConfig
 from dopatut.perf import forward_flops, linear_shapes
-from dopatut.prune import drive_bounds, firing_rates, never_fire, pixel_box, prune, silent_on
+from dopatut.attribution import firing
+from dopatut.prune import drive_bounds, never_fire, pixel_box, prune, silent_on
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_widths_rounded_up_to_a_multiple_keep_the_outputs(gated, inputs):
 
 def test_pruning_a_neuron_that_fires_changes_the_outputs(gated, inputs):
     silent = silent_on(gated, inputs)
-    rates = firing_rates(gated, inputs)
+    rates = firing(gated, inputs)
     busiest = int(rates["hidden2"].argmax())
     silent["hidden2"] = silent["hidden2"].clone()
     silent["hidden2"][busiest] = True
@@ -55,7 +56,7 @@ def test_pruning_a_neuron_that_fires_changes_the_outputs(gated, inputs):
 
 
 def test_max_firing_rate_selects_the_rarely_firing_neurons(gated, inputs):
-    rates = firing_rates(gated, inputs)
+    rates = firing(gated, inputs)
     masks = silent_on(gated, inputs, max_firing_rate=0.1)
     for name, rate in rates.items():
         assert torch.equal(masks[name], rate <= 0.1)

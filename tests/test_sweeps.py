@@ -4,7 +4,8 @@ import torch
 from dopatut.data import load_mnist, mode_data, rotate, to_inputs
 from dopatut.model import FoundationMLP, MLPConfig, freeze
 from dopatut.train import TrainConfig
-from dopatut.sweeps import adapt, firing, mixed_slice, quick_foundation, recovered
+from dopatut.attribution import firing
+from dopatut.sweeps import adapt, mixed_slice, quick_foundation, recovered
 
 
 def test_mixed_slice_turns_each_image_by_its_own_mode():
@@ -32,7 +33,7 @@ def test_adapt_trains_only_the_method_and_reports_hard_and_soft_accuracy():
     assert any((g.threshold != 0).any() for g in (l.gate for l in model.hidden_layers().values()))
     frozen_model, frozen = adapt(base, "frozen", 45.0, 0, TrainConfig())
     assert frozen.n_trainable == 0 and frozen.soft_accuracy == {}
-    assert 0 <= firing(model, mode_data("train", 45.0, limit=100)[0]) <= 1
+    assert 0 <= firing(model, mode_data("train", 45.0, limit=100)[0], per="model") <= 1
 
 
 def test_quick_foundation_learns_and_is_frozen():
