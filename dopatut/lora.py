@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +52,7 @@ def _factors(layer: nn.Module, base: nn.Module, config: LoRAConfig, n_in: int, n
     layer.lora_B = nn.Parameter(torch.zeros(n_out, config.rank))
     nn.init.kaiming_uniform_(layer.lora_A, a=math.sqrt(5))  # PEFT's default for A
     layer.merged = False
+    layer.force_factored = False  # set by factored(): the low-rank path even without gradients
 
 
 class LoRALinear(nn.Module):
@@ -83,7 +85,8 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base(x)
-        if not torch.is_grad_enabled():  # inference: W + delta is one small matrix, so one product, as merged
+        if not torch.is_grad_enabled() and not getattr(self, "force_factored", False):
+            # inference: W + delta is one small matrix, so one product, as merged
             return F.linear(x, self.weight, self.bias)
         return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
 
@@ -205,6 +208,21 @@ def cannot_wrap(layer: nn.Module) -> str | None:
 
 def lora_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, LORA_WRAPPERS)]
+
+
+@contextmanager
+def factored(model: nn.Module):
+    """Inside, every unmerged LoRA layer computes W x + b + (alpha / r) B A x from its factors, with or without
+    gradients (outside, LoRALinear's inference forms W + delta once): the genuinely unmerged function, to check a
+    merge against."""
+    layers = [layer for layer in lora_layers(model) if isinstance(layer, LoRALinear)]  # the others always are
+    for layer in layers:
+        layer.force_factored = True
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.force_factored = False
 
 
 def merge_lora(model: nn.Module) -> nn.Module:

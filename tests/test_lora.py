@@ -1,8 +1,11 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
 
-from dopatut.lora import LoRAConfig, LoRAConv2d, LoRALinear, lora_layers, merge_lora, peft_lora, unmerge_lora
+from dopatut.lora import (LoRAConfig, LoRAConv2d, LoRALinear, factored, lora_layers, merge_lora, peft_lora,
+                          unmerge_lora)
 from dopatut.methods import apply_method
 
 
@@ -125,3 +128,21 @@ def test_peft_lora_on_the_same_targets_computes_what_dopatut_lora_does(make, tar
         assert torch.allclose(ours(x), theirs(x), atol=1e-5) and not torch.allclose(ours(x), base(x), atol=1e-3)
     assert (sum(p.numel() for p in ours.parameters() if p.requires_grad)
             == sum(p.numel() for p in theirs.parameters() if p.requires_grad) == trainable)
+
+
+def test_factored_computes_the_unmerged_layer_from_its_factors_without_gradients(small_model, inputs, monkeypatch):
+    layer = LoRALinear(nn.Linear(5, 4), LoRAConfig(rank=2, alpha=4))
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    x = torch.randn(3, 5)
+    lora = apply_method(small_model, "lora", rank=4, verbose=False)
+    randomise_b(lora)
+    with torch.no_grad():
+        merged = merge_lora(copy.deepcopy(lora))(inputs)
+    # the summed weight W + delta is off limits: a factored path that used it (as inference does) fails here
+    monkeypatch.setattr(LoRALinear, "weight", property(lambda self: pytest.fail("factored path used W + delta")))
+    with torch.no_grad(), factored(layer), factored(lora):
+        assert torch.equal(layer(x), layer.base(x) + (x @ layer.lora_A.t() @ layer.lora_B.t()) * layer.scaling)
+        unmerged = lora(inputs)
+    assert torch.allclose(unmerged, merged, atol=1e-5) and not torch.allclose(unmerged, small_model(inputs))
+    assert not any(m.force_factored for m in lora_layers(lora))  # only inside the block
