@@ -158,13 +158,15 @@ def measures_table(results: dict) -> str:
     lines = ["| measure | dopatut | reference | ratio |", "| --- | ---: | ---: | ---: |"]
     for row in results["rows"]:
         ratio = "-" if row.get("ratio") is None else f"{row['ratio']:.2f}x"
-        lines.append(f"| {row['name']} | {row['dopatut']} | {row.get('reference') or '-'} | {ratio} |")
+        cells = [row["name"], row["dopatut"], row.get("reference") or "-"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + f" | {ratio} |")  # |x| kept whole
     return "\n".join(lines)
 
 
 def table_html(markdown: str) -> str:
     """A markdown table (as the two functions above write it) as an HTML table, for notebook outputs."""
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in markdown.strip().splitlines()]
+    rows = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+            for line in markdown.strip().splitlines()]  # an escaped \| stays in its cell
     if len(rows) < 2 or not all(set(c) <= set(":-") for c in rows[1]):
         raise ValueError(f"not a markdown table with a header and a separator line: {markdown[:80]!r}")
     aligns = ["center" if c.startswith(":") and c.endswith(":") else "right" if c.endswith(":") else "left"
@@ -184,18 +186,54 @@ def load_cold(path=None) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def cold_table(record: dict) -> str:
+def cold_table(record: dict, goal_column: bool = True) -> str:
     """A markdown table of load_cold()'s record: each chapter's wall-clock and CPU seconds before and after, and
     whether it meets the goal. The CPU time (one thread: about the time on an idle core) decides where it was
     measured, since other work on a shared machine inflates the wall clock; else the wall clock."""
     goal = record.get("goal_seconds", 60)
     cols = ("before", "before_cpu", "after", "after_cpu")
     chapters = sorted(set().union(*(record.get(c, {}) for c in cols)))
-    lines = ["| chapter | before (s) | before, CPU (s) | after (s) | after, CPU (s) | under the goal |",
-             "|:--|--:|--:|--:|--:|:-:|"]
+    lines = ["| chapter | before (s) | before, CPU (s) | after (s) | after, CPU (s) |"
+             + (" under the goal |" if goal_column else ""), "|:--|--:|--:|--:|--:|" + (":-:|" if goal_column else "")]
     for chapter in chapters:
         values = [record.get(c, {}).get(chapter) for c in cols]
         decides = values[3] if values[3] is not None else values[2]
-        lines.append(f"| {chapter} | " + " | ".join(_cell(v, ',.1f') for v in values) + " | "
-                     + ("-" if decides is None else "✔" if decides < goal else "✘") + " |")
+        lines.append(f"| {chapter} | " + " | ".join(_cell(v, ',.1f') for v in values) + " |"
+                     + ((" -" if decides is None else " ✔" if decides < goal else " ✘") + " |" if goal_column else ""))
     return "\n".join(lines)
+
+
+def comparison_source(kinds, methods) -> str | None:
+    """Where chapter 5's comparison of `methods` on foundations `kinds` can be read without training: "cache"
+    (every result in this machine's results cache), "bundle" (some from the shipped bundle, computed on the machine
+    that built it), or None (something would have to be trained). Reads file names only, as compare() would."""
+    from . import bundle
+    from .cache import cache_dir
+    from .compare import compare_name
+    from .device import resolve_device
+    from .result_cache import read_json
+    from .search import Selection, select_name
+
+    device, sources = resolve_device(None), set()
+
+    def read(name):
+        value = read_json(cache_dir() / "results" / name)
+        if value is not None:
+            sources.add("cache")
+            return value
+        value = bundle.read_json(f"results/{name}")
+        if value is not None:
+            sources.add("bundle")
+        return value
+
+    for kind in kinds:
+        for method in methods:
+            grid = read(select_name(method, kind, device=device))
+            if grid is None:
+                return None
+            chosen = Selection(method, kind, [{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}
+                                              for s in grid["settings"]], grid["val_accuracy"], grid["curves"],
+                               tuple(grid.get("diverged", ()))).chosen
+            if read(compare_name(method, kind, chosen, device=device)) is None:
+                return None
+    return "bundle" if "bundle" in sources else "cache"
