@@ -346,7 +346,8 @@ def peft_cross_check(base, lr: float, targets=("qkv", "proj"), rank: int = 4, se
 
 
 def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45", study: VitStudy = STUDY):
-    """Accuracy at `angle` against trainable parameters (log scale), mean ± std over seeds, one panel per foundation."""
+    """Accuracy at `angle` against trainable parameters (log scale), mean ± std over seeds, one panel per foundation;
+    the frozen foundation a dotted line, and arms of one size a little apart, side by side."""
     import matplotlib.pyplot as plt
 
     from .stats import mean_std
@@ -355,12 +356,23 @@ def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45
     from .names import display
 
     fig, axes = plt.subplots(1, len(runs_by_kind), figsize=(7.5, 3.8), squeeze=False, constrained_layout=True)
-    colors = dict(zip(study.arms, ("tab:orange", "tab:brown", "tab:red", "tab:blue", "tab:cyan", "tab:purple", "tab:green")))
+    colors = dict(zip(study.arms, ("tab:orange", "tab:pink", "tab:red", "tab:blue", "tab:cyan", "tab:purple",
+                                   "tab:green")))
+    markers = dict(zip(study.arms, ("o", "s", "^", "D", "v", "P", "X")))
     for ax, (kind, runs) in zip(axes[0], runs_by_kind.items()):
+        sizes = [results[0].n_trainable for arm, results in runs.items() if results[0].n_trainable]
         for arm, results in runs.items():
             mean, std = mean_std([100 * r.accuracy[angle] for r in results])
-            ax.errorbar(max(results[0].n_trainable, 1), mean, yerr=0 if len(results) < 2 else std, fmt="o",
-                        capsize=3, color=colors.get(arm, "0.4"), label=display(arm))
+            n = results[0].n_trainable
+            if not n:  # nothing trained: a line across, not a point at an arbitrary x on a log scale
+                ax.axhline(mean, color="0.2", ls=":", lw=1.2, label=display(arm))
+                continue
+            same = [a for a, r in runs.items() if r[0].n_trainable == n]  # arms of one size, side by side
+            x = n * 1.15 ** (same.index(arm) - (len(same) - 1) / 2)
+            ax.errorbar(x, mean, yerr=0 if len(results) < 2 else std, fmt=markers.get(arm, "o"), capsize=3,
+                        color=colors.get(arm, "0.4"), label=display(arm))
+        if sizes:
+            ax.set_xlim(min(sizes) / 2, max(sizes) * 2)
         ax.set(xscale="log", title=f"{kind} foundation", xlabel="trainable parameters")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"test accuracy at {angle}° (%)")

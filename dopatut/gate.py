@@ -428,7 +428,7 @@ class Modes:
     def summary(self) -> str:
         """One line per mode, as PEFT's print_trainable_parameters: its numbers against the base's."""
         base = sum(p.numel() for n, p in self.model.named_parameters() if ".gates." not in n)
-        lines = [f"{type(self.model).__name__}: {base:,} base parameters, {len(self.sets)} modes"]
+        lines = [f"{type(self.model).__name__}: {base:,} base parameters, {len(self.sets)} mode{'' if len(self.sets) == 1 else 's'}"]
         for name, gates in self.sets.items():
             n = sum(p.numel() for p in gates.parameters())
             lines.append(f"  {name!r}{' (active)' if name == self.active else ''}: {n:,} gate numbers on "

@@ -167,7 +167,7 @@ def load_cold(path=None) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def cold_table(record: dict) -> Table:
+def cold_table(record: dict, goal_column: bool = True) -> Table:
     """A table of load_cold()'s record: each chapter's wall-clock and CPU seconds before and after, and
     whether it meets the goal. The CPU time (one thread: about the time on an idle core) decides where it was
     measured, since other work on a shared machine inflates the wall clock; else the wall clock."""
@@ -178,7 +178,44 @@ def cold_table(record: dict) -> Table:
     for chapter in chapters:
         values = [record.get(c, {}).get(chapter) for c in cols]
         decides = values[3] if values[3] is not None else values[2]
-        rows.append([chapter, *(_cell(v, ',.1f') for v in values),
-                     "-" if decides is None else "✔" if decides < goal else "✘"])
-    return Table(["chapter", "before (s)", "before, CPU (s)", "after (s)", "after, CPU (s)", "under the goal"], rows,
-                 align=("left", "right", "right", "right", "right", "center"))
+        rows.append([chapter, *(_cell(v, ',.1f') for v in values)]
+                    + (["-" if decides is None else "✔" if decides < goal else "✘"] if goal_column else []))
+    header = ["chapter", "before (s)", "before, CPU (s)", "after (s)", "after, CPU (s)"]
+    return Table(header + ["under the goal"] * goal_column, rows,
+                 align=("left", "right", "right", "right", "right") + ("center",) * goal_column)
+
+
+def comparison_source(kinds, methods) -> str | None:
+    """Where chapter 5's comparison of `methods` on foundations `kinds` can be read without training: "cache"
+    (every result in this machine's results cache), "bundle" (some from the shipped bundle, computed on the machine
+    that built it), or None (something would have to be trained). Reads file names only, as compare() would."""
+    from . import bundle
+    from .cache import cache_dir
+    from .compare import compare_name
+    from .device import resolve_device
+    from .result_cache import read_json
+    from .search import Selection, select_name
+
+    device, sources = resolve_device(None), set()
+
+    def read(name):
+        value = read_json(cache_dir() / "results" / name)
+        if value is not None:
+            sources.add("cache")
+            return value
+        value = bundle.read_json(f"results/{name}")
+        if value is not None:
+            sources.add("bundle")
+        return value
+
+    for kind in kinds:
+        for method in methods:
+            grid = read(select_name(method, kind, device=device))
+            if grid is None:
+                return None
+            chosen = Selection(method, kind, [{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}
+                                              for s in grid["settings"]], grid["val_accuracy"], grid["curves"],
+                               tuple(grid.get("diverged", ()))).chosen
+            if read(compare_name(method, kind, chosen, device=device)) is None:
+                return None
+    return "bundle" if "bundle" in sources else "cache"

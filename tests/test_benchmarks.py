@@ -249,3 +249,9 @@ def test_the_cold_table_shows_both_columns_and_the_goal(tmp_path):
     assert "| 04_baselines | 500.0 | - | 70.2 | 30.0 | ✔ |" in table, table  # the CPU time decides where measured
     assert "| 05_seeds | - | - | 75.0 | - | ✘ |" in table, table
     assert load_cold(tmp_path / "none.json") == {}
+
+
+def test_a_bar_in_a_measure_stays_in_its_cell():
+    from dopatut.perf import measures_table
+    page = measures_table({"rows": [{"name": "|a - b| in points", "dopatut": "0.2"}]}).html()
+    assert page.count("<td") == 4 and "|a - b| in points</td>" in page, page
