@@ -120,6 +120,9 @@ def check_target_modules(config: MethodConfig) -> None:
     types = isinstance(value, type) or (isinstance(value, tuple) and value and all(isinstance(t, type) for t in value))
     if value is None or (isinstance(value, str) and value) or names or types or callable(value):
         return
+    if value == "":
+        raise ValueError(f"{type(config).__name__}.target_modules is an empty pattern, which would match every "
+                         "module; give a regular expression such as 'mlp' or None for the method's default places")
     raise ValueError(f"{type(config).__name__}.target_modules must be None (the method's default places), a regular "
                      f"expression (str), a non-empty list of module names, a module type or a predicate "
                      f"(name, module) -> bool; got {value!r}")

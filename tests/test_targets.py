@@ -206,9 +206,9 @@ def test_lora_on_a_regex_target_equals_the_base_at_init_and_merges():
             r"\(2, 12\) to \(2, 20\)"),
     (["1", "1"], r"targets '1' and '1' both match '1'"),
     (nn.Tanh, r"targets Tanh match no module of Sequential"),
-    ("", "targets is an empty pattern"),
+    ("", "target_modules is an empty pattern"),
     ("(", r"targets '\(' is not a valid regular expression"),
-    (42, "targets must be a regular expression"),
+    (42, r"target_modules must be None \(the method's default places\), a regular expression \(str\).*got 42"),
 ])
 def test_bad_targets_say_what_they_found(targets, message):
     with pytest.raises(ValueError, match=message):
