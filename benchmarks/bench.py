@@ -34,16 +34,16 @@ from torch.utils.data import DataLoader, Dataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from dopatut.data import MNIST_MEAN, MNIST_STD, load_mnist, mixture, mode_data, rotate  # noqa: E402
-from dopatut.gate import hardened  # noqa: E402
-from dopatut.lora import merge_lora  # noqa: E402
-from dopatut.methods import apply_method, linear_names  # noqa: E402
-from dopatut.model import FoundationMLP, freeze  # noqa: E402
-from dopatut.perf import (FUSED_ADAM, PLAIN_ADAM, adam_shares, forward_flops, goals_table, protocol_flops,  # noqa: E402
+from dopatut.foundations.data import MNIST_MEAN, MNIST_STD, load_mnist, mixture, mode_data, rotate  # noqa: E402
+from dopatut.methods.gate import hardened  # noqa: E402
+from dopatut.methods.lora import merge_lora  # noqa: E402
+from dopatut.methods.builtin import apply_method, linear_names  # noqa: E402
+from dopatut.foundations.model import FoundationMLP, freeze  # noqa: E402
+from dopatut.study.perf import (FUSED_ADAM, PLAIN_ADAM, adam_shares, forward_flops, goals_table, protocol_flops,  # noqa: E402
                           interleaved_best, linear_shapes, measures_table, training_flops)
-from dopatut.pipeline import FoundationSpec, foundation, specialise  # noqa: E402
-from dopatut.stack import fit_many  # noqa: E402
-from dopatut.train import TrainConfig, adam, evaluate, fit, predict_logits, seed_everything  # noqa: E402
+from dopatut.study.pipeline import FoundationSpec, foundation, specialise  # noqa: E402
+from dopatut.training.stack import fit_many  # noqa: E402
+from dopatut.training.train import TrainConfig, adam, evaluate, fit, predict_logits, seed_everything  # noqa: E402
 
 RESULTS_DIR = ROOT / "dopatut" / "results"  # package data: the book's appendix reads it from any install
 ANGLE_DEG = 45.0
@@ -54,7 +54,7 @@ MAX_ACC_GAP_PTS = 0.3  # dopatut's LoRA and PEFT's must agree this well, else th
 
 # ---------------------------------------------------------------- the usual pipeline
 class FixedRotation:
-    """Rotate a PIL image counter-clockwise by `angle_deg`, bilinear (the same resampling as dopatut.data.rotate)."""
+    """Rotate a PIL image counter-clockwise by `angle_deg`, bilinear (the same resampling as dopatut.foundations.data.rotate)."""
 
     def __init__(self, angle_deg: float):
         self.angle_deg = angle_deg
@@ -240,7 +240,7 @@ def bench_many(x, y, n: int, n_models: int = 10) -> dict:
 def full_recipe_gap(seed: int = 0) -> dict:
     """Test accuracy at 45°, fit (one model, the readable loop) against fit_many (the stacked path), after the
     protocol's full recipe, for the foundation and for Dopamine on it: rounding differs, so do the numbers."""
-    from dopatut.protocol import PROTOCOL
+    from dopatut.study.protocol import PROTOCOL
     spec = FoundationSpec()
     x, y, _ = mixture("train", spec.angles, seed=seed)
     x45, y45 = mode_data("train", ANGLE_DEG)
@@ -269,7 +269,7 @@ def full_recipe_gap(seed: int = 0) -> dict:
 # ---------------------------------------------------------------- 3: LoRA against PEFT
 def peft_lora(base, rank: int, alpha: float, start_from=None):
     """PEFT's LoRA on a frozen copy of `base`, targeting every linear layer; optionally from `start_from`'s A and B."""
-    from dopatut.lora import peft_lora as on_targets
+    from dopatut.methods.lora import peft_lora as on_targets
     return on_targets(base, linear_names(base), rank, alpha, start_from)  # PEFT freezes all but its own
 
 
@@ -317,7 +317,7 @@ def saved_bytes(model, x, y) -> int:
 def bench_transformer(repeats: int, quick: bool) -> dict:
     """Chapter 9's transformer: its foundation trained from nothing, then Dopamine against LoRA on attention:
     time per training step (interleaved, best of) and memory (activations kept for backward, Adam's state)."""
-    from dopatut import beyond
+    from dopatut.study import beyond
     spec = beyond.STUDY.specs["mixture"]
     if quick:
         spec = replace(spec, train=replace(spec.train, epochs=1))
@@ -391,7 +391,7 @@ def bench_inference(base, repeats: int) -> dict:
 # ---------------------------------------------------------------- the book
 def run_book(path: Path, env: dict) -> dict:
     """Execute every notebook as CI does, with the usual foundation cache (`env`), and keep the time in `path`."""
-    from dopatut.pipeline import FoundationSpec, foundation_path
+    from dopatut.study.pipeline import FoundationSpec, foundation_path
     cache = Path(env.get("DOPATUT_CACHE", Path.home() / ".cache" / "dopatut"))
     warm = (cache / foundation_path(FoundationSpec(), 0).name).exists()  # seed 0's foundation already trained?
     start = time.perf_counter()

@@ -4,11 +4,11 @@
     python benchmarks/prune_speed.py --quick    # a smoke test with tiny sizes
 
 One mode (45°) of the book's foundation: Dopamine gates trained for one epoch on the first
-`--train-limit` 45° training images, made hard. Pruned networks (dopatut.prune) drop the neurons that
+`--train-limit` 45° training images, made hard. Pruned networks (dopatut.analysis.prune) drop the neurons that
 are silent on every 45° test image (exact on those images), or that fire on at most p of the 45°
 training images (an approximation). For each: hidden neurons removed, FLOPs per image, accuracy on the
 45° test set, and the fastest forward pass over the test set (batch of all images) and over single
-images, every network timed in turn each round (dopatut.perf.interleaved_best).
+images, every network timed in turn each round (dopatut.study.perf.interleaved_best).
 
 Prints a table and writes dopatut/results/prune_speed.json.
 """
@@ -28,12 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from dopatut import prune  # noqa: E402
-from dopatut.gate import set_hard  # noqa: E402
-from dopatut.data import mode_data  # noqa: E402
-from dopatut.perf import forward_flops, interleaved_best, linear_shapes  # noqa: E402
-from dopatut.pipeline import foundation  # noqa: E402
-from dopatut.sweeps import adapt  # noqa: E402
-from dopatut.train import evaluate  # noqa: E402
+from dopatut.methods.gate import set_hard  # noqa: E402
+from dopatut.foundations.data import mode_data  # noqa: E402
+from dopatut.study.perf import forward_flops, interleaved_best, linear_shapes  # noqa: E402
+from dopatut.study.pipeline import foundation  # noqa: E402
+from dopatut.study.sweeps import adapt  # noqa: E402
+from dopatut.training.train import evaluate  # noqa: E402
 
 ANGLE_DEG = 45.0
 RATES = (0.01, 0.05, 0.1, 0.2)

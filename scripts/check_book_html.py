@@ -8,7 +8,7 @@ Every page is checked for:
 - a repr as output (`<matplotlib.legend.Legend at 0x7f...>`, `<Figure size ...>`), or a float printed raw
   (`0.948199987411499`) in a cell's output;
 - in prose and tables: a number with more than 4 significant digits (`97.7213`), or in scientific notation
-  (`3.2e-04`), or a method's code name (`gain_only`, `lora`; dopatut.names says how to name it);
+  (`3.2e-04`), or a method's code name (`gain_only`, `lora`; dopatut.methods.names says how to name it);
 - a paragraph that points at "the next cell" or at something "below" when what follows is a hidden cell.
 """
 import os
@@ -20,7 +20,7 @@ from bs4 import BeautifulSoup, NavigableString
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from dopatut.names import CODE_NAMES  # noqa: E402
+from dopatut.methods.names import CODE_NAMES  # noqa: E402
 
 MARKERS = ("Traceback (most recent call last)", "output traceback", "output error")
 BARE_NUMBER = re.compile(r'class="output text_plain[^"]*"><div class="highlight"><pre><span></span>\s*'
@@ -90,7 +90,7 @@ def prose_problems(soup, name: str) -> list[str]:
         found += [f"{name}: scientific notation in prose: {m.group(0)!r} in {text.strip()[:80]!r}"
                   for m in SCIENTIFIC.finditer(clean)]
         found += [f"{name}: a method's code name in prose: {m.group(1)!r} in {text.strip()[:80]!r} "
-                  f"(use dopatut.names.display)" for m in CODE_NAME.finditer(text)]
+                  f"(use dopatut.methods.names.display)" for m in CODE_NAME.finditer(text)]
         found += [f"{name}: a method's code name in prose: {m.group(0)!r} in {text.strip()[:80]!r}"
                   for m in DOPAMINE_VERDICT.finditer(text)]
     return found

@@ -5,7 +5,7 @@
 
 `python scripts/check_figures.py --setup _build/ipython` installs scripts/figcheck_startup.py as an IPython
 startup file there, so that every kernel started with IPYTHONDIR=_build/ipython checks its figures
-(dopatut.figcheck.watch) as it renders them.
+(dopatut.course.figcheck.watch) as it renders them.
 """
 import shutil
 import sys
@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from dopatut.figcheck import read_report  # noqa: E402
+from dopatut.course.figcheck import read_report  # noqa: E402
 
 
 def setup(ipython_dir) -> Path:

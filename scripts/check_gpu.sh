@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dopatut on a CUDA GPU: the unit tests on it, then the whole protocol on it from an empty cache, timed, and
 # compared with the CPU bundle (the same grid choices, or near-ties; the same verdicts; accuracies within
-# dopatut.bundle_check.TOLERANCE), then two chapters that train on it.
+# dopatut.study.bundle_check.TOLERANCE), then two chapters that train on it.
 #
 #   scripts/check_gpu.sh [output folder]      # default _build/gpu; writes gpu_check.json and the logs there
 #
@@ -29,7 +29,7 @@ python scripts/make_bundle.py --run "$cache" --device cuda --check "$cache" --js
   2>&1 | tee "$out/protocol.log" || status=$?
 python - "$out/gpu_check.json" <<'PY'
 import json, sys, time, torch
-from dopatut.perf import protocol_flops
+from dopatut.study.perf import protocol_flops
 report = json.load(open(sys.argv[1]))
 flops = sum(protocol_flops().values())  # the training matmuls of the MLP protocol (chapter 9's foundations aside)
 a = torch.randn(8192, 8192, device="cuda")

@@ -1,4 +1,4 @@
-"""Rebuild, or check, the results bundle that dopatut ships (dopatut/shipped/, see dopatut.bundle).
+"""Rebuild, or check, the results bundle that dopatut ships (dopatut/shipped/, see dopatut.foundations.bundle).
 
     python scripts/make_bundle.py                   # the protocol from nothing in a fresh cache, then the bundle
     python scripts/make_bundle.py --from-cache DIR  # the bundle from a cache that holds everything (e.g. CI's)
@@ -27,9 +27,10 @@ def run_protocol(cache: Path, device: str) -> float:
     os.environ["DOPATUT_CACHE"] = str(cache)
     os.environ["DOPATUT_RECOMPUTE"] = "1"
     os.environ.pop("DOPATUT_READ_SHIPPED", None)  # the bundle is made from nothing, the budget study included
-    from dopatut import beyond, sweeps
-    from dopatut.budget import budget_study
-    from dopatut.compare import FOUNDATIONS, compare
+    from dopatut.study import beyond
+    from dopatut.study import sweeps
+    from dopatut.study.budget import budget_study
+    from dopatut.study.compare import FOUNDATIONS, compare
 
     start = time.perf_counter()
     for kind in FOUNDATIONS:  # every grid, then ten seeds of every method; the foundations on the way
@@ -62,10 +63,10 @@ def main(argv=None) -> int:
     if args.run:
         seconds = run_protocol(args.run, args.device)
     if args.check:
-        from dopatut.bundle_check import TOLERANCE, check
+        from dopatut.study.bundle_check import TOLERANCE, check
 
         if args.spot_check:
-            from dopatut.budget import spot_check
+            from dopatut.study.budget import spot_check
 
             os.environ["DOPATUT_CACHE"] = str(args.check)
             start = time.perf_counter()
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
         return 0 if report.ok else 1
     if args.device != "cpu":
         parser.error("the bundle ships CPU results: build it with --device cpu")
-    from dopatut.bundle_check import PACKAGE, write
+    from dopatut.study.bundle_check import PACKAGE, write
 
     source = args.from_cache or args.run
     if source is None:

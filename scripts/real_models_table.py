@@ -16,8 +16,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from zoo import ZOO, call  # noqa: E402
 
-from dopatut.gate import hardened  # noqa: E402
-from dopatut.methods import apply_method  # noqa: E402
+from dopatut.methods.gate import hardened  # noqa: E402
+from dopatut.methods.builtin import apply_method  # noqa: E402
 
 METHODS = ("dopamine", "gain_only", "bitfit", "head", "lora")
 

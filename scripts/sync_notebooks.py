@@ -44,7 +44,7 @@ def header_cells(nb_path: Path) -> list[dict]:
                  "    if subprocess.run(pip).returncode != 0:\n"
                  "        raise RuntimeError(\"Installing dopatut failed (pip's message is above). Check the network, then \"\n"
                  "                           \"run this cell again before the rest of the chapter.\")\n"
-                 "from dopatut.notebook import setup_line\n"
+                 "from dopatut.course.notebook import setup_line\n"
                  "print(setup_line())  # the device it trains on, and whether results come from the shipped bundle")}
     return [badge, setup]
 

@@ -3,7 +3,7 @@ import socket
 import pytest
 import torch
 
-from dopatut.model import FoundationMLP, MLPConfig
+from dopatut.foundations.model import FoundationMLP, MLPConfig
 
 _connect = socket.socket.connect
 

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from dopatut.explorer import AttributionExplorer
-from dopatut.gate import gates_of
-from dopatut.methods import apply_method
-from dopatut.model import FoundationMLP, MLPConfig, freeze
+from dopatut.analysis.explorer import AttributionExplorer
+from dopatut.methods.gate import gates_of
+from dopatut.methods.builtin import apply_method
+from dopatut.foundations.model import FoundationMLP, MLPConfig, freeze
 
 
 def random_models(seed=0):

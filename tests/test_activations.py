@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from dopatut.activations import OPEN_TOL, activation_classes, open_threshold
-from dopatut.gate import OPEN_AT, GateSet, attach, hardened
-from dopatut.methods import apply_method
+from dopatut.methods.activations import OPEN_TOL, activation_classes, open_threshold
+from dopatut.methods.gate import OPEN_AT, GateSet, attach, hardened
+from dopatut.methods.builtin import apply_method
 
 Z = torch.linspace(-40, 8, 20_001).unsqueeze(1)
 

@@ -2,10 +2,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from dopatut.answer import answer_table, foundation_sentence, headline, thresholds  # noqa: E402
-from dopatut.compare_plots import plot_forest  # noqa: E402
-from dopatut.figcheck import figure_problems  # noqa: E402
-from dopatut.stats import PairedDifference  # noqa: E402
+from dopatut.showing.answer import answer_table, foundation_sentence, headline, thresholds  # noqa: E402
+from dopatut.showing.compare_plots import plot_forest  # noqa: E402
+from dopatut.course.figcheck import figure_problems  # noqa: E402
+from dopatut.analysis.stats import PairedDifference  # noqa: E402
 
 
 def d(mean, half):
@@ -49,7 +49,7 @@ def test_forest_plot_has_a_row_per_rival_and_reads():
 
 
 def test_versus_one_rival_on_every_foundation():
-    from dopatut.answer import versus
+    from dopatut.showing.answer import versus
     assert versus(ANSWER, "frozen") == ("Over 10 seeds, Dopamine beats the frozen foundation on the mixture foundation "
                                         "by 1.00 points and on the upright foundation by 40.00 points.")
     assert versus(ANSWER, "gain_only") == ("Over 10 seeds, Dopamine ties with gain-only on the mixture foundation within "

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from dopatut.attribution import (firing, gate_states, hidden_states, last_layer_contributions, logit_margins,
+from dopatut.analysis.attribution import (firing, gate_states, hidden_states, last_layer_contributions, logit_margins,
                                  silenced, strongly_active_fraction)
-from dopatut.gate import GateSet, attach, set_hard
-from dopatut.lora import LoRALinear
-from dopatut.methods import apply_method
+from dopatut.methods.gate import GateSet, attach, set_hard
+from dopatut.methods.lora import LoRALinear
+from dopatut.methods.builtin import apply_method
 
 
 @pytest.mark.parametrize("method", ["frozen", "dopamine", "lora"])
@@ -106,7 +106,7 @@ def test_firing_gives_what_each_old_copy_gave(gated, inputs, small_model):
 
 
 def test_firing_without_gates_and_on_any_gated_model(inputs):
-    from dopatut.model import FoundationMLP, MLPConfig
+    from dopatut.foundations.model import FoundationMLP, MLPConfig
     base = FoundationMLP(MLPConfig(hidden=(16, 16)))
     h1 = torch.relu(base.hidden["hidden1"].linear(inputs))
     assert torch.equal(firing(base, inputs, per="input")["hidden1"], (h1 != 0).float().mean(1))

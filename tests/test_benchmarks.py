@@ -1,4 +1,4 @@
-"""dopatut.perf and the pure parts of benchmarks/bench.py. Nothing here is timed."""
+"""dopatut.study.perf and the pure parts of benchmarks/bench.py. Nothing here is timed."""
 import importlib.util
 import json
 from pathlib import Path
@@ -9,15 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from dopatut.data import load_mnist, rotate, to_inputs
-from dopatut.model import FoundationMLP, MLPConfig
-from dopatut.methods import METHODS, apply_method
-from dopatut.perf import (FUSED_ADAM, PLAIN_ADAM, RESULTS, adam_shares, forward_flops, goals_table, interleaved_best,
+from dopatut.foundations.data import load_mnist, rotate, to_inputs
+from dopatut.foundations.model import FoundationMLP, MLPConfig
+from dopatut.methods.builtin import METHODS, apply_method
+from dopatut.study.perf import (FUSED_ADAM, PLAIN_ADAM, RESULTS, adam_shares, forward_flops, goals_table, interleaved_best,
                           linear_shapes, load_results, measures_table, protocol_flops, run_flops,
                           training_flops)
-from dopatut.protocol import LORA_RANK, Protocol
-from dopatut.stack import fit_many
-from dopatut.train import TrainConfig
+from dopatut.study.protocol import LORA_RANK, Protocol
+from dopatut.training.stack import fit_many
+from dopatut.training.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -240,7 +240,7 @@ def test_saved_bytes_counts_what_backward_keeps(bench):
 
 
 def test_the_cold_table_shows_both_columns_and_the_goal(tmp_path):
-    from dopatut.perf import cold_table, load_cold
+    from dopatut.study.perf import cold_table, load_cold
 
     path = tmp_path / "cold.json"
     path.write_text(json.dumps({"before": {"04_baselines": 500.0}, "after": {"04_baselines": 70.2, "05_seeds": 75.0},
@@ -252,6 +252,6 @@ def test_the_cold_table_shows_both_columns_and_the_goal(tmp_path):
 
 
 def test_a_bar_in_a_measure_stays_in_its_cell():
-    from dopatut.perf import measures_table
+    from dopatut.study.perf import measures_table
     page = measures_table({"rows": [{"name": "|a - b| in points", "dopatut": "0.2"}]}).html()
     assert page.count("<td") == 4 and "|a - b| in points</td>" in page, page

@@ -5,10 +5,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from dopatut import beyond
-from dopatut.gate import GateSet
-from dopatut.methods import apply_method
-from dopatut.vit import VisionTransformer, ViTConfig
+from dopatut.study import beyond
+from dopatut.methods.gate import GateSet
+from dopatut.methods.builtin import apply_method
+from dopatut.foundations.vit import VisionTransformer, ViTConfig
 
 
 def small_vit():
@@ -31,7 +31,7 @@ def test_gate_movement_is_zero_at_init_and_sees_a_moved_threshold():
 
 
 def test_plot_arms_gives_each_foundation_its_own_panel_and_scale():
-    from dopatut.pipeline import Result
+    from dopatut.study.pipeline import Result
     runs = {"mixture": {"frozen": [Result("frozen", 0, {"45": 0.944})] * 2,
                         "dopamine": [Result("dopamine", 768, {"45": a}) for a in (0.953, 0.954)]},
             "upright": {"frozen": [Result("frozen", 0, {"45": 0.5})] * 2,
@@ -43,8 +43,8 @@ def test_plot_arms_gives_each_foundation_its_own_panel_and_scale():
 
 
 def test_grids_and_arms_are_one_job_per_model_each_as_trained_alone(monkeypatch):
-    from dopatut.pipeline import specialise_many
-    from dopatut.train import TrainConfig
+    from dopatut.study.pipeline import specialise_many
+    from dopatut.training.train import TrainConfig
     monkeypatch.setenv("DOPATUT_WORKERS", "1")  # in process; tests/test_workers.py checks a job's numbers in a worker
     study = replace(beyond.STUDY, adapt_images=500, grid_images=300, kept=("head",), widen=0,  # the grids as given
                     lr_grid={**beyond.STUDY.lr_grid, "head": (1e-4, 3e-2)})
@@ -91,8 +91,8 @@ def test_a_study_that_names_an_arm_it_lacks_is_refused():
 
 
 def test_the_study_keeps_the_foundations_of_the_shipped_bundle():
-    from dopatut.bundle import bundled
-    from dopatut.pipeline import foundation_path
+    from dopatut.foundations.bundle import bundled
+    from dopatut.study.pipeline import foundation_path
     for spec in beyond.STUDY.specs.values():
         assert bundled(f"foundations/{foundation_path(spec, 0, 'cpu').name}") is not None
 

@@ -1,14 +1,14 @@
 import pytest
 
-import dopatut.budget as budget
-import dopatut.compare as compare
-from dopatut.budget import (BudgetRun, budget_name, budget_study, flat_epoch, flat_sentence, mean_curve,
+import dopatut.study.budget as budget
+import dopatut.study.compare as compare
+from dopatut.study.budget import (BudgetRun, budget_name, budget_study, flat_epoch, flat_sentence, mean_curve,
                             verdict_changes, verdict_sentence)
-from dopatut.model import MLPConfig
-from dopatut.pipeline import FoundationSpec, Result
-from dopatut.protocol import Protocol
-from dopatut.stats import paired_difference, verdict
-from dopatut.train import TrainConfig
+from dopatut.foundations.model import MLPConfig
+from dopatut.study.pipeline import FoundationSpec, Result
+from dopatut.study.protocol import Protocol
+from dopatut.analysis.stats import paired_difference, verdict
+from dopatut.training.train import TrainConfig
 
 TINY_SPEC = FoundationSpec(model=MLPConfig(hidden=(16, 16)), train=TrainConfig(epochs=1, batch_size=512))
 TINY = Protocol(epochs=1, foundation_epochs=1, batch_size=512, seeds=(0, 1, 2),
@@ -85,7 +85,7 @@ def test_bad_input_is_named():
 
 
 def test_the_shipped_study_pairs_the_protocols_first_seeds():
-    from dopatut.protocol import PROTOCOL
+    from dopatut.study.protocol import PROTOCOL
 
     assert budget.BUDGET_SEEDS == PROTOCOL.seeds[:len(budget.BUDGET_SEEDS)] and budget.BUDGET_EPOCHS > PROTOCOL.epochs
 

@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from dopatut import bundle, compare, pipeline, search
-from dopatut.budget import budget_name
-from dopatut.bundle_check import PACKAGE, TOLERANCE, check, contents, missing_from_bundle
-from dopatut.compare import FOUNDATIONS, compare as run_compare, select
-from dopatut.pipeline import foundation, foundation_path, foundation_records
+from dopatut.foundations import bundle
+from dopatut.study import compare
+from dopatut.study import pipeline
+from dopatut.study import search
+from dopatut.study.budget import budget_name
+from dopatut.study.bundle_check import PACKAGE, TOLERANCE, check, contents, missing_from_bundle
+from dopatut.study.compare import FOUNDATIONS, compare as run_compare, select
+from dopatut.study.pipeline import foundation, foundation_path, foundation_records
 
 
 @pytest.fixture
@@ -46,9 +49,9 @@ def test_the_bundle_is_small_and_git_friendly():
 def test_every_protocol_result_and_foundation_is_shipped_under_the_name_the_code_builds(shipped, monkeypatch):
     """A key that changes (a field added to TrainConfig's dict, a method's fingerprint, the protocol's dict)
     renames the results, and the shipped bundle no longer has them: this names which."""
-    from dopatut.beyond import STUDY
-    from dopatut.methods import METHODS
-    from dopatut.protocol import PROTOCOL
+    from dopatut.study.beyond import STUDY
+    from dopatut.methods.builtin import METHODS
+    from dopatut.study.protocol import PROTOCOL
     monkeypatch.setattr(compare, "specialise_many", _no_training)
     monkeypatch.setattr(pipeline, "_train_foundations", _no_training)
     missing = []
@@ -119,7 +122,7 @@ def test_read_shipped_keeps_only_the_named_kind_from_the_bundle_under_recompute(
 
 
 def test_the_check_notes_budget_stacks_it_did_not_recompute_and_fails_a_missing_spot_check(tmp_path, shipped):
-    from dopatut.budget import SPOT_CHECK
+    from dopatut.study.budget import SPOT_CHECK
 
     run = _fake_run(tmp_path)
     skipped = [(k, m) for k in FOUNDATIONS for m in ("lora", "head") if (k, m) not in SPOT_CHECK]
@@ -166,7 +169,7 @@ def test_the_check_passes_a_run_like_the_bundle_and_fails_a_stale_one(tmp_path, 
 
 
 def test_the_check_compares_chapter_7_and_9_results_and_fails_a_moved_one(tmp_path, shipped):
-    from dopatut.sweeps import chapter_results
+    from dopatut.study.sweeps import chapter_results
 
     run = _fake_run(tmp_path)
     name = chapter_results()[0]  # an angle sweep: a list of results, one per angle

@@ -6,11 +6,12 @@ import textwrap
 
 import pytest
 
-from dopatut import cache, pipeline
-from dopatut.cache import CacheError, check_writable, training_lock
-from dopatut.model import MLPConfig
-from dopatut.pipeline import FoundationSpec, foundation, foundation_path
-from dopatut.train import TrainConfig
+from dopatut.foundations import cache
+from dopatut.study import pipeline
+from dopatut.foundations.cache import CacheError, check_writable, training_lock
+from dopatut.foundations.model import MLPConfig
+from dopatut.study.pipeline import FoundationSpec, foundation, foundation_path
+from dopatut.training.train import TrainConfig
 
 SPEC = FoundationSpec(model=MLPConfig(hidden=(16, 16)), train=TrainConfig(epochs=1, batch_size=1024))
 
@@ -58,9 +59,9 @@ def test_lock_is_reentrant_in_one_process():
 
 
 _CHILD = textwrap.dedent("""
-    from dopatut.model import MLPConfig
-    from dopatut.pipeline import FoundationSpec, foundation
-    from dopatut.train import TrainConfig
+    from dopatut.foundations.model import MLPConfig
+    from dopatut.study.pipeline import FoundationSpec, foundation
+    from dopatut.training.train import TrainConfig
     foundation(0, FoundationSpec(model=MLPConfig(hidden=(16, 16)), train=TrainConfig(epochs=1, batch_size=1024)))
     print("finished")
 """)
@@ -98,8 +99,8 @@ def _disk_full(*args, **kwargs):
 
 
 def test_a_full_disk_keeps_the_trained_foundation_in_memory(tmp_path, monkeypatch):
-    from dopatut import checkpoints
-    from dopatut.cache import CacheFullWarning
+    from dopatut.foundations import checkpoints
+    from dopatut.foundations.cache import CacheFullWarning
 
     monkeypatch.setattr(checkpoints.os, "fsync", _disk_full)  # the writer fails as on a full disk, after training
     with pytest.warns(CacheFullWarning) as record:
@@ -114,8 +115,9 @@ def test_a_full_disk_keeps_the_trained_foundation_in_memory(tmp_path, monkeypatc
 
 
 def test_a_full_disk_keeps_results_in_memory(monkeypatch):
-    from dopatut import checkpoints, compare
-    from dopatut.cache import CacheFullWarning
+    from dopatut.foundations import checkpoints
+    from dopatut.study import compare
+    from dopatut.foundations.cache import CacheFullWarning
 
     calls = []
     monkeypatch.setattr(checkpoints.os, "fsync", _disk_full)
@@ -125,7 +127,7 @@ def test_a_full_disk_keeps_results_in_memory(monkeypatch):
 
 
 def test_other_write_errors_are_not_taken_for_a_full_disk(monkeypatch):
-    from dopatut import checkpoints
+    from dopatut.foundations import checkpoints
 
     def broken(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error")

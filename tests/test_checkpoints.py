@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from dopatut.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from dopatut.gate import GateSet, load_gates, save_gates
-from dopatut.model import FoundationMLP, MLPConfig
+from dopatut.foundations.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from dopatut.methods.gate import GateSet, load_gates, save_gates
+from dopatut.foundations.model import FoundationMLP, MLPConfig
 
 
 def shapes(model):
@@ -84,7 +84,7 @@ def test_gates_save_apart_from_the_base_and_check_the_fit(tmp_path, small_model)
 def test_tensors_go_through_json_bit_for_bit():
     import json
 
-    from dopatut.checkpoints import tensors_from_json, tensors_to_json
+    from dopatut.foundations.checkpoints import tensors_from_json, tensors_to_json
 
     tensors = {"a.threshold": torch.randn(3, 4, generator=torch.Generator().manual_seed(0)),
                "b.gain": torch.tensor([1e-38, -0.0, float("inf")])}

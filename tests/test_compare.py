@@ -3,16 +3,16 @@ from dataclasses import replace
 
 import pytest
 
-import dopatut.compare as compare
-import dopatut.data as data
-import dopatut.pipeline as pipeline
-import dopatut.search as search
-from dopatut.compare import (Selection, accuracies, differences, protocol_config, select, selection_table,
+import dopatut.study.compare as compare
+import dopatut.foundations.data as data
+import dopatut.study.pipeline as pipeline
+import dopatut.study.search as search
+from dopatut.study.compare import (Selection, accuracies, differences, protocol_config, select, selection_table,
                              summarise)
-from dopatut.model import MLPConfig
-from dopatut.pipeline import FoundationSpec, Result, foundation
-from dopatut.protocol import Protocol
-from dopatut.train import TrainConfig
+from dopatut.foundations.model import MLPConfig
+from dopatut.study.pipeline import FoundationSpec, Result, foundation
+from dopatut.study.protocol import Protocol
+from dopatut.training.train import TrainConfig
 
 TINY_SPEC = FoundationSpec(model=MLPConfig(hidden=(16, 16)), train=TrainConfig(epochs=1, batch_size=512))
 TINY = Protocol(epochs=1, foundation_epochs=1, batch_size=512, seeds=(0, 1),
@@ -115,8 +115,8 @@ def test_bad_input_is_named(make, message):
     (-0.002, 0.004, "A ties with B at 45°: the difference, +0.10 points on average, has a 95% CI of [-0.20, +0.40]"),
 ])
 def test_the_sentence_follows_the_interval(low, high, start):
-    from dopatut.compare import said
-    from dopatut.stats import PairedDifference
+    from dopatut.study.compare import said
+    from dopatut.analysis.stats import PairedDifference
     d = PairedDifference((0.0,) * 10, (low + high) / 2, 0.01, low, high, 0.95)
     assert said("A", "B", d).startswith(start), said("A", "B", d)
 

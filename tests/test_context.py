@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from dopatut.context import ConditionedModel, ContextGate, embed, gates_at, train_conditioned, with_angle
-from dopatut.gate import Modes, hardened
-from dopatut.model import FoundationMLP, MLPConfig, count_parameters
-from dopatut.train import TrainConfig, evaluate
-from dopatut.data import mode_data
+from dopatut.study.context import ConditionedModel, ContextGate, embed, gates_at, train_conditioned, with_angle
+from dopatut.methods.gate import Modes, hardened
+from dopatut.foundations.model import FoundationMLP, MLPConfig, count_parameters
+from dopatut.training.train import TrainConfig, evaluate
+from dopatut.foundations.data import mode_data
 
 
 def test_embedding_and_angle_column():

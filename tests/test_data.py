@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dopatut import data
+from dopatut.foundations import data
 
 
 def test_real_mnist_from_a_named_source():

@@ -6,12 +6,14 @@ import json
 import pytest
 import torch
 
-from dopatut import compare, device, workers
-from dopatut.data import mode_data
-from dopatut.device import default_device, device_key, resolve_device
-from dopatut.model import MLPConfig
-from dopatut.pipeline import FoundationSpec, foundation, foundation_path, foundations
-from dopatut.train import TrainConfig, evaluate
+from dopatut.study import compare
+from dopatut.foundations import device
+from dopatut.training import workers
+from dopatut.foundations.data import mode_data
+from dopatut.foundations.device import default_device, device_key, resolve_device
+from dopatut.foundations.model import MLPConfig
+from dopatut.study.pipeline import FoundationSpec, foundation, foundation_path, foundations
+from dopatut.training.train import TrainConfig, evaluate
 
 SPEC = FoundationSpec(model=MLPConfig(hidden=(16, 16)), train=TrainConfig(epochs=1, batch_size=1024))
 

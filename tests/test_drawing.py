@@ -1,7 +1,7 @@
 """The explorer's pictures."""
 import torch
 
-from dopatut.drawing import layer_picture, render
+from dopatut.showing.drawing import layer_picture, render
 from explorer_models import explorer, models  # noqa: F401  (fixtures)
 
 

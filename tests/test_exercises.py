@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from dopatut import exercises as ex
-from dopatut.gate import temperature_at
+from dopatut.course import exercises as ex
+from dopatut.methods.gate import temperature_at
 
 
 def run(check, fn, capsys):
@@ -101,7 +101,7 @@ def test_checker_accepts_the_reference_and_names_each_mistake(check, capsys):
 
 
 def test_last_block_attention_check_answers_back(capsys):
-    from dopatut.exercises import check_last_block_attention
+    from dopatut.course.exercises import check_last_block_attention
     assert check_last_block_attention(r"blocks\.1\.attn\.(qkv|proj)")
     assert check_last_block_attention(["blocks.1.attn.qkv", "blocks.1.attn.proj"])
     assert not check_last_block_attention(NotImplemented)
@@ -116,7 +116,7 @@ def test_last_block_attention_check_answers_back(capsys):
 
 def test_last_mlp_predicate_check_answers_back(capsys):
     pytest.importorskip("transformers")
-    from dopatut.exercises import check_last_mlp_predicate
+    from dopatut.course.exercises import check_last_mlp_predicate
     assert check_last_mlp_predicate(lambda name, m: name == "transformer.h.1.mlp.act")
     assert check_last_mlp_predicate(lambda name, m: name.startswith("transformer.h.1.") and name.endswith(".act"))
     assert not check_last_mlp_predicate(NotImplemented)
@@ -132,8 +132,8 @@ def test_last_mlp_predicate_check_answers_back(capsys):
 
 
 def test_attach_without_gain_check_answers_back(capsys):
-    from dopatut.exercises import check_attach_without_gain
-    from dopatut.gate import GateSet, attach
+    from dopatut.course.exercises import check_attach_without_gain
+    from dopatut.methods.gate import GateSet, attach
 
     def reference(model, options, context):
         attach(model, GateSet.for_model(model, learn_gain=False), check=False)

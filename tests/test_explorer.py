@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from dopatut.explorer import AttributionExplorer, input_patterns
-from dopatut.gate import gates_of, hardened
-from dopatut.train import predict_logits
+from dopatut.analysis.explorer import AttributionExplorer, input_patterns
+from dopatut.methods.gate import gates_of, hardened
+from dopatut.training.train import predict_logits
 from explorer_models import explorer, models  # noqa: F401  (fixtures)
 
 

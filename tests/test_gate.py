@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dopatut.gate import (DopamineGate, GateSet, Modes, attach, detach, gate_activity, hardened,
+from dopatut.methods.gate import (DopamineGate, GateSet, Modes, attach, detach, gate_activity, hardened,
                           set_hard, temperature_at)
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from dopatut.lora import (LoRAConfig, LoRAConv2d, LoRALinear, factored, lora_layers, merge_lora, peft_lora,
+from dopatut.methods.lora import (LoRAConfig, LoRAConv2d, LoRALinear, factored, lora_layers, merge_lora, peft_lora,
                           unmerge_lora)
-from dopatut.methods import apply_method
+from dopatut.methods.builtin import apply_method
 
 
 def randomise_b(model):
@@ -102,7 +102,7 @@ def test_inference_without_gradients_computes_the_merged_layer(small_model, inpu
 
 
 def small_vit():
-    from dopatut.vit import VisionTransformer, ViTConfig
+    from dopatut.foundations.vit import VisionTransformer, ViTConfig
     torch.manual_seed(0)
     return VisionTransformer(ViTConfig(width=16, depth=2, heads=2)).requires_grad_(False)
 

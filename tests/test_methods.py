@@ -3,11 +3,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from dopatut.gate import hardened
-from dopatut.lora import LoRAConfig
-from dopatut.methods import (METHODS, BitFitConfig, DopamineConfig, FrozenConfig, FullConfig, GainOnlyConfig,
+from dopatut.methods.gate import hardened
+from dopatut.methods.lora import LoRAConfig
+from dopatut.methods.builtin import (METHODS, BitFitConfig, DopamineConfig, FrozenConfig, FullConfig, GainOnlyConfig,
                              GateConfig, HeadConfig, ThresholdOnlyConfig, apply_method)
-from dopatut.model import FoundationMLP, count_parameters
+from dopatut.foundations.model import FoundationMLP, count_parameters
 
 
 @pytest.fixture(scope="module")

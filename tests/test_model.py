@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dopatut.model import FoundationMLP, MLPConfig, base_state_dict, count_parameters, freeze
+from dopatut.foundations.model import FoundationMLP, MLPConfig, base_state_dict, count_parameters, freeze
 
 
 def test_default_foundation_shape_and_counts():
@@ -30,7 +30,7 @@ def test_wrong_input_shape_names_the_expected_one(small_model):
 
 
 def test_base_state_dict_leaves_out_gates(small_model):
-    from dopatut.gate import GateSet, attach
+    from dopatut.methods.gate import GateSet, attach
 
     keys = set(small_model.state_dict())
     attach(small_model, GateSet.for_model(small_model))

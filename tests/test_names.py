@@ -1,7 +1,7 @@
 import pytest
 
-from dopatut.methods import METHODS
-from dopatut.names import CODE_NAMES, display
+from dopatut.methods.builtin import METHODS
+from dopatut.methods.names import CODE_NAMES, display
 
 
 def test_every_method_has_a_readable_name():
@@ -26,5 +26,5 @@ def test_code_names_are_those_a_reader_would_not_read_as_words():
 
 
 def test_small_numbers_are_written_as_people_write_them():
-    from dopatut.names import small_number
+    from dopatut.methods.names import small_number
     assert small_number(2.384e-07) == "2.4 × 10⁻⁷" and small_number(0.0) == "0" and small_number(3.2e-4) == "3.2 × 10⁻⁴"

@@ -1,4 +1,4 @@
-"""The page checks (scripts/check_book_html.py, dopatut.figcheck) fail on a page or figure with each defect."""
+"""The page checks (scripts/check_book_html.py, dopatut.course.figcheck) fail on a page or figure with each defect."""
 import importlib.util
 import json
 from pathlib import Path
@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from dopatut import figcheck  # noqa: E402
-from dopatut.names import CODE_NAMES, display  # noqa: E402
+from dopatut.methods.names import CODE_NAMES, display  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("check_book_html", ROOT / "scripts" / "check_book_html.py")

@@ -3,9 +3,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from dopatut.model import MLPConfig
-from dopatut.pipeline import FoundationSpec, foundation, foundation_path, foundations, specialise, specialise_many
-from dopatut.train import TrainConfig
+from dopatut.foundations.model import MLPConfig
+from dopatut.study.pipeline import FoundationSpec, foundation, foundation_path, foundations, specialise, specialise_many
+from dopatut.training.train import TrainConfig
 
 SPEC = FoundationSpec(model=MLPConfig(hidden=(32, 32)), train=TrainConfig(epochs=1, batch_size=512))
 
@@ -110,7 +110,7 @@ def test_specialise_many_trains_each_model_on_its_own_angle(cache, monkeypatch):
 
 
 def test_a_transformer_foundation_is_cached_under_its_own_name_and_soft_can_be_skipped(cache, monkeypatch):
-    from dopatut.vit import VisionTransformer, ViTConfig
+    from dopatut.foundations.vit import VisionTransformer, ViTConfig
     monkeypatch.setenv("DOPATUT_CACHE", str(cache))
     spec = FoundationSpec(model=ViTConfig(width=16, depth=1, heads=2), train=TrainConfig(epochs=1, batch_size=512))
     assert "foundation-vit-p7-w16-d1-h2-r4-a0_45-s0-" in foundation_path(spec, 0).name
@@ -127,10 +127,10 @@ def test_a_transformer_foundation_is_cached_under_its_own_name_and_soft_can_be_s
 
 def test_foundations_of_stack_false_train_alone_side_by_side_and_are_cached_under_a_key_of_their_own(
         cache, monkeypatch, tmp_path):
-    from dopatut import workers
-    from dopatut.data import mixture
-    from dopatut.pipeline import build
-    from dopatut.train import fit, seed_everything
+    from dopatut.training import workers
+    from dopatut.foundations.data import mixture
+    from dopatut.study.pipeline import build
+    from dopatut.training.train import fit, seed_everything
     alone_spec = replace(SPEC, stack=False)
     assert "stack" not in SPEC.to_dict(0)  # foundations cached before the option keep their keys
     assert foundation_path(alone_spec, 0) != foundation_path(SPEC, 0)  # the two loops round differently
@@ -157,9 +157,9 @@ def test_foundations_of_stack_false_train_alone_side_by_side_and_are_cached_unde
 
 
 def test_specialise_many_without_a_stack_trains_each_model_by_train_fit(cache, monkeypatch):
-    from dopatut.data import mode_data
-    from dopatut.methods import apply_method
-    from dopatut.train import evaluate, fit, seed_everything
+    from dopatut.foundations.data import mode_data
+    from dopatut.methods.builtin import apply_method
+    from dopatut.training.train import evaluate, fit, seed_everything
     monkeypatch.setenv("DOPATUT_CACHE", str(cache))
     base = foundation(0, SPEC, progress=False)
     config = TrainConfig(epochs=1, lr=1e-2, batch_size=512)

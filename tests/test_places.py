@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from dopatut.places import example_input, probe, split_key
+from dopatut.methods.places import example_input, probe, split_key
 
 
 class ActFirst(nn.Module):

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from dopatut.plots import (digit_grid, gate_response, gate_response_figure, layer_histograms,  # noqa: E402
+from dopatut.showing.plots import (digit_grid, gate_response, gate_response_figure, layer_histograms,  # noqa: E402
                            mode_schematic)
 
 

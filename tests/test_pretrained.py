@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from dopatut.checkpoints import CheckpointError
-from dopatut.gate import GateSet, hardened
-from dopatut.lora import LoRAConfig
-from dopatut.methods import METHODS, DopamineConfig, apply_method
-from dopatut.pretrained import from_pretrained, print_trainable_parameters, save_pretrained
+from dopatut.foundations.checkpoints import CheckpointError
+from dopatut.methods.gate import GateSet, hardened
+from dopatut.methods.lora import LoRAConfig
+from dopatut.methods.builtin import METHODS, DopamineConfig, apply_method
+from dopatut.methods.pretrained import from_pretrained, print_trainable_parameters, save_pretrained
 
 pytest.importorskip("transformers")
 from zoo import ZOO, call  # noqa: E402

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from dopatut.gate import GateSet, Modes, attach, hardened
-from dopatut.model import FoundationMLP, MLPConfig
-from dopatut.perf import forward_flops, linear_shapes
-from dopatut.attribution import firing
-from dopatut.prune import drive_bounds, never_fire, pixel_box, prune, silent_on
+from dopatut.methods.gate import GateSet, Modes, attach, hardened
+from dopatut.foundations.model import FoundationMLP, MLPConfig
+from dopatut.study.perf import forward_flops, linear_shapes
+from dopatut.analysis.attribution import firing
+from dopatut.analysis.prune import drive_bounds, never_fire, pixel_box, prune, silent_on
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_prune_rejects_wrong_masks_and_lora(gated, small_model):
         prune(gated, {"hidden1": torch.zeros(5, dtype=torch.bool)})
     with pytest.raises(ValueError, match="hidden9"):
         prune(gated, {"hidden9": torch.zeros(5, dtype=torch.bool)})
-    from dopatut.methods import apply_method
+    from dopatut.methods.builtin import apply_method
     with pytest.raises(TypeError, match="merge LoRA"):
         prune(apply_method(FoundationMLP(MLPConfig(hidden=(8,))), "lora", verbose=False), {})
 

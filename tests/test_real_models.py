@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from dopatut.checkpoints import CheckpointError
-from dopatut.gate import GatedActivation, GateSet, Modes, hardened
-from dopatut.methods import METHODS, apply_method
+from dopatut.foundations.checkpoints import CheckpointError
+from dopatut.methods.gate import GatedActivation, GateSet, Modes, hardened
+from dopatut.methods.builtin import METHODS, apply_method
 
 pytest.importorskip("timm")
 pytest.importorskip("transformers")
@@ -21,7 +21,7 @@ from zoo import MORE, ZOO, FunctionalMLP, call  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*(bos|eos|pad)_token_id.*")
 GATES = ("dopamine", "gain_only", "threshold_only")
-# the activation classes these models use, by name: the test's own list, independent of dopatut.activations
+# the activation classes these models use, by name: the test's own list, independent of dopatut.methods.activations
 ACTIVATION_NAMES = {"ReLU", "Hardswish", "SiLU", "GELU", "GELUActivation", "NewGELUActivation", "SiLUActivation",
                     "QuickGELUActivation"}
 _BUILT: dict[str, nn.Module] = {}

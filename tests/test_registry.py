@@ -5,16 +5,16 @@ import pytest
 import torch
 from torch import nn
 
-import dopatut.compare as compare
-from dopatut.compare import compare as run_comparison, differences, select
-from dopatut.gate import GateSet, attach
-from dopatut.methods import GATE_METHODS, METHODS, apply_method
-from dopatut.perf import run_flops
-from dopatut.pipeline import foundation, specialise
-from dopatut.train import TrainConfig
-from dopatut.protocol import GRIDS, PROTOCOL
-from dopatut.pretrained import from_pretrained, save_pretrained
-from dopatut.registry import Method, MethodConfig, _REGISTRY, check_target_modules, get_method, register_method
+import dopatut.study.compare as compare
+from dopatut.study.compare import compare as run_comparison, differences, select
+from dopatut.methods.gate import GateSet, attach
+from dopatut.methods.builtin import GATE_METHODS, METHODS, apply_method
+from dopatut.study.perf import run_flops
+from dopatut.study.pipeline import foundation, specialise
+from dopatut.training.train import TrainConfig
+from dopatut.study.protocol import GRIDS, PROTOCOL
+from dopatut.methods.pretrained import from_pretrained, save_pretrained
+from dopatut.methods.registry import Method, MethodConfig, _REGISTRY, check_target_modules, get_method, register_method
 
 from test_compare import TINY, TINY_SPEC
 
@@ -119,7 +119,7 @@ def test_a_readers_config_gives_its_options_is_applied_saved_and_read_back(gains
 def test_a_config_class_belongs_to_one_method(gains):
     with pytest.raises(ValueError, match="its config class GainsConfig is 'gains''s already"):
         register_method(Method("gains2", "gains", "", attach_gains, config_cls=GainsConfig))
-    with pytest.raises(ValueError, match="config_cls must be a subclass of dopatut.registry.MethodConfig"):
+    with pytest.raises(ValueError, match="config_cls must be a subclass of dopatut.methods.registry.MethodConfig"):
         Method("bad", "bad", "", None, config_cls=dict)
     with pytest.raises(ValueError, match=r"options \('targets',\) are not its config's fields"):
         Method("bad", "bad", "", None, options=("targets",), config_cls=GainsConfig)

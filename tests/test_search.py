@@ -2,8 +2,8 @@
 main comparison's choices that sit at an edge (read from the shipped grids)."""
 import pytest
 
-from dopatut import search
-from dopatut.search import choices_at_an_edge, next_setting, past_edge
+from dopatut.study import search
+from dopatut.study.search import choices_at_an_edge, next_setting, past_edge
 
 
 def test_past_edge_tries_the_next_rate_only_where_the_best_sits_at_an_edge():

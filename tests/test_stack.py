@@ -3,11 +3,11 @@ import copy
 import pytest
 import torch
 
-from dopatut.data import mode_data
-from dopatut.methods import apply_method
-from dopatut.model import FoundationMLP, MLPConfig, base_state_dict
-from dopatut.stack import PrecomputedLinear, fit_many, frozen_stem
-from dopatut.train import TrainConfig, evaluate, fit, seed_everything
+from dopatut.foundations.data import mode_data
+from dopatut.methods.builtin import apply_method
+from dopatut.foundations.model import FoundationMLP, MLPConfig, base_state_dict
+from dopatut.training.stack import PrecomputedLinear, fit_many, frozen_stem
+from dopatut.training.train import TrainConfig, evaluate, fit, seed_everything
 
 SMALL = MLPConfig(hidden=(32, 24))
 STACKED = ("full", "dopamine", "gain_only", "threshold_only", "bitfit", "head", "lora")

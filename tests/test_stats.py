@@ -1,7 +1,7 @@
 import math
 
 import pytest
-from dopatut.stats import PairedDifference, mean_ci, mean_std, paired_difference, t_quantile, verdict
+from dopatut.analysis.stats import PairedDifference, mean_ci, mean_std, paired_difference, t_quantile, verdict
 
 # Two-sided 95% and 99% critical values from standard t tables.
 T_TABLE = {(0.975, 1): 12.706, (0.975, 2): 4.303, (0.975, 4): 2.776, (0.975, 9): 2.262,

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from dopatut.data import load_mnist, mode_data, rotate, to_inputs
-from dopatut.model import FoundationMLP, MLPConfig, freeze
-from dopatut.train import TrainConfig
-from dopatut.attribution import firing
-from dopatut.sweeps import adapt, mixed_slice, quick_foundation, recovered
+from dopatut.foundations.data import load_mnist, mode_data, rotate, to_inputs
+from dopatut.foundations.model import FoundationMLP, MLPConfig, freeze
+from dopatut.training.train import TrainConfig
+from dopatut.analysis.attribution import firing
+from dopatut.study.sweeps import adapt, mixed_slice, quick_foundation, recovered
 
 
 def test_mixed_slice_turns_each_image_by_its_own_mode():
@@ -47,8 +47,9 @@ def test_quick_foundation_learns_and_is_frozen():
 
 
 def test_chapter_sevens_sweeps_are_cached_by_foundation_and_settings(monkeypatch, tmp_path):
-    from dopatut import search, sweeps
-    from dopatut.pipeline import FoundationSpec
+    from dopatut.study import search
+    from dopatut.study import sweeps
+    from dopatut.study.pipeline import FoundationSpec
 
     spec = FoundationSpec(model=MLPConfig(hidden=(16, 16)), train=TrainConfig(epochs=1, batch_size=512))
     monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path))

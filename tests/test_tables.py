@@ -1,7 +1,7 @@
 """The one table type: the same cells as HTML for a notebook and as markdown for a file."""
 import pytest
 
-from dopatut.tables import Table
+from dopatut.foundations.tables import Table
 
 
 def test_html_escapes_text_reads_bold_and_code_and_styles_only_aligned_columns():

@@ -4,13 +4,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dopatut.checkpoints import CheckpointError
-from dopatut.gate import OPEN_AT, GatedActivation, GateSet, Modes, attach, detach, hardened
-from dopatut.methods import METHODS, apply_method
-from dopatut.model import FoundationMLP, MLPConfig, count_parameters
-from dopatut.stack import fit_many
-from dopatut.train import TrainConfig, fit
-from dopatut.vit import VisionTransformer, ViTConfig
+from dopatut.foundations.checkpoints import CheckpointError
+from dopatut.methods.gate import OPEN_AT, GatedActivation, GateSet, Modes, attach, detach, hardened
+from dopatut.methods.builtin import METHODS, apply_method
+from dopatut.foundations.model import FoundationMLP, MLPConfig, count_parameters
+from dopatut.training.stack import fit_many
+from dopatut.training.train import TrainConfig, fit
+from dopatut.foundations.vit import VisionTransformer, ViTConfig
 
 
 def stack():

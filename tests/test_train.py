@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from dopatut.data import mixture, mode_data
-from dopatut.gate import hardened
-from dopatut.methods import apply_method
-from dopatut.model import FoundationMLP, MLPConfig, base_state_dict, freeze
-from dopatut.train import TrainConfig, adam, evaluate, fit, seed_everything
+from dopatut.foundations.data import mixture, mode_data
+from dopatut.methods.gate import hardened
+from dopatut.methods.builtin import apply_method
+from dopatut.foundations.model import FoundationMLP, MLPConfig, base_state_dict, freeze
+from dopatut.training.train import TrainConfig, adam, evaluate, fit, seed_everything
 
 N_TRAIN, N_TEST = 12_000, 5_000
 
@@ -118,8 +118,8 @@ def test_adam_falls_back_to_plain_where_fused_is_missing(monkeypatch):
 
 
 def test_a_run_that_blows_up_is_stopped_naming_its_learning_rate_and_step(small_model):
-    from dopatut.methods import apply_method
-    from dopatut.train import DivergedError
+    from dopatut.methods.builtin import apply_method
+    from dopatut.training.train import DivergedError
     x, y = torch.randn(256, 784), torch.randint(0, 10, (256,))
     with pytest.raises(DivergedError, match=r"diverged: the loss was not finite, or above 1000, at step \d+ of 4 "
                                             r"with lr 1e\+06; try a smaller learning rate"):
@@ -128,9 +128,9 @@ def test_a_run_that_blows_up_is_stopped_naming_its_learning_rate_and_step(small_
 
 
 def test_a_stack_marks_a_blown_model_and_the_others_train_as_without_it(small_model):
-    from dopatut.methods import apply_method
-    from dopatut.stack import fit_many
-    from dopatut.train import DivergedError
+    from dopatut.methods.builtin import apply_method
+    from dopatut.training.stack import fit_many
+    from dopatut.training.train import DivergedError
     x, y = torch.randn(256, 784), torch.randint(0, 10, (256,))
     configs = [TrainConfig(epochs=2, batch_size=128, lr=lr, seed=0) for lr in (1e-3, 1e6, 1e-2)]
     models = [apply_method(small_model, "full", verbose=False) for _ in configs]

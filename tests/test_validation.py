@@ -7,12 +7,16 @@ import copy
 import pytest
 import torch
 
-from dopatut import compare, pipeline, search, stack, sweeps
-from dopatut.methods import apply_method
-from dopatut.model import FoundationMLP, MLPConfig, freeze
-from dopatut.pipeline import foundation, foundations, specialise, specialise_many
-from dopatut.protocol import PROTOCOL
-from dopatut.train import TrainConfig, fit
+from dopatut.study import compare
+from dopatut.study import pipeline
+from dopatut.study import search
+from dopatut.training import stack
+from dopatut.study import sweeps
+from dopatut.methods.builtin import apply_method
+from dopatut.foundations.model import FoundationMLP, MLPConfig, freeze
+from dopatut.study.pipeline import foundation, foundations, specialise, specialise_many
+from dopatut.study.protocol import PROTOCOL
+from dopatut.training.train import TrainConfig, fit
 
 BASE = FoundationMLP(MLPConfig(hidden=(8, 8)))
 CONFIG = TrainConfig(epochs=1)

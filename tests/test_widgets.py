@@ -1,6 +1,6 @@
 """The explorer's views: the kernel-free one's links and the live one's callbacks, without a browser."""
-from dopatut.drawing import render
-from dopatut.widgets import explorer_view, static_explorer
+from dopatut.showing.drawing import render
+from dopatut.showing.widgets import explorer_view, static_explorer
 from explorer_models import explorer, models  # noqa: F401  (fixtures)
 
 

@@ -3,12 +3,12 @@ import os
 import pytest
 import torch
 
-from dopatut import workers
-from dopatut.data import mode_data
-from dopatut.methods import apply_method
-from dopatut.model import FoundationMLP, MLPConfig
-from dopatut.stack import fit_many
-from dopatut.train import TrainConfig, seed_everything
+from dopatut.training import workers
+from dopatut.foundations.data import mode_data
+from dopatut.methods.builtin import apply_method
+from dopatut.foundations.model import FoundationMLP, MLPConfig
+from dopatut.training.stack import fit_many
+from dopatut.training.train import TrainConfig, seed_everything
 
 
 def train_small(seed: int) -> dict:
@@ -91,10 +91,10 @@ def test_the_comparison_on_a_dask_cluster_gives_the_local_numbers_job_for_job(tm
     """Two workers on loopback run one method's grid and ten-seed stack (seeds_job) as they run here."""
     from dataclasses import replace
 
-    import dopatut.compare as compare
-    from dopatut.model import MLPConfig
-    from dopatut.pipeline import FoundationSpec
-    from dopatut.protocol import Protocol
+    import dopatut.study.compare as compare
+    from dopatut.foundations.model import MLPConfig
+    from dopatut.study.pipeline import FoundationSpec
+    from dopatut.study.protocol import Protocol
     distributed = pytest.importorskip("distributed")
     spec = FoundationSpec(model=MLPConfig(hidden=(16, 16)), train=TrainConfig(epochs=1, batch_size=512))
     protocol = Protocol(epochs=1, foundation_epochs=1, batch_size=512, seeds=tuple(range(10)),

@@ -1,0 +1,1 @@
+"""Analysis: attribution, statistics, pruning and what the explorer computes."""

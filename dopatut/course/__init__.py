@@ -1,0 +1,1 @@
+"""The book's helpers: exercises and their checks, notebook glue, the figure check."""

@@ -1,0 +1,1 @@
+"""Showing: plots, pictures and widgets. Nothing here trains."""

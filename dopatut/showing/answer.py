@@ -1,0 +1,104 @@
+"""The book's answer as a reader wants it: one sentence per foundation, one on the thresholds, one short table.
+
+Every word is chosen by code from the paired intervals of `compare.dopamine_against()` (Dopamine minus each
+rival, per seed), so the prose stays true when the numbers move:
+
+    answer = dopamine_against()
+    headline(answer)          # two sentences, one per foundation
+    thresholds(answer)        # one sentence: what the thresholds add over gain-only
+    answer_table(answer)      # HTML: each rival's difference with Dopamine on both foundations
+"""
+from __future__ import annotations
+
+from ..methods.names import display
+from ..analysis.stats import PairedDifference, verdict
+from ..foundations.tables import Table
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def _signed(x: float) -> str:
+    return f"{100 * x:+.2f}".replace("-", "−")
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _in_prose(method: str) -> str:
+    return f"the {display(method)}" if method == "frozen" else display(method)
+
+
+def _group(words: str, diffs: dict[str, PairedDifference]) -> str:
+    names = _listed([_in_prose(m) for m in diffs])
+    if words == "ties with":
+        reach = max(max(abs(d.ci_low), abs(d.ci_high)) for d in diffs.values())
+        whose = "its interval" if len(diffs) == 1 else "every interval"
+        return f"ties with {names} ({whose} within ±{_points(reach)} points)"
+    sizes = sorted(abs(d.mean) for d in diffs.values())
+    size = f"{_points(sizes[0])} points" if len(sizes) == 1 else f"{_points(sizes[0])} to {_points(sizes[-1])} points"
+    return f"{words} {names} by {size}"
+
+
+def foundation_sentence(kind: str, diffs: dict[str, PairedDifference]) -> str:
+    """'On the mixture foundation, Dopamine beats ..., ties with ... and loses to ...' (d = Dopamine - rival)."""
+    if not diffs:
+        raise ValueError(f"foundation_sentence: no rivals for the {kind} foundation")
+    groups = [_group(words, {m: d for m, d in diffs.items() if verdict(d) == words})
+              for words in ("beats", "ties with", "loses to") if any(verdict(d) == words for d in diffs.values())]
+    return f"On the {display(kind, 'foundation')}, Dopamine {_listed(groups)}."
+
+
+def headline(answer: dict[str, dict[str, PairedDifference]]) -> str:
+    """One sentence per foundation: the whole comparison in words (at most two sentences for two foundations)."""
+    return " ".join(foundation_sentence(kind, diffs) for kind, diffs in answer.items())
+
+
+def thresholds(answer: dict[str, dict[str, PairedDifference]], against: str = "gain_only") -> str:
+    """One sentence: what Dopamine's thresholds add on top of gains alone (Dopamine against gain-only)."""
+    d = {kind: diffs[against] for kind, diffs in answer.items()}
+    ties = [kind for kind, x in d.items() if verdict(x) == "ties with"]
+    parts = []
+    if ties:
+        top = max(d[k].ci_high for k in ties)
+        where = "either foundation" if len(ties) == len(d) == 2 else _listed([f"the {display(k, 'foundation')}" for k in ties])
+        parts.append(f"nothing we can detect on {where} (at most {_signed(top)} points, the top of the "
+                     f"{'intervals' if len(ties) > 1 else 'interval'})")
+    for kind, x in d.items():
+        if kind not in ties:
+            word = "gain" if x.mean > 0 else "loss"
+            parts.append(f"a {word} of {_points(abs(x.mean))} points on the {display(kind, 'foundation')} "
+                         f"(95% interval {_signed(x.ci_low)} to {_signed(x.ci_high)})")
+    return f"Over {display(against)}, the thresholds add {_listed(parts)}."
+
+
+def versus(answer: dict[str, dict[str, PairedDifference]], rival: str) -> str:
+    """One sentence: Dopamine against one rival on every foundation, e.g. 'Over 10 seeds, Dopamine beats the
+    frozen foundation on the mixture foundation by 0.89 points and on the upright foundation by 43.58 points.'"""
+    parts = []
+    for kind, diffs in answer.items():
+        d = diffs[rival]
+        words = verdict(d)
+        size = (f"within ±{_points(max(abs(d.ci_low), abs(d.ci_high)))} points" if words == "ties with"
+                else f"by {_points(abs(d.mean))} points")
+        parts.append((words, f"on the {display(kind, 'foundation')} {size}"))
+    n = next(iter(answer.values()))[rival].n
+    if len({w for w, _ in parts}) == 1:
+        return f"Over {n} seeds, Dopamine {parts[0][0]} {_in_prose(rival)} {_listed([p for _, p in parts])}."
+    return f"Over {n} seeds, Dopamine " + _listed([f"{w} {_in_prose(rival)} {p}" for w, p in parts]) + "."
+
+
+def answer_table(answer: dict[str, dict[str, PairedDifference]], sizes: dict[str, int] | None = None) -> Table:
+    """Rows: rivals; per foundation, Dopamine minus the rival at 45° in points with its 95% interval, and the verdict."""
+    kinds = list(answer)
+    rivals = list(answer[kinds[0]])
+    header = ["Dopamine against", *(["trainable parameters"] if sizes else []),
+              *(f"{display(k, 'foundation')}: Dopamine − it, points (95% interval)" for k in kinds)]
+    body = []
+    for m in rivals:
+        cells = [f"{_signed(answer[k][m].mean)} ({_signed(answer[k][m].ci_low)} to {_signed(answer[k][m].ci_high)}): "
+                 f"{verdict(answer[k][m])}" for k in kinds]
+        body.append([display(m), *([f"{sizes[m]:,}"] if sizes else []), *cells])
+    return Table(header, body)

@@ -1,0 +1,394 @@
+"""Chapter 9's experiment: the course's methods, put by target on a small vision transformer.
+
+    study = VitStudy()                                     # the chapter's settings (STUDY); replace() to change
+    bases = vit_foundations(seed=0, study=study)           # both foundations, trained side by side, then cached
+    base = bases["mixture"]
+    lrs = choose_lrs(base, study=study)                    # each arm's learning rate, chosen on validation data
+    runs, models = run_arms(base, lrs, seeds=(0, 1, 2), study=study)   # arm -> [Result], one per seed
+    compare.summarise(runs), compare.differences(runs)     # the tables of chapter 5, for the transformer
+
+An *arm* is a method and where it goes: LoRA on the attention projections (PEFT's usual targets) and LoRA
+on the MLP are two arms of one method; so are Dopamine with GELU's open threshold (the identity at init, see
+dopatut.methods.gate) and Dopamine with its thresholds starting at 0. The budget, fixed to fit the chapter in CI (and
+said there), is `VitStudy`'s: the foundation trains `vit_epochs` epochs on its 50,000 images; each arm `epochs`
+over the first `adapt_images` 45° training images, at the learning rate that scores best on the validation
+split after one epoch on the first `grid_images` of them (dopatut.study.search, widened past an edge).
+
+The grids and the arms are cached as results (dopatut.study.result_cache), keyed by the foundation they start from
+and the study's settings, and shipped for seed 0's foundations (dopatut.foundations.bundle): a chapter opened cold reads
+them. A base that did not come from `vit_foundations` carries no foundation key, and its runs train each time.
+
+Every model here trains by itself (train.fit, `stack=False`), one job per model in worker processes
+(dopatut.training.workers): the transformer's products are too small for vmap's batching to pay on a CPU (one arm's
+three seeds: 10-45% slower stacked than one after another, measured on two cores), while two one-thread
+workers side by side do not slow each other.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ..foundations.checkpoints import tensors_from_json, tensors_to_json
+from ..analysis.attribution import firing
+from ..foundations.data import mode_data
+from ..methods.gate import GateSet
+from ..methods.lora import peft_lora
+from ..methods.builtin import apply_method
+from ..foundations.model import count_parameters
+from .pipeline import FoundationSpec, Result, foundation_key, foundations, specialise_many
+from .result_cache import lookup, store
+from .search import search
+from ..foundations.tables import Table
+from ..training.train import TrainConfig, evaluate, fit, seed_everything
+from ..foundations.vit import ViTConfig
+from ..training.workers import run_jobs
+
+_GATE_LRS = (3e-2, 1e-1, 3e-1)  # a factor of 3 apart, centred on where a first, wider grid put each arm's best
+
+
+@dataclass(frozen=True)
+class VitStudy:
+    """Everything chapter 9's comparison is run with, apart from the seeds. Frozen: a variant is
+    dataclasses.replace(STUDY, adapt_images=50_000, epochs=3)."""
+
+    vit: ViTConfig = ViTConfig()  # 7x7 patches, width 48, 2 blocks, 4 heads, MLP 192: 60,394 parameters
+    vit_epochs: int = 3  # each foundation, over its 50,000-image mixture
+    vit_lr: float = 3e-3
+    arms: dict = field(default_factory=lambda: {  # arm -> (method, apply_method options)
+        "dopamine": ("dopamine", {}),
+        "dopamine_at_0": ("dopamine", {"threshold_init": 0.0}),
+        "gain_only": ("gain_only", {}),
+        "lora_attn": ("lora", {"targets": ["qkv", "proj"]}),
+        "lora_mlp": ("lora", {"targets": ["fc1", "fc2"]}),
+        "head": ("head", {}),
+        "full": ("full", {}),
+    })
+    lr_grid: dict = field(default_factory=lambda: {
+        "dopamine": _GATE_LRS, "dopamine_at_0": _GATE_LRS, "gain_only": _GATE_LRS,
+        "lora_attn": (3e-3, 1e-2, 3e-2), "lora_mlp": (3e-3, 1e-2, 3e-2), "head": (1e-3, 3e-3, 1e-2),
+        "full": (3e-4, 1e-3, 3e-3)})
+    widen: int = 2  # where an arm's best rate sits at an edge of its grid, up to this many rates past it
+    adapt_images: int = 10_000  # each arm trains on the first this many 45° training images
+    epochs: int = 1  # ... this many epochs
+    grid_images: int = 5_000  # a grid's runs: one epoch on the first this many
+    angle_deg: float = 45.0  # the mode every arm specialises to
+    upright_arms: tuple[str, ...] = ("dopamine", "dopamine_at_0", "lora_attn", "full")  # run on "upright" too
+    kept: tuple[str, ...] = ("dopamine", "dopamine_at_0")  # the arms whose trained models run_arms returns
+    seeds: tuple[int, ...] = (0, 1, 2)  # each arm's seeds (the foundation's is 0)
+
+    def __post_init__(self):
+        for name in ("vit_epochs", "widen", "adapt_images", "epochs", "grid_images"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "widen" else 1):
+                raise ValueError(f"VitStudy.{name} must be an int >= {0 if name == 'widen' else 1}, got {value!r}")
+        for name in ("upright_arms", "kept", "lr_grid"):
+            unknown = [arm for arm in getattr(self, name) if arm not in self.arms]
+            if unknown:
+                raise ValueError(f"VitStudy.{name} names {unknown}, which are not arms; arms are "
+                                 f"{', '.join(self.arms)} (add them to `arms` first)")
+        ungridded = [arm for arm in self.arms if not self.lr_grid.get(arm)]
+        if ungridded:
+            raise ValueError(f"VitStudy.lr_grid has no rates for the arms {ungridded}; give each arm its rates")
+
+    @property
+    def specs(self) -> dict[str, FoundationSpec]:
+        """kind -> the transformer foundation's spec (no curves: the chapter does not show them)."""
+        return {kind: FoundationSpec(self.vit, angles, train=TrainConfig(epochs=self.vit_epochs, lr=self.vit_lr),
+                                     curves=False, stack=False)
+                for kind, angles in (("mixture", (0.0, 45.0)), ("upright", (0.0,)))}
+
+    def arm(self, name: str) -> tuple[str, dict]:
+        if name not in self.arms:
+            raise ValueError(f"unknown arm {name!r}; expected one of {', '.join(self.arms)}")
+        return self.arms[name]
+
+
+STUDY = VitStudy()
+
+
+def vit_foundations(seed: int = 0, study: VitStudy = STUDY, device=None, recompute: bool | None = None) -> dict:
+    """kind -> the transformer foundation of study.specs for `seed`, on `device` (None: the reader's): from the
+    cache, else the shipped bundle (seed 0, unless `recompute`), else trained side by side in worker processes
+    (dopatut.training.workers; on a GPU one after another, in this process). Each carries `.foundation_key`, by which
+    the grids and arms that start from it are cached."""
+    specs = study.specs
+    models = foundations([seed] * len(specs), list(specs.values()), device=device, recompute=recompute)
+    for spec, model in zip(specs.values(), models):
+        model.foundation_key = foundation_key(spec, seed, next(model.parameters()).device)
+    return dict(zip(specs, models))
+
+
+def _checked(arms, study: VitStudy) -> list[str]:
+    """The arms as a list; an unknown one is refused here, before any worker starts."""
+    arms = list(arms)
+    for arm in arms:
+        study.arm(arm)
+    return arms
+
+
+def _longest_first(base, arms: list[str], study: VitStudy) -> list[str]:
+    """The order to hand the arms to the workers: most trainable parameters (about the longest to train) first,
+    so that no worker is left alone with a long job at the end."""
+    def size(arm):
+        method, options = study.arm(arm)
+        return count_parameters(apply_method(base, method, verbose=False, **options))[0]
+    return sorted(arms, key=size, reverse=True)
+
+
+def _adapted(base, arm: str, method: str, options: dict, lr: float, seed: int, angle_deg: float, epochs: int,
+             train_limit: int, split: str = "test", eval_angles=(0.0, 45.0)) -> tuple:
+    """One arm, one seed, trained by itself on the first `train_limit` images: (model, Result). Everything
+    comes in the job, so a worker forked earlier needs nothing from this process."""
+    model, result = specialise_many([base], method, [seed], TrainConfig(epochs=epochs, lr=lr), angle_deg=angle_deg,
+                                    eval_angles=eval_angles, split=split, progress=False, train_limit=train_limit,
+                                    soft=False, stack=False, **options)[0]
+    result.method = arm
+    return model, result
+
+
+def _grid_point(base, arm: str, method: str, options: dict, lr: float, angle_deg: float, train_limit: int) -> float:
+    """One arm at one rate (seed 0, one epoch): its validation accuracy (the model stays in the worker)."""
+    _, result = _adapted(base, arm, method, options, lr, 0, angle_deg, 1, train_limit, split="val",
+                         eval_angles=(angle_deg,))
+    return result.accuracy[f"{angle_deg:g}"]
+
+
+def _key(where: dict | None, arm: str, study: VitStudy, **more) -> dict | None:
+    """What determines a grid's or an arm's runs from the foundation of key `where`; None without one."""
+    if where is None:
+        return None
+    method, options = study.arm(arm)
+    return {"foundation": where, "method": method, "options": options, "angle_deg": study.angle_deg, **more}
+
+
+def _grid_key(where, arm: str, study: VitStudy) -> dict | None:
+    return _key(where, arm, study, grid=list(study.lr_grid[arm]), widen=study.widen, images=study.grid_images)
+
+
+def _arm_key(where, arm: str, lr: float, seeds, study: VitStudy) -> dict | None:
+    return _key(where, arm, study, lr=lr, seeds=list(seeds), images=study.adapt_images, epochs=study.epochs)
+
+
+def _where(base) -> dict | None:
+    return getattr(base, "foundation_key", None)  # set by vit_foundations
+
+
+def chapter_results(read, study: "VitStudy | None" = None, device="cpu") -> list[str]:
+    """The names (results/...) of what chapter 9 reads on seed 0's foundations: every arm's grid and its seeds'
+    runs, on the mixture foundation, and study.upright_arms's on the upright one. `read(name)` gives a grid's
+    value (the arms' runs are named by its choice). What the bundle ships (dopatut.study.bundle_check)."""
+    from .result_cache import result_name
+
+    study = study or STUDY
+    names = []
+    for kind, spec in study.specs.items():
+        where = foundation_key(spec, 0, device)
+        for arm in (study.arms if kind == "mixture" else study.upright_arms):
+            grid = f"results/{result_name(f'vit-grid-{arm}', _grid_key(where, arm, study))}"
+            scores = {rate: acc for rate, acc in read(grid)}
+            best = max(scores, key=scores.get)
+            names += [grid, f"results/{result_name(f'vit-arm-{arm}', _arm_key(where, arm, best, study.seeds, study))}"]
+    return names
+
+
+def run_chapter(study: "VitStudy | None" = None, device=None, progress: bool = False) -> None:
+    """Everything chapter_results names, computed into the cache (scripts/make_bundle.py)."""
+    study = study or STUDY
+    bases = vit_foundations(0, study, device=device)
+    for kind, base in bases.items():
+        arms = study.arms if kind == "mixture" else study.upright_arms
+        run_arms(base, choose_lrs(base, arms, study, progress), study.seeds, arms, study, progress)
+
+
+def choose_lrs(base, arms=None, study: VitStudy = STUDY, progress: bool = True,
+               recompute: bool | None = None) -> dict[str, tuple[float, dict[float, float]]]:
+    """arm -> (chosen learning rate, {rate: validation accuracy}, rates ascending); arms None: all of study's.
+
+    Each arm tries the rates of study.lr_grid; where its best sits at an edge, the next rate past that edge (a
+    factor of 3) too, up to study.widen times (dopatut.study.search), so that the rate chosen has a worse one on each
+    side wherever it can. One job per (arm, rate), side by side (dopatut.training.workers). Cached per arm (and shipped
+    for the chapter's foundations) where `base` came from vit_foundations."""
+    arms = _checked(study.arms if arms is None else arms, study)
+    found = {}
+    for arm in arms:
+        key = _grid_key(_where(base), arm, study)
+        value = None if key is None else lookup(f"vit-grid-{arm}", key, recompute)
+        if value is not None:
+            found[arm] = {float(rate): acc for rate, acc in value}
+    todo = [arm for arm in _longest_first(base, arms, study) if arm not in found]
+    if todo:
+        def run(points):
+            jobs = [{"base": base, "arm": arm, "method": study.arm(arm)[0], "options": study.arm(arm)[1],
+                     "lr": setting["lr"], "angle_deg": study.angle_deg, "train_limit": study.grid_images}
+                    for arm, setting in points]
+            return run_jobs(_grid_point, jobs, desc=f"learning rates ({len(points)} runs)", progress=progress)
+        tried = search({arm: [{"lr": lr} for lr in study.lr_grid[arm]] for arm in todo}, run, lambda acc: acc,
+                       study.widen)
+        for arm in todo:
+            found[arm] = {setting["lr"]: acc for setting, acc in tried[arm]}
+            key = _grid_key(_where(base), arm, study)
+            if key is not None:
+                store(f"vit-grid-{arm}", key, [[rate, acc] for rate, acc in found[arm].items()])
+    return {arm: (max(found[arm], key=found[arm].get), dict(sorted(found[arm].items()))) for arm in arms}
+
+
+def grid_table(lrs: dict) -> str:
+    """An HTML table of choose_lrs's answer: each arm's rates tried with their validation accuracy, and its choice."""
+    from .report import _fmt
+    from ..methods.names import display
+
+    width = max(len(scores) for _, scores in lrs.values())
+    rows = [[display(arm), *(f"{_fmt(lr)}: {100 * acc:.2f}%" for lr, acc in scores.items()),
+             *[""] * (width - len(scores)), _fmt(best)] for arm, (best, scores) in lrs.items()]
+    return Table(["arm", *(f"rate {i + 1}" for i in range(width)), "chosen"], rows).html()
+
+
+def widened_and_at_edge(chosen: dict[str, dict], study: VitStudy = STUDY) -> tuple[list[str], list[str]]:
+    """For {foundation: choose_lrs's answer}: the arms whose grid was widened ("arm (foundation)"), and those whose
+    chosen rate is still at an edge of the rates tried ("arm (foundation, rate)")."""
+    from ..methods.names import display
+
+    widened = [f"{display(arm)} ({kind})" for kind, lrs in chosen.items() for arm, (_, scores) in lrs.items()
+               if len(scores) > len(study.lr_grid[arm])]
+    at_edge = [f"{display(arm)} ({kind}, {best:g})" for kind, lrs in chosen.items()
+               for arm, (best, scores) in lrs.items() if best in (min(scores), max(scores))]
+    return widened, at_edge
+
+
+def _trained(model) -> dict:
+    """The tensors a method trained in `model` (its trainable parameters), as JSON."""
+    return tensors_to_json({name: p for name, p in model.named_parameters() if p.requires_grad})
+
+
+def _rebuilt(base, arm: str, trained: dict, study: VitStudy):
+    """The model of one cached run: the method put on `base` again, its trained tensors put back."""
+    method, options = study.arm(arm)
+    model = apply_method(base, method, verbose=False, **options)
+    tensors = tensors_from_json(trained)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in tensors:
+                p.copy_(tensors[name])
+    return model
+
+
+def run_arms(base, lrs: dict, seeds=None, arms=None, study: VitStudy = STUDY, progress: bool = True,
+             recompute: bool | None = None) -> tuple[dict[str, list[Result]], dict[str, list]]:
+    """Each arm at its chosen rate, study.epochs over the first study.adapt_images images, for each seed; one job
+    per (arm, seed), side by side (dopatut.training.workers): (arm -> [Result], arm -> [model]), in seed order; the
+    models of study.kept's arms only; seeds None: study.seeds. Cached per arm (the kept arms with their trained tensors, a few kB) where
+    `base` came from vit_foundations."""
+    arms = _checked(arms or lrs, study)
+    seeds = list(study.seeds if seeds is None else seeds)
+    rate = {arm: lrs[arm][0] if isinstance(lrs[arm], tuple) else lrs[arm] for arm in arms}
+    results, models = {}, {}
+    for arm in arms:
+        key = _arm_key(_where(base), arm, rate[arm], seeds, study)
+        value = None if key is None else lookup(f"vit-arm-{arm}", key, recompute)
+        if value is not None and (arm not in study.kept or "trained" in value):
+            results[arm] = [Result(**row) for row in value["results"]]
+            if arm in study.kept:
+                models[arm] = [_rebuilt(base, arm, t, study) for t in value["trained"]]
+    todo = [arm for arm in _longest_first(base, arms, study) if arm not in results]
+    runs = [(arm, seed) for arm in todo for seed in seeds]
+    jobs = [{"base": base, "arm": arm, "method": study.arm(arm)[0], "options": study.arm(arm)[1], "lr": rate[arm],
+             "seed": seed, "angle_deg": study.angle_deg, "epochs": study.epochs, "train_limit": study.adapt_images}
+            for arm, seed in runs]
+    done = dict(zip(runs, run_jobs(_adapted, jobs, desc=f"arms ({len(todo)} x {len(seeds)} seeds)",
+                                   progress=progress))) if runs else {}
+    for arm in todo:
+        results[arm] = [done[arm, s][1] for s in seeds]
+        value = {"results": [asdict(r) for r in results[arm]]}
+        if arm in study.kept:
+            models[arm] = [done[arm, s][0] for s in seeds]
+            value["trained"] = [_trained(m) for m in models[arm]]
+        key = _arm_key(_where(base), arm, rate[arm], seeds, study)
+        if key is not None:
+            store(f"vit-arm-{arm}", key, value)
+    return {arm: results[arm] for arm in arms}, {arm: models[arm] for arm in arms if arm in models}
+
+
+def firing_by_block(model, angle_deg: float = 45.0, n: int = 10_000) -> dict[str, float]:
+    """Gate name -> the fraction of (image, token, neuron) whose hard gate is open, on `n` test images."""
+    return firing(model, mode_data("test", angle_deg)[0][:n], per="layer", measure="gate")
+
+
+def gate_movement(models) -> dict[str, dict[str, float]]:
+    """Gate name -> mean |tau - tau at init| and mean |g - 1| over neurons, averaged over the models."""
+    out = {}
+    for model in models:
+        fresh = GateSet.for_model(model)  # gates as they start: tau at the activation's OPEN_AT, g = 1
+        for (name, g), g0 in zip(GateSet.of(model).items(), fresh.values()):
+            row = out.setdefault(name, {"threshold": 0.0, "gain": 0.0})
+            row["threshold"] += (g.threshold - g0.threshold).abs().mean().item() / len(models)
+            row["gain"] += (g.gain - 1).abs().mean().item() / len(models)
+    return out
+
+
+def peft_cross_check(base, lr: float, targets=("qkv", "proj"), rank: int = 4, seed: int = 0,
+                     angle_deg: float = 45.0, study: VitStudy = STUDY) -> dict[str, float]:
+    """dopatut's LoRA and Hugging Face PEFT's on the same targets, from the same A and B, trained the same way
+    (one epoch, same data order): test accuracy at `angle_deg` of each."""
+    seed_everything(seed)
+    ours = apply_method(base, "lora", targets=list(targets), rank=rank, verbose=False)
+    theirs = peft_lora(base, targets, rank, start_from=ours)
+    x, y = mode_data("train", angle_deg, limit=study.adapt_images)
+    test = mode_data("test", angle_deg)
+    config = TrainConfig(epochs=1, lr=lr, seed=seed)
+    out = {}
+    for label, model in (("dopatut", ours), ("peft", theirs)):
+        fit(model, x, y, config, progress=False)
+        out[label] = evaluate(model, *test)
+    out["trainable"] = {label: sum(p.numel() for p in m.parameters() if p.requires_grad)
+                        for label, m in (("dopatut", ours), ("peft", theirs))}
+    return out
+
+
+def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45", study: VitStudy = STUDY):
+    """Accuracy at `angle` against trainable parameters (log scale), mean ± std over seeds, one panel per foundation;
+    the frozen foundation a dotted line, and arms of one size a little apart, side by side."""
+    import matplotlib.pyplot as plt
+
+    from ..analysis.stats import mean_std
+
+    # each panel its own y range: on the mixture foundation the arms lie within a point or two
+    from ..methods.names import display
+
+    fig, axes = plt.subplots(1, len(runs_by_kind), figsize=(7.5, 3.8), squeeze=False, constrained_layout=True)
+    colors = dict(zip(study.arms, ("tab:orange", "tab:pink", "tab:red", "tab:blue", "tab:cyan", "tab:purple",
+                                   "tab:green")))
+    markers = dict(zip(study.arms, ("o", "s", "^", "D", "v", "P", "X")))
+    for ax, (kind, runs) in zip(axes[0], runs_by_kind.items()):
+        sizes = [results[0].n_trainable for arm, results in runs.items() if results[0].n_trainable]
+        for arm, results in runs.items():
+            mean, std = mean_std([100 * r.accuracy[angle] for r in results])
+            n = results[0].n_trainable
+            if not n:  # nothing trained: a line across, not a point at an arbitrary x on a log scale
+                ax.axhline(mean, color="0.2", ls=":", lw=1.2, label=display(arm))
+                continue
+            same = [a for a, r in runs.items() if r[0].n_trainable == n]  # arms of one size, side by side
+            x = n * 1.15 ** (same.index(arm) - (len(same) - 1) / 2)
+            ax.errorbar(x, mean, yerr=0 if len(results) < 2 else std, fmt=markers.get(arm, "o"), capsize=3,
+                        color=colors.get(arm, "0.4"), label=display(arm))
+        if sizes:
+            ax.set_xlim(min(sizes) / 2, max(sizes) * 2)
+        ax.set(xscale="log", title=f"{kind} foundation", xlabel="trainable parameters")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"test accuracy at {angle}° (%)")
+    labelled = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(list(labelled.values()), list(labelled), loc="outside lower center", ncol=4, fontsize=8)  # every arm
+    return fig
+
+
+def foundations_table(models: dict) -> str:
+    """An HTML table: each foundation's parameters and test accuracy at 0° and 45° (measured here where its
+    training did not test that angle, as for a foundation that never saw 45°)."""
+    def accuracy(m, angle):
+        if angle in m.meta["accuracy"]:
+            return m.meta["accuracy"][angle]
+        return evaluate(m, *mode_data("test", float(angle)))
+
+    rows = [[name, f"{sum(p.numel() for p in m.parameters()):,}",  # rounded as the prose's {glue:text}`x:.1%`
+             *(f"{accuracy(m, a):.1%}"[:-1] for a in ("0", "45"))] for name, m in models.items()]
+    return Table(["foundation (seed 0)", "parameters", "0° test accuracy (%)", "45° test accuracy (%)"], rows).html()

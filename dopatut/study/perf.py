@@ -1,0 +1,221 @@
+"""Counting the work of a training step, timing it, and reading the benchmark's results.
+
+FLOPs of one training sample through a stack of linear layers (in_i -> out_i), a multiply-add counted as 2:
+
+    forward         2 * sum_i in_i * out_i
+    weight grads    2 * sum_i in_i * out_i     (every layer trained)
+    input grads     2 * sum_i in_i * out_i     for every layer but the first: the images need no gradient
+
+So full training costs 6 * sum(in * out) - 2 * in_1 * out_1 per sample: the usual "6 x parameters"
+less the first layer's input gradient. Biases, ReLU, softmax and Adam are left out (they are < 1%).
+benchmarks/bench.py uses these; the book's appendix reads the table it writes with `load_results`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+from pathlib import Path
+
+from torch import nn
+
+from ..foundations.tables import Table
+
+# Shipped inside the package (package data), so the appendix reads it from any install, Colab included.
+RESULTS = resources.files("dopatut") / "results" / "latest.json"
+
+
+def linear_shapes(model: nn.Module) -> list[tuple[int, int]]:
+    """(in_features, out_features) of each nn.Linear of `model`, in forward order."""
+    shapes = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
+    if not shapes:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layers to count")
+    return shapes
+
+
+def training_flops(shapes, n_samples: int, first_input_grad: bool = False) -> int:
+    """Matmul FLOPs of training every layer of an MLP with `shapes` on `n_samples` samples (see module doc)."""
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    macs = [i * o for i, o in shapes]
+    per_sample = 2 * sum(macs) + 2 * sum(macs) + 2 * (sum(macs) if first_input_grad else sum(macs[1:]))
+    return per_sample * n_samples
+
+
+def forward_flops(shapes, n_samples: int) -> int:
+    """Matmul FLOPs of one forward pass (inference) of `n_samples` samples."""
+    return 2 * sum(i * o for i, o in shapes) * n_samples
+
+
+def run_flops(method: str, shapes, n_samples: int, epochs: int = 1, rank: int = 4) -> int:
+    """Matmul FLOPs of one run of `method` on an MLP with `shapes`, as dopatut's fit_many computes it.
+
+    Methods that freeze the first layer's weight (gates, BitFit, head-only) compute its product with the
+    `n_samples` images once (2 in_1 out_1 each), then train on it: every later layer forward, and backward
+    to the first layer's gates or bias (head-only: to the head's weight only). LoRA and full training run
+    the whole network at every step; LoRA adds its rank-r factors on every layer.
+    """
+    from ..methods.registry import get_method
+
+    kind = get_method(method).flops
+    if kind == "none":
+        return 0
+    macs = [i * o for i, o in shapes]
+    if kind == "all":
+        return epochs * training_flops(shapes, n_samples)
+    if kind == "lora":
+        factors = sum(rank * (i + o) for i, o in shapes)  # A: in x r, B: r x out, per layer
+        per_sample = 2 * sum(macs) + 2 * sum(macs[1:]) + 6 * factors - 2 * rank * shapes[0][0]
+        return epochs * n_samples * per_sample
+    later = 2 * sum(macs[1:])  # the forward of every layer after the precomputed first one
+    backward = 2 * macs[-1] if kind == "head" else later
+    return 2 * macs[0] * n_samples + epochs * n_samples * (later + backward)
+
+
+def protocol_flops(protocol=None, shapes=None, n_samples: int = 50_000) -> dict:
+    """The protocol's training matmul FLOPs, by part: every seed's foundation, every setting of every grid, and
+    every method on every seed, on each foundation kind (shapes: the foundation MLP's by default). Evaluation is
+    left out (forward passes only)."""
+    from ..foundations.model import FoundationMLP
+    from .protocol import LORA_RANK, PROTOCOL
+
+    protocol = protocol or PROTOCOL
+    shapes = linear_shapes(FoundationMLP()) if shapes is None else shapes
+    kinds, seeds = len(protocol.foundations), len(protocol.seeds)
+    methods = list(protocol.grids)  # every method that trains
+
+    def run(method):
+        return run_flops(method, shapes, n_samples, protocol.epochs, LORA_RANK)
+    return {"foundations": kinds * seeds * run_flops("full", shapes, n_samples, protocol.foundation_epochs),
+            "settings grids": kinds * sum(len(protocol.grid(m)) * run(m) for m in methods),
+            "ten-seed comparison": kinds * seeds * sum(run(m) for m in methods)}
+
+
+def best_seconds(fn, repeats: int = 3, warmup: int = 1) -> float:
+    """The fastest of `repeats` timed calls of fn() after `warmup` untimed ones: the least disturbed run."""
+    return interleaved_best({"fn": fn}, repeats, warmup)["fn"]
+
+
+def interleaved_best(fns: dict, repeats: int = 3, warmup: int = 1, clock=time.perf_counter) -> dict:
+    """{name: fastest seconds of fn()}, timing the functions in turn each round, so a busy spell hits them alike."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    best = {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = clock()
+            fn()
+            best[name] = min(best.get(name, float("inf")), clock() - start)
+    return best
+
+
+# The optimizer rows of the benchmark's step timing (benchmarks/bench.py, section "limit").
+PLAIN_ADAM, FUSED_ADAM = "+ Adam (torch's default on CPU)", "+ Adam(fused=True) (dopatut's fit)"
+
+
+def adam_shares(seconds_per_step: dict) -> tuple[str, float, float]:
+    """(the row fit's Adam was timed under, its share of a step, the default Adam's share).
+
+    fit uses the fused Adam where torch has one, else the default; a share is the part of a step
+    that the optimizer adds to forward+backward.
+    """
+    ours = FUSED_ADAM if FUSED_ADAM in seconds_per_step else PLAIN_ADAM
+
+    def share(name):
+        return max(0.0, 1 - seconds_per_step["forward+backward"] / seconds_per_step[name])
+    return ours, share(ours), share(PLAIN_ADAM)
+
+
+def load_results(path=None) -> dict:
+    """The benchmark's results as written by benchmarks/bench.py (by default the copy shipped in dopatut/results)."""
+    path = RESULTS if path is None else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: this install of dopatut came without its benchmark results "
+                                "(dopatut/results/latest.json, package data); run `python benchmarks/bench.py` in a "
+                                "clone of the repository to write it")
+    return json.loads(path.read_text())
+
+
+def _cell(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def goals_table(results: dict) -> Table:
+    """The goals of the results as a table: what, measured, target, met."""
+    rows = []
+    for g in results["goals"]:
+        met = "-" if g.get("met") is None else ("yes" if g["met"] else "**no**")
+        rows.append([g["name"], f"{_cell(g.get('value'), g['fmt'])}{g.get('unit', '')}",
+                     f"{g['op']} {format(g['target'], g['fmt'])}{g.get('unit', '')}", met])
+    return Table(["goal", "measured", "target", "met"], rows, align=("left", "right", "right", "center"))
+
+
+def measures_table(results: dict) -> Table:
+    """Every side-by-side measurement as a table: what, dopatut, reference, ratio."""
+    rows = [[row["name"], row["dopatut"], row.get("reference") or "-",
+             "-" if row.get("ratio") is None else f"{row['ratio']:.2f}x"] for row in results["rows"]]
+    return Table(["measure", "dopatut", "reference", "ratio"], rows, align=("left", "right", "right", "right"))
+
+
+def load_cold(path=None) -> dict:
+    """Each chapter's time alone from an empty cache, before the shipped bundle and after, as written by
+    benchmarks/cold_chapters.py (dopatut/results/cold.json by default); {} where it was never measured."""
+    path = resources.files("dopatut") / "results" / "cold.json" if path is None else Path(path)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def cold_table(record: dict, goal_column: bool = True) -> Table:
+    """A table of load_cold()'s record: each chapter's wall-clock and CPU seconds before and after, and
+    whether it meets the goal. The CPU time (one thread: about the time on an idle core) decides where it was
+    measured, since other work on a shared machine inflates the wall clock; else the wall clock."""
+    goal = record.get("goal_seconds", 60)
+    cols = ("before", "before_cpu", "after", "after_cpu")
+    chapters = sorted(set().union(*(record.get(c, {}) for c in cols)))
+    rows = []
+    for chapter in chapters:
+        values = [record.get(c, {}).get(chapter) for c in cols]
+        decides = values[3] if values[3] is not None else values[2]
+        rows.append([chapter, *(_cell(v, ',.1f') for v in values)]
+                    + (["-" if decides is None else "✔" if decides < goal else "✘"] if goal_column else []))
+    header = ["chapter", "before (s)", "before, CPU (s)", "after (s)", "after, CPU (s)"]
+    return Table(header + ["under the goal"] * goal_column, rows,
+                 align=("left", "right", "right", "right", "right") + ("center",) * goal_column)
+
+
+def comparison_source(kinds, methods) -> str | None:
+    """Where chapter 5's comparison of `methods` on foundations `kinds` can be read without training: "cache"
+    (every result in this machine's results cache), "bundle" (some from the shipped bundle, computed on the machine
+    that built it), or None (something would have to be trained). Reads file names only, as compare() would."""
+    from ..foundations import bundle
+    from ..foundations.cache import cache_dir
+    from .compare import compare_name
+    from ..foundations.device import resolve_device
+    from .result_cache import read_json
+    from .search import Selection, select_name
+
+    device, sources = resolve_device(None), set()
+
+    def read(name):
+        value = read_json(cache_dir() / "results" / name)
+        if value is not None:
+            sources.add("cache")
+            return value
+        value = bundle.read_json(f"results/{name}")
+        if value is not None:
+            sources.add("bundle")
+        return value
+
+    for kind in kinds:
+        for method in methods:
+            grid = read(select_name(method, kind, device=device))
+            if grid is None:
+                return None
+            chosen = Selection(method, kind, [{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}
+                                              for s in grid["settings"]], grid["val_accuracy"], grid["curves"],
+                               tuple(grid.get("diverged", ()))).chosen
+            if read(compare_name(method, kind, chosen, device=device)) is None:
+                return None
+    return "bundle" if "bundle" in sources else "cache"

@@ -1,0 +1,120 @@
+"""The study's report: what the runs say, as tables and sentences (the comparison's, chapter 9's, any runs').
+
+    accuracies(runs, "lora")              # one method's test accuracy at 45°, one value per seed
+    differences(runs, against="dopamine") # method -> its paired difference with Dopamine, with its interval
+    summarise(runs)                       # mean +- std per method and mode, an HTML table in a notebook
+    said("Dopamine", "LoRA", d)           # the comparison in words chosen by the interval
+
+`runs` is method -> [pipeline.Result, one per seed], as compare.compare and beyond.run_arms give them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .pipeline import Result
+from .search import Selection
+from ..analysis.stats import PairedDifference, mean_std, paired_difference
+from ..foundations.tables import Table
+
+
+def accuracies(runs: dict[str, list[Result]], method: str, angle: str = "45") -> list[float]:
+    """One method's test accuracy at `angle`, one value per seed."""
+    if method not in runs:
+        raise KeyError(f"no runs of {method!r}; methods are {list(runs)}")
+    return [r.accuracy[angle] for r in runs[method]]
+
+
+def differences(runs: dict[str, list[Result]], against: str = "dopamine", angle: str = "45",
+                confidence: float = 0.95) -> dict[str, PairedDifference]:
+    """method -> (method - `against`), paired by seed, with its t interval; every method but `against`."""
+    base = accuracies(runs, against, angle)
+    return {m: paired_difference(accuracies(runs, m, angle), base, confidence) for m in runs if m != against}
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    n_trainable: int
+    accuracy: dict[str, tuple[float, float]]  # angle -> (mean, std) over seeds
+
+
+class Summary(list):
+    """Rows of mean +- std over seeds; shows as an HTML table in a notebook, as text elsewhere."""
+
+    def row(self, method: str) -> Row:
+        for r in self:
+            if r.method == method:
+                return r
+        raise KeyError(f"no row for {method!r}; methods are {[r.method for r in self]}")
+
+    def _cells(self):
+        angles = list(self[0].accuracy) if self else []
+        header = ["method", "trainable params", *(f"{a}° accuracy (%)" for a in angles)]
+        body = [[_readable(r.method), f"{r.n_trainable:,}",
+                 *(f"{100 * m:.2f} ± {100 * s:.2f}" if not math.isnan(s) else f"{100 * m:.2f}"
+                   for m, s in r.accuracy.values())] for r in self]
+        return header, body
+
+    def __str__(self) -> str:
+        header, body = self._cells()
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+        return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [header, *body])
+
+    def _repr_html_(self) -> str:
+        return Table(*self._cells()).html()
+
+
+
+
+def summarise(runs: dict[str, list[Result]], angles=("45", "0")) -> Summary:
+    """Mean +- sample std over seeds of every method's accuracy at each angle."""
+    if not runs:
+        raise ValueError("runs is empty: run at least one method")
+    return Summary(Row(m, max(r.n_trainable for r in rs), {a: mean_std(accuracies(runs, m, a)) for a in angles})
+                   for m, rs in runs.items())
+
+
+def selection_table(selections: list[Selection]) -> str:
+    """The grids as one HTML table: method, setting, validation accuracy, chosen."""
+    body = []
+    for sel in selections:
+        for i, (setting, acc) in enumerate(zip(sel.settings, sel.val_accuracy)):
+            text = ", ".join(f"{k} {_fmt(v)}" for k, v in setting.items()) or "(nothing to set)"
+            body.append([_readable(sel.method), text, f"{100 * acc:.2f}", "✔" if i == sel.best else ""])
+    return Table(["method", "setting", "validation accuracy at 45° (%)", "chosen"], body).html()
+
+
+def _readable(name: str) -> str:
+    """A method's or an arm's name for the reader (dopatut.methods.names), or the name as it is."""
+    from ..methods.names import display
+
+    try:
+        return display(name)
+    except KeyError:
+        return name
+
+
+def _fmt(value) -> str:
+    """A setting as people write it: 0.00003, not 3e-05."""
+    if isinstance(value, tuple):
+        return " → ".join(_fmt(v) for v in value)
+    return np.format_float_positional(value, trim="-") if isinstance(value, float) else f"{value:g}"
+
+
+def said(a: str, b: str, d: PairedDifference, angle: str = "45") -> str:
+    """The comparison of `a` with `b` in words chosen by the interval of d = a - b (accuracies as fractions):
+
+        'dopamine beats frozen at 45° by 1.02 points (95% CI of the difference [+0.85, +1.19], 10 seeds)'
+    """
+    from ..analysis.stats import verdict
+
+    words = verdict(d)
+    interval = f"[{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}]"
+    if words == "ties with":
+        return (f"{a} ties with {b} at {angle}°: the difference, {100 * d.mean:+.2f} points on average, has a "
+                f"{d.confidence:.0%} CI of {interval}, which holds zero ({d.n} seeds)")
+    return (f"{a} {words} {b} at {angle}° by {abs(100 * d.mean):.2f} points ({d.confidence:.0%} CI of the "
+            f"difference {interval}, {d.n} seeds)")

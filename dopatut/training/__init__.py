@@ -1,0 +1,1 @@
+"""Training: the loop, many models at once, and the jobs that run them."""
