@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from dopatut import prune  # noqa: E402
+from dopatut.analysis import prune  # noqa: E402
 from dopatut.methods.gate import set_hard  # noqa: E402
 from dopatut.foundations.data import mode_data  # noqa: E402
 from dopatut.study.perf import forward_flops, interleaved_best, linear_shapes  # noqa: E402

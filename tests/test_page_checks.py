@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from dopatut import figcheck  # noqa: E402
+from dopatut.course import figcheck  # noqa: E402
 from dopatut.methods.names import CODE_NAMES, display  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
