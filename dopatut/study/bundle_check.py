@@ -153,7 +153,7 @@ def missing_from_bundle(folder: Path = PACKAGE) -> list[str]:
 @dataclass
 class Report:
     failures: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # near-ties: of a grid's choice, or of a verdict
+    notes: list[str] = field(default_factory=list)  # near-ties (of a grid's choice, or of a verdict), what was not recomputed
     largest: dict = field(default_factory=dict)  # kind of comparison -> (largest |difference|, where)
     compared: int = 0
 
@@ -171,7 +171,7 @@ class Report:
                                  f"{100 * TOLERANCE[kind]:.1f} points apart, the {kind} tolerance)")
 
     def __str__(self) -> str:
-        lines = [*(f"near-tie: {n}" for n in self.notes), f"{self.compared} accuracies compared; the largest differences:"]
+        lines = [*(f"note: {n}" for n in self.notes), f"{self.compared} accuracies compared; the largest differences:"]
         lines += [f"  {kind}: {100 * d:.2f} points ({where}; tolerance {100 * TOLERANCE[kind]:.1f})"
                   for kind, (d, where) in self.largest.items()]
         if self.failures:
@@ -217,7 +217,7 @@ def check(cache: Path, folder: Path = PACKAGE, device="cpu") -> Report:
                     text = (f"{kind} {method}: the bundle chose {a.chosen}, this run {b.chosen}, which it scored "
                             f"{100 * gap:.2f} points above the bundle's choice on validation")
                     if gap <= TOLERANCE["grid"]:
-                        report.notes.append(text + f" (within {100 * TOLERANCE['grid']:.1f}: either passes; "
+                        report.notes.append("near-tie: " + text + f" (within {100 * TOLERANCE['grid']:.1f}: either passes; "
                                                    "its seeds are compared by their mean at 45° and by verdict)")
                     else:
                         report.failures.append(text)
@@ -263,7 +263,7 @@ def _check_chapters(cache: Path, folder: Path, device, report: Report) -> None:
         if not (folder / shipped).is_file():
             report.failures.append(f"the bundle has no {shipped}: chapter 7's or 9's settings changed since it was made")
         elif shipped != run:
-            report.notes.append(f"{Path(shipped).name.rsplit('-', 1)[0]}: chapter 9's grid chose another rate here "
+            report.notes.append(f"near-tie: {Path(shipped).name.rsplit('-', 1)[0]}: chapter 9's grid chose another rate here "
                                 "(a near-tie of its grid, compared above); the arm's seeds are not compared")
         elif not (cache / run).is_file():
             report.failures.append(f"this run's cache {cache} has no {run}: run chapters 7 and 9 first")
@@ -334,7 +334,7 @@ def _check_verdicts(kind: str, accuracies: dict, report: Report) -> None:
         text = (f"{kind}: Dopamine {words[0]} {method} in the bundle, {words[1]} {method} in this run (95% intervals "
                 + ", ".join(f"[{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}]" for d in diffs) + " points)")
         if min(abs(end) for d in diffs for end in (d.ci_low, d.ci_high)) <= TOLERANCE["verdict"]:
-            report.notes.append(text + f": an end lies within {100 * TOLERANCE['verdict']:.1f} points of zero")
+            report.notes.append("near-tie: " + text + f": an end lies within {100 * TOLERANCE['verdict']:.1f} points of zero")
         else:
             report.failures.append(text)
 
