@@ -1,8 +1,8 @@
 """Checkpoints that are written atomically and checked when loaded.
 
-A file holds a header (format, kind, configuration, metadata), the tensors, and a
-SHA-256 of the tensors' bytes. Loading refuses a file that is corrupt, of another
-kind, or made for another configuration, and says exactly what differs.
+A file holds a header (format, what it contains: "foundation" or "mode", configuration, metadata), the tensors,
+and a SHA-256 of the tensors' bytes. Loading refuses a file that is corrupt, holds something else, or was made
+for another configuration, and says exactly what differs. (In the rest of the package `kind` is a foundation.)
 """
 from __future__ import annotations
 
@@ -47,9 +47,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def save_checkpoint(path, state: dict[str, torch.Tensor], kind: str, config: dict, meta: dict | None = None) -> Path:
+def save_checkpoint(path, state: dict[str, torch.Tensor], content: str, config: dict, meta: dict | None = None) -> Path:
     state = {k: v.detach().cpu().clone() for k, v in state.items()}
-    payload = {"format": FORMAT, "kind": kind, "config": config, "meta": meta or {},
+    payload = {"format": FORMAT, "kind": content, "config": config, "meta": meta or {},
                "state": state, "sha256": _digest(state)}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -63,7 +63,7 @@ def _differences(expected: dict, found: dict) -> list[str]:
             for k in keys if expected.get(k, "<missing>") != found.get(k, "<missing>")]
 
 
-def load_checkpoint(path, kind: str, config: dict | None = None,
+def load_checkpoint(path, content: str, config: dict | None = None,
                     shapes: dict[str, tuple] | None = None) -> dict:
     """Load and check a checkpoint. Returns the payload (with 'state', 'config', 'meta')."""
     path = Path(path)
@@ -75,8 +75,8 @@ def load_checkpoint(path, kind: str, config: dict | None = None,
         raise CheckpointError(f"{path} is corrupt or truncated ({type(err).__name__}: {err})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a dopatut checkpoint (expected format {FORMAT!r})")
-    if payload["kind"] != kind:
-        raise CheckpointError(f"{path} holds a {payload['kind']!r}, expected a {kind!r}")
+    if payload["kind"] != content:
+        raise CheckpointError(f"{path} holds a {payload['kind']!r}, expected a {content!r}")
     if _digest(payload["state"]) != payload["sha256"]:
         raise CheckpointError(f"{path}: tensors do not match their checksum; the file is corrupt")
     if config is not None and payload["config"] != config:

@@ -57,18 +57,18 @@ def run_flops(method: str, shapes, n_samples: int, epochs: int = 1, rank: int = 
     """
     from ..methods.registry import get_method
 
-    kind = get_method(method).flops
-    if kind == "none":
+    counted = get_method(method).flops
+    if counted == "none":
         return 0
     macs = [i * o for i, o in shapes]
-    if kind == "all":
+    if counted == "all":
         return epochs * training_flops(shapes, n_samples)
-    if kind == "lora":
+    if counted == "lora":
         factors = sum(rank * (i + o) for i, o in shapes)  # A: in x r, B: r x out, per layer
         per_sample = 2 * sum(macs) + 2 * sum(macs[1:]) + 6 * factors - 2 * rank * shapes[0][0]
         return epochs * n_samples * per_sample
     later = 2 * sum(macs[1:])  # the forward of every layer after the precomputed first one
-    backward = 2 * macs[-1] if kind == "head" else later
+    backward = 2 * macs[-1] if counted == "head" else later
     return 2 * macs[0] * n_samples + epochs * n_samples * (later + backward)
 
 
