@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dopatut on a CUDA GPU: the unit tests on it, then the whole protocol on it from an empty cache, timed, and
 # compared with the CPU bundle (the same grid choices, or near-ties; the same verdicts; accuracies within
-# dopatut.study.bundle_check.TOLERANCE), then two chapters that train on it.
+# dopatut.study.bundle_check.ACROSS: a GPU rounds otherwise), then two chapters that train on it.
 #
 #   scripts/check_gpu.sh [output folder]      # default _build/gpu; writes gpu_check.json and the logs there
 #

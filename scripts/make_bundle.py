@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     if args.run:
         seconds = run_protocol(args.run, args.device)
     if args.check:
-        from dopatut.study.bundle_check import TOLERANCE, check
+        from dopatut.study.bundle_check import check
 
         if args.spot_check:
             from dopatut.study.budget import spot_check
@@ -78,7 +78,8 @@ def main(argv=None) -> int:
         if args.json:
             args.json.write_text(json.dumps({"ok": report.ok, "largest_difference": report.largest,
                                              "compared": report.compared,
-                                             "tolerance": TOLERANCE, "near_ties": report.notes,
+                                             "across_cpus": report.across, "cpus": report.cpus,
+                                             "near_ties": report.notes,
                                              "failures": report.failures, "device": args.device,
                                              "protocol_seconds": seconds}, indent=1) + "\n")
         return 0 if report.ok else 1

@@ -32,6 +32,7 @@ import os
 from pathlib import Path
 
 FOLDER = "shipped"  # dopatut/shipped/
+MANIFEST = "MANIFEST.json"  # how the CPU that made the bundle rounds (dopatut.foundations.device.rounding)
 REBUILD = "scripts/make_bundle.py"
 _told: set[str] = set()
 
@@ -57,6 +58,12 @@ def bundled(relative: str):
     """The bundle's file at `relative` (e.g. 'results/select-mixture-lora-<hash>.json'), or None."""
     path = root().joinpath(*relative.split("/"))
     return path if path.is_file() else None
+
+
+def made_on() -> dict:
+    """device.rounding() of the machine that made the bundle (its MANIFEST.json); {} if it has none."""
+    path = bundled(MANIFEST)
+    return json.loads(path.read_text())["made_on"] if path is not None else {}
 
 
 def read_shipped_anyway(relative: str) -> bool:
@@ -98,7 +105,7 @@ def mark_read(what: str) -> None:
 
 def was_read(what: str = "results") -> bool:
     """Whether this process read `what` ("results", "records", "foundations") from the bundle: numbers computed on another CPU,
-    so a live run here agrees with them only to the cross-CPU tolerance (dopatut.study.bundle_check.TOLERANCE)."""
+    so a live run here agrees with them bitwise only on a CPU that rounds alike (bundle_check.tolerance)."""
     return what in _told
 
 
