@@ -136,3 +136,21 @@ def test_a_grid_setting_that_blows_up_is_marked_and_never_chosen(tiny):
 
 def test_settings_are_written_out_for_readers():
     assert compare._fmt(3e-05) == "0.00003" and compare._fmt((1.0, 0.01)) == "1 → 0.01" and compare._fmt(4) == "4"
+
+
+def test_the_choices_table_and_the_edge_sentence_say_what_each_grid_chose():
+    from dopatut.study.report import choices_table, edges_sentence
+
+    grid = [{"lr": 0.01}, {"lr": 0.03}, {"lr": 0.1}]
+    inside = Selection("lora", "mixture", grid, [0.95, 0.97, 0.96], [[]] * 3)
+    edge = Selection("head", "mixture", grid, [0.90, 0.91, 0.93], [[]] * 3)
+    tied = Selection("head", "upright", grid, [0.93, 0.92, 0.93], [[]] * 3)  # a tie goes to the first: an edge
+    upright_lora = Selection("lora", "upright", grid, [0.80, 0.85, 0.84], [[]] * 3)
+    table = choices_table({"mixture": [inside, edge], "upright": [upright_lora, tied]})
+    assert list(table.rows[0]) == ["LoRA (r = 4)", "lr 0.03 (97.00%)", "lr 0.03 (85.00%)"], table.rows
+    assert list(table.rows[1][1:]) == ["lr 0.1 (93.00%)", "lr 0.01 (93.00%)"]
+    said = edges_sentence({"mixture": [inside, edge], "upright": [upright_lora, tied]})
+    assert said == ("Chosen at an edge of its grid: head-only on the mixture foundation and head-only on the upright "
+                    "foundation (tied with 1 other setting, the tie going to the first in the grid, which has the "
+                    "smallest rate of them)."), said
+    assert edges_sentence({"mixture": [inside]}) == "No winner lies at an edge of its grid."

@@ -4,6 +4,8 @@
     differences(runs, against="dopamine") # method -> its paired difference with Dopamine, with its interval
     summarise(runs)                       # mean +- std per method and mode, an HTML table in a notebook
     said("Dopamine", "LoRA", d)           # the comparison in words chosen by the interval
+    choices_table({kind: [Selection]})    # each grid's choice on each foundation, one row a method
+    edges_sentence({kind: [Selection]})   # which grids chose at an edge, in one sentence
 
 `runs` is method -> [pipeline.Result, one per seed], as compare.compare and beyond.run_arms give them.
 """
@@ -85,6 +87,37 @@ def selection_table(selections: list[Selection]) -> str:
             text = ", ".join(f"{k} {_fmt(v)}" for k, v in setting.items()) or "(nothing to set)"
             body.append([_readable(sel.method), text, f"{100 * acc:.2f}", "✔" if i == sel.best else ""])
     return Table(["method", "setting", "validation accuracy at 45° (%)", "chosen"], body).html()
+
+
+def _chosen_words(sel: Selection) -> str:
+    """'lr 0.03, temperature 1 → 0.1 (97.55%)': the setting a grid chose, with its validation accuracy."""
+    text = ", ".join(f"{k} {_fmt(v)}" for k, v in sel.chosen.items()) or "(nothing to set)"
+    return f"{text} ({100 * sel.val_accuracy[sel.best]:.2f}%)"
+
+
+def choices_table(selections: dict[str, list[Selection]]) -> Table:
+    """{foundation: [Selection, one per method]} as one table: a row per method, the setting chosen on each."""
+    methods = [sel.method for sel in next(iter(selections.values()))]
+    by_kind = {kind: {sel.method: sel for sel in sels} for kind, sels in selections.items()}
+    return Table(["method", *(f"chosen on the {kind} foundation" for kind in selections)],
+                 [[_readable(m), *(_chosen_words(by_kind[kind][m]) for kind in selections)] for m in methods])
+
+
+def edges_sentence(selections: dict[str, list[Selection]]) -> str:
+    """One sentence naming the grids whose choice lies at an edge of their rates (where a wider grid might score
+    higher), with the settings it tied with: a tie goes to the first in the grid."""
+    edges = []
+    for kind, sels in selections.items():
+        for sel in (s for s in sels if s.at_edge):
+            top = sel.val_accuracy[sel.best]
+            tied = [st for st, acc in zip(sel.settings, sel.val_accuracy) if acc == top and st != sel.chosen]
+            text = f"{_readable(sel.method)} on the {kind} foundation"
+            if tied:
+                smallest = all(sel.chosen["lr"] <= st["lr"] for st in tied)
+                text += (f" (tied with {len(tied)} other setting{'s' * (len(tied) > 1)}, the tie going to the first "
+                         f"in the grid{', which has the smallest rate of them' if smallest else ''})")
+            edges.append(text)
+    return f"Chosen at an edge of its grid: {' and '.join(edges)}." if edges else "No winner lies at an edge of its grid."
 
 
 def _readable(name: str) -> str:
