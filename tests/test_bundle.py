@@ -121,6 +121,12 @@ def test_read_shipped_keeps_only_the_named_kind_from_the_bundle_under_recompute(
     monkeypatch.setenv("DOPATUT_READ_SHIPPED", "budget")
     assert bundle.read_json(budget) is not None and bundle.read_json(grid) is None
     assert bundle.read_json(budget, recompute=True) is None  # an explicit recompute always recomputes
+    from dopatut.study.beyond import chapter_results
+    vit = chapter_results(lambda n: json.loads((PACKAGE / n).read_text()))
+    arm, curve, vit_grid = (next(n for n in vit if f"vit-{k}-" in n) for k in ("arm", "curve", "grid"))
+    monkeypatch.setenv("DOPATUT_READ_SHIPPED", "budget,vit-curve,vit-arm")  # as CI
+    assert bundle.read_json(arm) is not None and bundle.read_json(curve) is not None
+    assert bundle.read_json(vit_grid) is None  # chapter 9's grids are recomputed
 
 
 def test_the_check_notes_budget_stacks_it_did_not_recompute_and_fails_a_missing_spot_check(tmp_path, shipped):

@@ -365,13 +365,14 @@ def climbing(curves: dict, epochs: int, margin: float | None = None) -> list[tup
     return [row for row in largest_gains(curves, epochs) if row[0] >= _margin(margin)]
 
 
-def budget_sentence(curves: dict, epochs: int, margin: float | None = None) -> str:
-    """The chapter's sentence on why the curves chose `epochs` (epoch_budget), from {foundation: arm_curves's answer}:
-    which arms still gain the margin after it (where the curves ran out first), else which gained it last."""
+def budget_sentence(curves: dict, margin: float | None = None) -> str:
+    """The chapter's sentence on why the curves chose their budget (epoch_budget), from {foundation: arm_curves's
+    answer}: which arms still gain the margin after it (where the curves ran out first), else which gained it last."""
     from ..methods.names import display
     from .budget import flat_epoch
 
     margin = _margin(margin)
+    epochs = epoch_budget(curves, margin)
     by_kind = _curves(curves)
     n_curves = sum(len(arms) for arms in by_kind.values())
     points = f"{100 * margin:.1f} points (the protocol's margin)"
@@ -379,20 +380,64 @@ def budget_sentence(curves: dict, epochs: int, margin: float | None = None) -> s
     late = climbing(curves, epochs, margin)
     if late:
         last = min(len(c) for arms in by_kind.values() for c in arms.values())
-        said = ", ".join(f"{name(kind, arm)} ({100 * gain:+.2f} points)" for gain, kind, arm in late)
-        return (f"by the protocol's margin the budget would lie past the {last} epochs of the curves: {said} still "
-                f"gain{'s' * (len(late) == 1)} {points} or more after epoch {epochs}. The curves judge {epochs} "
-                f"epochs at most, one before their end, and from epoch {epochs} on the other {n_curves - len(late)} "
-                f"curves gain less than the margin")
+        said = _and([f"{name(kind, arm)} ({100 * gain:+.2f} points)" for gain, kind, arm in late])
+        return (f"by the protocol's margin the budget lies past the curves' {last} epochs: {said} still "
+                f"gain{'s' * (len(late) == 1)} {points} or more after epoch {epochs}. Curves of {last} epochs judge "
+                f"{epochs} at most (a budget needs a later epoch, seen flat)" + _others(n_curves - len(late), epochs))
     later = largest_gains(curves, epochs)
     after = f"the largest gain after it is {100 * later[0][0]:.2f} points ({name(later[0][1], later[0][2])})"
     if epochs == 1:
         return f"after the first epoch none of the {n_curves} curves gains {points} or more: {after}"
     setters = [(kind, arm, c[epochs - 1] - c[epochs - 2]) for kind, arms in by_kind.items()
                for arm, c in arms.items() if flat_epoch(c, margin) == epochs]
-    said = ", ".join(f"{name(kind, arm)} ({100 * gain:+.2f} points)" for kind, arm, gain in setters)
+    said = _and([f"{name(kind, arm)} ({100 * gain:+.2f} points)" for kind, arm, gain in setters])
     return (f"in epoch {epochs} {said} still gain{'s' * (len(setters) == 1)} {points} or more, and no curve does "
             f"after it: {after}")
+
+
+def climbing_sentence(curves: dict, runs: dict, against: str = "dopamine", margin: float | None = None) -> str:
+    """What the curves still climbing at the budget mean for the verdicts, from {foundation: arm_curves's answer}
+    and {foundation: run_arms's runs}: whether each such arm is already ahead of `against` (paired by seed), and
+    from which epoch `against`'s own curves are flat; a longer budget could move only a verdict it does not widen."""
+    from ..analysis.stats import paired_difference, verdict
+    from ..methods.names import display
+    from .budget import flat_epoch
+
+    margin = _margin(margin)
+    epochs = epoch_budget(curves, margin)
+    late = climbing(curves, epochs, margin)
+    if not late:
+        return f"no curve is still climbing after epoch {epochs}, so a longer budget would move little"
+    acc = lambda kind, arm: [r.accuracy[f"{STUDY.angle_deg:g}"] for r in runs[kind][arm]]
+    words = {(kind, arm): verdict(paired_difference(acc(kind, arm), acc(kind, against))) for _, kind, arm in late}
+    flat = [flat_epoch(c, margin) for kind, arms in _curves(curves).items() for arm, c in arms.items() if arm == against]
+    own = (f"{display(against)}'s own curves are flat from epoch {max(flat)}" if None not in flat else
+           f"{display(against)}'s own curves still climb")
+    named = _and([f"{display(arm)} on the {kind} foundation ({words[kind, arm]} {display(against)})"
+                  for _, kind, arm in late])
+    if all(w == "beats" for w in words.values()) and None not in flat:
+        return (f"the curves still climbing are of arms already ahead of {display(against)} after {epochs} epochs: "
+                f"{named}; {own}, so a longer budget would widen those gaps, not close them")
+    return (f"the curves still climbing after epoch {epochs} are {named}; {own}, so a longer budget could move the "
+            f"verdicts of those not yet ahead")
+
+
+def _others(n: int, epochs: int) -> str:
+    if not n:
+        return ""
+    return f", and from epoch {epochs} on " + ("the other curve gains" if n == 1 else f"the other {n} curves gain") + \
+        " less than the margin"
+
+
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def train_images(study: VitStudy = STUDY) -> int:
+    """How many 45° training images each arm trains on: study.adapt_images, or the whole split's size."""
+    from ..foundations.data import load_mnist
+
+    return study.adapt_images or len(load_mnist(verbose=False).split("train")[1])
 
 
 def check_budget(curves: dict, study: VitStudy = STUDY) -> int:

@@ -25,7 +25,7 @@ at 0° and under 0.5 at 45°; no verdict changed. So across CPUs the check compa
 - the same verdict for Dopamine against every other method (stats.verdict of the paired difference), unless an
   end of its interval lies within VERDICT of zero in either (a near-tie of the verdict: reported);
 - chapter 5's budget study, the shipped foundations and training records, chapter 7's sweeps and chapter 9's
-  grids and arms by the same rules: a single run within "single" (or "grid"), seeds by their mean.
+  grids, curves and arms by the same rules: a single run within "single" (or "grid"), seeds by their mean.
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def _foundation_files(device="cpu") -> dict[str, Path]:
 def contents(cache: Path, read=None) -> dict[str, Path]:
     """Bundle name -> the file in `cache` that holds it: every grid and comparison on both foundations (the
     comparisons named by the choices `read` finds: the cache's own by default), the shipped foundations, the
-    training records of the mixture's ten seeds, and chapter 9's grids and arms (dopatut.study.beyond)."""
+    training records of the mixture's ten seeds, and chapter 9's grids, curves and arms (dopatut.study.beyond)."""
     cache = Path(cache)
     read = read or (lambda name: json.loads((cache / name).read_text()))
     out = {}
@@ -120,7 +120,7 @@ def contents(cache: Path, read=None) -> dict[str, Path]:
                 name = f"results/{budget_name(method, kind, chosen)}"
                 out[name] = cache / name
         out.update(_foundation_files())
-        from .beyond import chapter_results  # chapter 9's grids and arms, on its shipped foundations
+        from .beyond import chapter_results  # chapter 9's grids, curves and arms, on its shipped foundations
 
         from .sweeps import chapter_results as sweeps  # chapter 7's sweeps
 
