@@ -3,7 +3,8 @@
     python scripts/make_bundle.py                   # the protocol from nothing in a fresh cache, then the bundle
     python scripts/make_bundle.py --from-cache DIR  # the bundle from a cache that holds everything (e.g. CI's)
     python scripts/make_bundle.py --check DIR       # compare DIR, filled from nothing, with the bundle
-    python scripts/make_bundle.py --spot-check --check DIR   # CI: first a few stacks of the budget study
+    python scripts/make_bundle.py --spot-check --check DIR   # CI: first a few stacks of the budget study, and
+                                                              # one arm of chapter 9 (its curve and seeds)
     python scripts/make_bundle.py --run DIR --device cuda --check DIR   # the protocol on a GPU, timed, then compared
 
 The bundle is CPU results: build it on a CPU (the default --device). Rebuild it after any change to the code that
@@ -55,8 +56,9 @@ def main(argv=None) -> int:
     parser.add_argument("--run", type=Path, help="first run the protocol into this (empty) cache")
     parser.add_argument("--device", default="cpu", help="where --run trains (the bundle itself is made on the CPU)")
     parser.add_argument("--spot-check", action="store_true",
-                        help="with --check: first recompute the budget study's SPOT_CHECK stacks into the cache "
-                             "(CI reads the rest of that study from the bundle: DOPATUT_READ_SHIPPED=budget)")
+                        help="with --check: first recompute the budget study's SPOT_CHECK stacks and chapter 9's "
+                             "SPOT_CHECK arm (its curve and seeds) into the cache (CI reads the rest of them from "
+                             "the bundle: DOPATUT_READ_SHIPPED=budget,vit-curve,vit-arm)")
     parser.add_argument("--json", type=Path, help="with --check: also write the report's numbers here")
     args = parser.parse_args(argv)
     seconds = None
@@ -66,11 +68,15 @@ def main(argv=None) -> int:
         from dopatut.study.bundle_check import check
 
         if args.spot_check:
+            from dopatut.study import beyond
             from dopatut.study.budget import spot_check
 
             os.environ["DOPATUT_CACHE"] = str(args.check)
             start = time.perf_counter()
             print(f"budget study recomputed: {', '.join(spot_check(args.device))} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+            start = time.perf_counter()
+            print(f"chapter 9's curves and arms recomputed: {', '.join(beyond.spot_check(device=args.device))} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
 
         report = check(args.check, device=args.device)

@@ -46,7 +46,7 @@ def test_grids_and_arms_are_one_job_per_model_each_as_trained_alone(monkeypatch)
     from dopatut.study.pipeline import specialise_many
     from dopatut.training.train import TrainConfig
     monkeypatch.setenv("DOPATUT_WORKERS", "1")  # in process; tests/test_workers.py checks a job's numbers in a worker
-    study = replace(beyond.STUDY, adapt_images=500, grid_images=300, kept=("head",), widen=0,  # the grids as given
+    study = replace(beyond.STUDY, adapt_images=500, epochs=1, grid_images=300, kept=("head",), widen=0,  # grids as given
                     lr_grid={**beyond.STUDY.lr_grid, "head": (1e-4, 3e-2)})
     base = small_vit()
     lrs = beyond.choose_lrs(base, arms=("head", "gain_only"), study=study, progress=False)
@@ -65,7 +65,7 @@ def test_grids_and_arms_are_one_job_per_model_each_as_trained_alone(monkeypatch)
 def test_a_foundations_grids_and_arms_are_cached_with_the_kept_models(monkeypatch, tmp_path):
     monkeypatch.setenv("DOPATUT_WORKERS", "1")
     monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path))
-    study = replace(beyond.STUDY, adapt_images=300, grid_images=200, widen=0, kept=("dopamine_at_0",),
+    study = replace(beyond.STUDY, adapt_images=300, epochs=1, grid_images=200, widen=0, kept=("dopamine_at_0",),
                     lr_grid={**beyond.STUDY.lr_grid, "dopamine_at_0": (0.1, 0.3)})
     base = small_vit()
     base.foundation_key = {"a": "foundation"}  # as vit_foundations marks its own
@@ -86,8 +86,98 @@ def test_a_foundations_grids_and_arms_are_cached_with_the_kept_models(monkeypatc
 def test_a_study_that_names_an_arm_it_lacks_is_refused():
     with pytest.raises(ValueError, match=r"VitStudy.kept names \['lora_everywhere'\], which are not arms"):
         replace(beyond.STUDY, kept=("lora_everywhere",))
-    with pytest.raises(ValueError, match="VitStudy.adapt_images must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"VitStudy.adapt_images must be an int >= 1 or None \(the whole split\), got 0"):
         replace(beyond.STUDY, adapt_images=0)
+    with pytest.raises(ValueError, match="VitStudy.curve_epochs must be an int >= 2, got 1"):
+        replace(beyond.STUDY, curve_epochs=1)
+
+
+def test_the_chapter_trains_every_arm_on_the_whole_split_over_five_seeds_at_least():
+    assert beyond.STUDY.adapt_images is None and len(beyond.STUDY.seeds) >= 5
+    assert beyond.STUDY.curve_epochs > beyond.STUDY.epochs  # the curves look past the budget they choose
+
+
+def test_the_epoch_budget_is_the_latest_epoch_from_which_no_curve_gains_the_margin():
+    from dopatut.study.pipeline import Result
+    flat_from_2 = [0.90, 0.95, 0.951, 0.9515]  # gains 5, 0.1, 0.05 points
+    flat_from_1 = [0.95, 0.951, 0.9515, 0.952]
+    curves = {"mixture": {"dopamine": flat_from_1, "full": Result("full", 1, {}, curve=flat_from_2)},
+              "upright": {"dopamine": flat_from_1}}
+    assert beyond.epoch_budget(curves) == 2
+    assert beyond.epoch_budget(curves, margin=0.0008) == 3  # then 0.1 points gains it, 0.05 does not
+    assert beyond.epoch_budget({"upright": {"dopamine": flat_from_1}}) == 1
+    assert beyond.largest_gains(curves, 2)[0] == (pytest.approx(0.001), "mixture", "full")
+    assert beyond.climbing(curves, 2) == [] and beyond.budget_sentence(curves).startswith(
+        "in epoch 2 full fine-tuning on the mixture foundation (+5.00 points) still gains 0.2 points")
+    assert beyond.check_budget(curves, replace(beyond.STUDY, epochs=2)) == 2
+    with pytest.raises(ValueError, match="curves choose 2 epochs, but VitStudy.epochs is 1; set epochs=2"):
+        beyond.check_budget(curves, replace(beyond.STUDY, epochs=1))
+
+
+def test_a_curve_still_climbing_at_its_end_caps_the_budget_one_epoch_before_and_is_named():
+    still = [0.70, 0.71, 0.72, 0.73]  # a point an epoch, to the last
+    curves = {"mixture": {"dopamine": [0.95, 0.951, 0.9515, 0.952]}, "upright": {"full": still}}
+    assert beyond.epoch_budget(curves) == 3  # the last epoch the curves see a later one after
+    assert beyond.climbing(curves, 3) == [(pytest.approx(0.01), "upright", "full")]
+    said = beyond.budget_sentence(curves)
+    assert said.startswith("by the protocol's margin the budget lies past the curves' 4 epochs: full fine-tuning on "
+                           "the upright foundation (+1.00 points) still gains 0.2 points"), said
+    assert said.endswith("at most (a budget needs a later epoch, seen flat), and from epoch 3 on the other curve gains "
+                         "less than the margin"), said
+
+
+def test_the_climbing_sentence_says_whether_a_longer_budget_could_move_a_verdict():
+    from dopatut.study.pipeline import Result
+    curves = {"mixture": {"dopamine": [0.95, 0.96, 0.961, 0.9612], "full": [0.95, 0.96, 0.965, 0.97]}}
+    runs = lambda full: {"mixture": {"dopamine": [Result("dopamine", 1, {"45": a}) for a in (0.95, 0.951, 0.952)],
+                                     "full": [Result("full", 1, {"45": a}) for a in full]}}
+    said = beyond.climbing_sentence(curves, runs((0.97, 0.972, 0.971)))
+    assert said == ("the curves still climbing are of arms already ahead of Dopamine after 3 epochs: full "
+                    "fine-tuning on the mixture foundation (beats Dopamine); Dopamine's own curves are flat from "
+                    "epoch 2, so a longer budget would widen those gaps, not close them"), said
+    said = beyond.climbing_sentence(curves, runs((0.96, 0.94, 0.952)))  # a tie: more epochs could move it
+    assert "(ties with Dopamine)" in said and said.endswith("could move the verdicts of those not yet ahead"), said
+    flat = {"mixture": {"dopamine": [0.95, 0.951, 0.9512], "full": [0.95, 0.951, 0.9512]}}
+    assert beyond.climbing_sentence(flat, {}) == "no curve is still climbing after epoch 1, so a longer budget would move little"
+
+
+def test_a_curve_is_seed_0s_validation_accuracy_after_each_epoch_and_is_cached(monkeypatch, tmp_path):
+    from dopatut.study.pipeline import specialise_many
+    from dopatut.training.train import TrainConfig
+    monkeypatch.setenv("DOPATUT_WORKERS", "1")
+    monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path))
+    study = replace(beyond.STUDY, adapt_images=300, curve_epochs=2)
+    base = small_vit()
+    base.foundation_key = {"a": "foundation"}
+    curves = beyond.arm_curves(base, {"head": 3e-3, "gain_only": 0.1}, study=study, progress=False)
+    assert list(curves) == ["head", "gain_only"] and all(len(r.curve) == 2 for r in curves.values())
+    _, two_epochs = specialise_many([base], "head", [0], TrainConfig(epochs=2, lr=3e-3), eval_angles=(45.0,),
+                                    split="val", progress=False, train_limit=300, stack=False)[0]
+    assert curves["head"].curve[-1] == two_epochs.accuracy["45"]  # after the last epoch, on the validation split
+    monkeypatch.setattr(beyond, "run_jobs", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    assert beyond.arm_curves(base, {"head": 3e-3, "gain_only": 0.1}, study=study, progress=False) == curves
+    with pytest.raises(AssertionError, match="trained"):  # a longer curve: another key
+        beyond.arm_curves(base, {"head": 3e-3}, study=replace(study, curve_epochs=3), progress=False)
+
+
+def test_run_chapter_checks_the_budget_before_any_arm_trains(monkeypatch):
+    monkeypatch.setattr(beyond, "vit_foundations", lambda *a, **k: {"mixture": None, "upright": None})
+    monkeypatch.setattr(beyond, "choose_lrs", lambda base, arms, *a, **k: {arm: (0.1, {0.1: 0.9}) for arm in arms})
+    monkeypatch.setattr(beyond, "arm_curves", lambda base, lrs, **k: {arm: [0.9, 0.95, 0.951] for arm in lrs})
+    monkeypatch.setattr(beyond, "run_arms", lambda *a, **k: pytest.fail("an arm trained before the budget was checked"))
+    with pytest.raises(ValueError, match="curves choose 2 epochs, but VitStudy.epochs is 1"):
+        beyond.run_chapter(replace(beyond.STUDY, epochs=1))
+
+
+def test_plot_curves_draws_each_foundations_curves_and_the_chosen_budget():
+    from dopatut.course.figcheck import figure_problems
+    curves = {"mixture": {arm: [0.95, 0.955, 0.956] for arm in beyond.STUDY.arms},
+              "upright": {arm: [0.7, 0.75, 0.76] for arm in beyond.STUDY.upright_arms}}
+    fig = beyond.plot_curves(curves, epochs=2)
+    left, right = fig.axes
+    assert left.get_title() == "mixture foundation" and len(left.lines) == len(beyond.STUDY.arms) + 1
+    assert right.lines[-1].get_xdata()[0] == 2  # the budget's line
+    assert figure_problems(fig) == []
 
 
 def test_the_study_keeps_the_foundations_of_the_shipped_bundle():

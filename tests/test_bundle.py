@@ -121,6 +121,12 @@ def test_read_shipped_keeps_only_the_named_kind_from_the_bundle_under_recompute(
     monkeypatch.setenv("DOPATUT_READ_SHIPPED", "budget")
     assert bundle.read_json(budget) is not None and bundle.read_json(grid) is None
     assert bundle.read_json(budget, recompute=True) is None  # an explicit recompute always recomputes
+    from dopatut.study.beyond import chapter_results
+    vit = chapter_results(lambda n: json.loads((PACKAGE / n).read_text()))
+    arm, curve, vit_grid = (next(n for n in vit if f"vit-{k}-" in n) for k in ("arm", "curve", "grid"))
+    monkeypatch.setenv("DOPATUT_READ_SHIPPED", "budget,vit-curve,vit-arm")  # as CI
+    assert bundle.read_json(arm) is not None and bundle.read_json(curve) is not None
+    assert bundle.read_json(vit_grid) is None  # chapter 9's grids are recomputed
 
 
 def test_the_check_notes_budget_stacks_it_did_not_recompute_and_fails_a_missing_spot_check(tmp_path, shipped):
@@ -136,6 +142,39 @@ def test_the_check_notes_budget_stacks_it_did_not_recompute_and_fails_a_missing_
     (run / "results" / budget_name(method, kind, select(method, kind).chosen)).unlink()
     report = check(run)
     assert not report.ok and f"{kind} {method}: the budget study is missing" in str(report)
+
+
+def test_the_check_notes_chapter_9_arms_it_did_not_recompute_and_fails_a_missing_spot_check(tmp_path, shipped):
+    from dopatut.study.beyond import SPOT_CHECK, chapter_entries
+
+    run = _fake_run(tmp_path)
+    entries = chapter_entries(lambda n: json.loads((run / n).read_text()))
+    skipped = [name for kind, arm, name in entries if "vit-grid-" not in name and (kind, arm) not in SPOT_CHECK]
+    assert len(skipped) == 2 * (len(entries) // 3 - len(SPOT_CHECK))  # every other arm's curve and seeds
+    for name in skipped:  # what CI read from the bundle (DOPATUT_READ_SHIPPED=vit-curve,vit-arm): not in its cache
+        (run / name).unlink()
+    report = check(run)
+    notes = [n for n in report.notes if "chapter 9's" in n and "read from the bundle, not recomputed" in n]
+    assert report.ok and len(notes) == len(skipped), str(report)
+    assert any(n.startswith("upright vit-arm-full: chapter 9's arm was read") for n in notes), notes
+    spot = next(name for kind, arm, name in entries if (kind, arm) == SPOT_CHECK[0] and "vit-arm-" in name)
+    (run / spot).unlink()
+    report = check(run)
+    assert not report.ok and f"has no {spot}" in str(report) and "--spot-check" in str(report), str(report)
+
+
+def test_the_shipped_curves_choose_the_chapters_epochs():
+    from dopatut.study import beyond
+
+    read = lambda n: json.loads((PACKAGE / n).read_text())
+    curves = {}
+    for kind, arm, name in beyond.chapter_entries(read):
+        if "vit-curve-" in name:
+            curves.setdefault(kind, {})[arm] = read(name)["curve"]
+    assert {kind: list(c) for kind, c in curves.items()} == {"mixture": list(beyond.STUDY.arms),
+                                                            "upright": list(beyond.STUDY.upright_arms)}
+    assert all(len(c) == beyond.STUDY.curve_epochs for by_arm in curves.values() for c in by_arm.values())
+    assert beyond.check_budget(curves) == beyond.STUDY.epochs
 
 
 def _fake_run(tmp_path) -> Path:

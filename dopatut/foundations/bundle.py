@@ -10,7 +10,7 @@ in `dopatut/shipped/` (read through importlib.resources, so an installed dopatut
 that determines it>.json`), the few foundations that chapters load and that take more than about 10 s to
 train (seed 0's MLP on each foundation, chapter 9's two transformers), the training record (curves,
 accuracy, no weights) of the ten mixture foundations that chapter 2 plots, chapter 7's sweeps
-(`sweeps.angle_sweep`, `sweeps.variant`) and chapter 9's grids and arms (`beyond.choose_lrs`, `beyond.run_arms`,
+(`sweeps.angle_sweep`, `sweeps.variant`) and chapter 9's grids, curves and arms (`beyond.choose_lrs`, `beyond.arm_curves`, `beyond.run_arms`,
 with the gate arms' trained tensors, a few kB each). Because the names are the cache's
 keys, a change to the protocol, a grid or the code's RESULTS_VERSION gives new names, which the bundle lacks,
 so they are computed; nothing reads old numbers for a new question.
@@ -69,7 +69,8 @@ def made_on() -> dict:
 def read_shipped_anyway(relative: str) -> bool:
     """Whether DOPATUT_READ_SHIPPED (a comma list of result kinds, e.g. "budget") names `relative`'s kind: read it
     from the bundle even under DOPATUT_RECOMPUTE=1. CI sets it for chapter 5's budget study, which costs as much
-    as the ten-seed comparison; it recomputes a few of its stacks instead (dopatut.study.budget.SPOT_CHECK)."""
+    as the ten-seed comparison, and chapter 9's curves and arms ("vit-curve,vit-arm"); it recomputes a few of them
+    instead (dopatut.study.budget.SPOT_CHECK, dopatut.study.beyond.SPOT_CHECK)."""
     kinds = [k.strip() for k in os.environ.get("DOPATUT_READ_SHIPPED", "").split(",") if k.strip()]
     name = relative.rsplit("/", 1)[-1]
     return any(name.startswith(f"{kind}-") for kind in kinds)

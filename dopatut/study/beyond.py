@@ -4,19 +4,24 @@
     bases = vit_foundations(seed=0, study=study)           # both foundations, trained side by side, then cached
     base = bases["mixture"]
     lrs = choose_lrs(base, study=study)                    # each arm's learning rate, chosen on validation data
-    runs, models = run_arms(base, lrs, seeds=(0, 1, 2), study=study)   # arm -> [Result], one per seed
+    curves = arm_curves(base, lrs, study=study)            # arm -> seed 0's validation curve over curve_epochs
+    check_budget({"mixture": curves, ...}, study)          # the epochs those curves choose: study.epochs
+    runs, models = run_arms(base, lrs, study=study)        # arm -> [Result], one per seed (study.seeds)
     compare.summarise(runs), compare.differences(runs)     # the tables of chapter 5, for the transformer
 
 An *arm* is a method and where it goes: LoRA on the attention projections (PEFT's usual targets) and LoRA
 on the MLP are two arms of one method; so are Dopamine with GELU's open threshold (the identity at init, see
-dopatut.methods.gate) and Dopamine with its thresholds starting at 0. The budget, fixed to fit the chapter in CI (and
-said there), is `VitStudy`'s: the foundation trains `vit_epochs` epochs on its 50,000 images; each arm `epochs`
-over the first `adapt_images` 45° training images, at the learning rate that scores best on the validation
-split after one epoch on the first `grid_images` of them (dopatut.study.search, widened past an edge).
+dopatut.methods.gate) and Dopamine with its thresholds starting at 0. The budget is `VitStudy`'s: the foundation
+trains `vit_epochs` epochs on its 50,000 images; each arm `epochs` over the 45° training images (`adapt_images`:
+all 50,000), at the learning rate that scores best on the validation split after one epoch on the first
+`grid_images` of them (dopatut.study.search, widened past an edge). `epochs` is what the curves choose: seed 0 of
+every arm on both foundations trained `curve_epochs` epochs at its rate, and the first epoch from which no curve
+gains the protocol's margin (dopatut.study.budget.flat_epoch, the latest over the arms: `epoch_budget`).
 
-The grids and the arms are cached as results (dopatut.study.result_cache), keyed by the foundation they start from
-and the study's settings, and shipped for seed 0's foundations (dopatut.foundations.bundle): a chapter opened cold reads
-them. A base that did not come from `vit_foundations` carries no foundation key, and its runs train each time.
+The grids, curves and arms are cached as results (dopatut.study.result_cache), keyed by the foundation they start
+from and the study's settings, and shipped for seed 0's foundations (dopatut.foundations.bundle): a chapter opened
+cold reads them. A base that did not come from `vit_foundations` carries no foundation key, and its runs train
+each time. CI reads the curves and arms from the bundle and recomputes SPOT_CHECK's (`spot_check`).
 
 Every model here trains by itself (train.fit, `stack=False`), one job per model in worker processes
 (dopatut.training.workers): the transformer's products are too small for vmap's batching to pay on a CPU (one arm's
@@ -69,19 +74,25 @@ class VitStudy:
         "lora_attn": (3e-3, 1e-2, 3e-2), "lora_mlp": (3e-3, 1e-2, 3e-2), "head": (1e-3, 3e-3, 1e-2),
         "full": (3e-4, 1e-3, 3e-3)})
     widen: int = 2  # where an arm's best rate sits at an edge of its grid, up to this many rates past it
-    adapt_images: int = 10_000  # each arm trains on the first this many 45° training images
-    epochs: int = 1  # ... this many epochs
+    adapt_images: int | None = None  # each arm trains on the first this many 45° training images (None: all 50,000)
+    epochs: int = 3  # ... this many epochs: what the curves choose (epoch_budget; run_chapter and the chapter check it)
+    curve_epochs: int = 4  # seed 0 of each arm, this many epochs, its validation accuracy after each: the curves
     grid_images: int = 5_000  # a grid's runs: one epoch on the first this many
+    check_images: int = 10_000  # the PEFT cross-check (trained live in the chapter): one epoch on the first this many
     angle_deg: float = 45.0  # the mode every arm specialises to
     upright_arms: tuple[str, ...] = ("dopamine", "dopamine_at_0", "lora_attn", "full")  # run on "upright" too
     kept: tuple[str, ...] = ("dopamine", "dopamine_at_0")  # the arms whose trained models run_arms returns
-    seeds: tuple[int, ...] = (0, 1, 2)  # each arm's seeds (the foundation's is 0)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # each arm's seeds (the foundation's is 0)
 
     def __post_init__(self):
-        for name in ("vit_epochs", "widen", "adapt_images", "epochs", "grid_images"):
+        for name in ("vit_epochs", "widen", "adapt_images", "epochs", "curve_epochs", "grid_images", "check_images"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "widen" else 1):
-                raise ValueError(f"VitStudy.{name} must be an int >= {0 if name == 'widen' else 1}, got {value!r}")
+            if name == "adapt_images" and value is None:
+                continue  # the whole split
+            least = {"widen": 0, "curve_epochs": 2}.get(name, 1)  # a curve needs two points to gain between
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"VitStudy.{name} must be an int >= {least}"
+                                 f"{' or None (the whole split)' * (name == 'adapt_images')}, got {value!r}")
         for name in ("upright_arms", "kept", "lr_grid"):
             unknown = [arm for arm in getattr(self, name) if arm not in self.arms]
             if unknown:
@@ -137,14 +148,21 @@ def _longest_first(base, arms: list[str], study: VitStudy) -> list[str]:
 
 
 def _adapted(base, arm: str, method: str, options: dict, lr: float, seed: int, angle_deg: float, epochs: int,
-             train_limit: int, split: str = "test", eval_angles=(0.0, 45.0)) -> tuple:
-    """One arm, one seed, trained by itself on the first `train_limit` images: (model, Result). Everything
-    comes in the job, so a worker forked earlier needs nothing from this process."""
+             train_limit: int | None, split: str = "test", eval_angles=(0.0, 45.0), curve: bool = False) -> tuple:
+    """One arm, one seed, trained by itself on the first `train_limit` images (None: all): (model, Result), with
+    the validation accuracy after each epoch in Result.curve if `curve`. Everything comes in the job, so a worker
+    forked earlier needs nothing from this process."""
     model, result = specialise_many([base], method, [seed], TrainConfig(epochs=epochs, lr=lr), angle_deg=angle_deg,
                                     eval_angles=eval_angles, split=split, progress=False, train_limit=train_limit,
-                                    soft=False, stack=False, **options)[0]
+                                    curve=curve, soft=False, stack=False, **options)[0]
     result.method = arm
     return model, result
+
+
+def _curve_run(base, arm: str, method: str, options: dict, lr: float, angle_deg: float, epochs: int,
+               train_limit: int | None) -> Result:
+    """One arm's curve run (seed 0): its Result, the validation curve in .curve (the model stays in the worker)."""
+    return _adapted(base, arm, method, options, lr, 0, angle_deg, epochs, train_limit, curve=True)[1]
 
 
 def _grid_point(base, arm: str, method: str, options: dict, lr: float, angle_deg: float, train_limit: int) -> float:
@@ -170,35 +188,59 @@ def _arm_key(where, arm: str, lr: float, seeds, study: VitStudy) -> dict | None:
     return _key(where, arm, study, lr=lr, seeds=list(seeds), images=study.adapt_images, epochs=study.epochs)
 
 
+def _curve_key(where, arm: str, lr: float, study: VitStudy) -> dict | None:
+    return _key(where, arm, study, lr=lr, seed=0, images=study.adapt_images, curve_epochs=study.curve_epochs)
+
+
 def _where(base) -> dict | None:
     return getattr(base, "foundation_key", None)  # set by vit_foundations
 
 
-def chapter_results(read, study: "VitStudy | None" = None, device="cpu") -> list[str]:
-    """The names (results/...) of what chapter 9 reads on seed 0's foundations: every arm's grid and its seeds'
-    runs, on the mixture foundation, and study.upright_arms's on the upright one. `read(name)` gives a grid's
-    value (the arms' runs are named by its choice). What the bundle ships (dopatut.study.bundle_check)."""
+def _kind_arms(kind: str, study: VitStudy) -> list[str]:
+    return list(study.arms if kind == "mixture" else study.upright_arms)
+
+
+def chapter_entries(read, study: "VitStudy | None" = None, device="cpu", only=None) -> list[tuple[str, str, str]]:
+    """(foundation, arm, name) of what chapter 9 reads on seed 0's foundations, names as results/...: every arm's
+    grid, its curve and its seeds' runs, on the mixture foundation, and study.upright_arms's on the upright one
+    (`only`: those (foundation, arm) pairs). `read(name)` gives a grid's value (the curve and the runs are named by
+    its choice)."""
     from .result_cache import result_name
 
     study = study or STUDY
-    names = []
+    out = []
     for kind, spec in study.specs.items():
         where = foundation_key(spec, 0, device)
-        for arm in (study.arms if kind == "mixture" else study.upright_arms):
+        for arm in _kind_arms(kind, study):
+            if only is not None and (kind, arm) not in only:
+                continue
             grid = f"results/{result_name(f'vit-grid-{arm}', _grid_key(where, arm, study))}"
             scores = {rate: acc for rate, acc in read(grid)}
             best = max(scores, key=scores.get)
-            names += [grid, f"results/{result_name(f'vit-arm-{arm}', _arm_key(where, arm, best, study.seeds, study))}"]
-    return names
+            out += [(kind, arm, grid),
+                    (kind, arm, f"results/{result_name(f'vit-curve-{arm}', _curve_key(where, arm, best, study))}"),
+                    (kind, arm, f"results/{result_name(f'vit-arm-{arm}', _arm_key(where, arm, best, study.seeds, study))}")]
+    return out
+
+
+def chapter_results(read, study: "VitStudy | None" = None, device="cpu") -> list[str]:
+    """The names of chapter_entries: what the bundle ships of chapter 9 (dopatut.study.bundle_check)."""
+    return [name for _, _, name in chapter_entries(read, study, device)]
 
 
 def run_chapter(study: "VitStudy | None" = None, device=None, progress: bool = False) -> None:
-    """Everything chapter_results names, computed into the cache (scripts/make_bundle.py)."""
+    """Everything chapter_results names, computed into the cache (scripts/make_bundle.py): both foundations' grids
+    and curves first; then, if the curves choose study.epochs (epoch_budget), the arms' seeds; else a ValueError
+    that names the choice, before any arm trains."""
     study = study or STUDY
     bases = vit_foundations(0, study, device=device)
+    chosen, curves = {}, {}
     for kind, base in bases.items():
-        arms = study.arms if kind == "mixture" else study.upright_arms
-        run_arms(base, choose_lrs(base, arms, study, progress), study.seeds, arms, study, progress)
+        chosen[kind] = choose_lrs(base, _kind_arms(kind, study), study, progress)
+        curves[kind] = arm_curves(base, chosen[kind], study=study, progress=progress)
+    check_budget(curves, study)
+    for kind, base in bases.items():
+        run_arms(base, chosen[kind], study.seeds, _kind_arms(kind, study), study, progress)
 
 
 def choose_lrs(base, arms=None, study: VitStudy = STUDY, progress: bool = True,
@@ -254,6 +296,196 @@ def widened_and_at_edge(chosen: dict[str, dict], study: VitStudy = STUDY) -> tup
     at_edge = [f"{display(arm)} ({kind}, {best:g})" for kind, lrs in chosen.items()
                for arm, (best, scores) in lrs.items() if best in (min(scores), max(scores))]
     return widened, at_edge
+
+
+def arm_curves(base, lrs: dict, arms=None, study: VitStudy = STUDY, progress: bool = True,
+               recompute: bool | None = None) -> dict[str, Result]:
+    """arm -> the Result of seed 0 trained study.curve_epochs epochs over study.adapt_images images at its chosen
+    rate (lrs: choose_lrs's answer), its validation accuracy at study.angle_deg after each epoch in .curve, the
+    test accuracies after the last: what chooses study.epochs (epoch_budget). One job per arm, side by side;
+    cached per arm (and shipped for the chapter's foundations) where `base` came from vit_foundations."""
+    arms = _checked(arms or lrs, study)
+    rate = {arm: lrs[arm][0] if isinstance(lrs[arm], tuple) else lrs[arm] for arm in arms}
+    found = {}
+    for arm in arms:
+        key = _curve_key(_where(base), arm, rate[arm], study)
+        value = None if key is None else lookup(f"vit-curve-{arm}", key, recompute)
+        if value is not None:
+            found[arm] = Result(**value)
+    todo = [arm for arm in _longest_first(base, arms, study) if arm not in found]
+    jobs = [{"base": base, "arm": arm, "method": study.arm(arm)[0], "options": study.arm(arm)[1], "lr": rate[arm],
+             "angle_deg": study.angle_deg, "epochs": study.curve_epochs, "train_limit": study.adapt_images}
+            for arm in todo]
+    for arm, result in zip(todo, run_jobs(_curve_run, jobs, desc=f"curves ({len(todo)} arms)", progress=progress)
+                           if jobs else []):
+        found[arm] = result
+        key = _curve_key(_where(base), arm, rate[arm], study)
+        if key is not None:
+            store(f"vit-curve-{arm}", key, asdict(result))
+    return {arm: found[arm] for arm in arms}
+
+
+def _curves(curves: dict) -> dict[str, dict[str, list[float]]]:
+    """{foundation: {arm: curve}} from {foundation: arm_curves's answer} (Results or curves)."""
+    return {kind: {arm: list(getattr(c, "curve", c)) for arm, c in by_arm.items()} for kind, by_arm in curves.items()}
+
+
+def epoch_budget(curves: dict, margin: float | None = None) -> int:
+    """The epochs every arm trains, from {foundation: arm_curves's answer}: the first epoch from which no arm's
+    validation curve gains `margin` (the protocol's) or more in a later epoch (budget.flat_epoch, the latest over
+    the arms), at most the curves' last epoch but one. A curve that still gains the margin in its last epoch
+    (flat_epoch None) says only that its own budget lies past the curves; the curves stop where the chapter's
+    time does (VitStudy.curve_epochs), so the budget is then the last epoch they judge (climbing names such arms)."""
+    from .budget import flat_epoch
+
+    margin = _margin(margin)
+    by_arm = [c for arms in _curves(curves).values() for c in arms.values()]
+    judged = min(len(c) for c in by_arm) - 1  # the last epoch that a later one is seen after
+    flat = [flat_epoch(c, margin) for c in by_arm]
+    return min(judged, max(judged if e is None else e for e in flat))
+
+
+def _margin(margin: float | None) -> float:
+    from .protocol import PROTOCOL
+
+    return PROTOCOL.margin if margin is None else margin
+
+
+def largest_gains(curves: dict, after: int) -> list[tuple[float, str, str]]:
+    """(gain, foundation, arm), largest first: each arm's largest gain in validation accuracy between two epochs
+    after epoch `after`, from {foundation: arm_curves's answer}."""
+    gains = [(max(b - a for a, b in zip(c[after - 1:], c[after:])), kind, arm)
+             for kind, by_arm in _curves(curves).items() for arm, c in by_arm.items() if len(c) > after]
+    return sorted(gains, reverse=True)
+
+
+def climbing(curves: dict, epochs: int, margin: float | None = None) -> list[tuple[float, str, str]]:
+    """largest_gains after `epochs` of the arms that still gain `margin` or more in a later epoch: the curves that
+    are not flat at the budget."""
+    return [row for row in largest_gains(curves, epochs) if row[0] >= _margin(margin)]
+
+
+def budget_sentence(curves: dict, margin: float | None = None) -> str:
+    """The chapter's sentence on why the curves chose their budget (epoch_budget), from {foundation: arm_curves's
+    answer}: which arms still gain the margin after it (where the curves ran out first), else which gained it last."""
+    from ..methods.names import display
+    from .budget import flat_epoch
+
+    margin = _margin(margin)
+    epochs = epoch_budget(curves, margin)
+    by_kind = _curves(curves)
+    n_curves = sum(len(arms) for arms in by_kind.values())
+    points = f"{100 * margin:.1f} points (the protocol's margin)"
+    name = lambda kind, arm: f"{display(arm)} on the {kind} foundation"
+    late = climbing(curves, epochs, margin)
+    if late:
+        last = min(len(c) for arms in by_kind.values() for c in arms.values())
+        said = _and([f"{name(kind, arm)} ({100 * gain:+.2f} points)" for gain, kind, arm in late])
+        return (f"by the protocol's margin the budget lies past the curves' {last} epochs: {said} still "
+                f"gain{'s' * (len(late) == 1)} {points} or more after epoch {epochs}. Curves of {last} epochs judge "
+                f"{epochs} at most (a budget needs a later epoch, seen flat)" + _others(n_curves - len(late), epochs))
+    later = largest_gains(curves, epochs)
+    after = f"the largest gain after it is {100 * later[0][0]:.2f} points ({name(later[0][1], later[0][2])})"
+    if epochs == 1:
+        return f"after the first epoch none of the {n_curves} curves gains {points} or more: {after}"
+    setters = [(kind, arm, c[epochs - 1] - c[epochs - 2]) for kind, arms in by_kind.items()
+               for arm, c in arms.items() if flat_epoch(c, margin) == epochs]
+    said = _and([f"{name(kind, arm)} ({100 * gain:+.2f} points)" for kind, arm, gain in setters])
+    return (f"in epoch {epochs} {said} still gain{'s' * (len(setters) == 1)} {points} or more, and no curve does "
+            f"after it: {after}")
+
+
+def climbing_sentence(curves: dict, runs: dict, against: str = "dopamine", margin: float | None = None) -> str:
+    """What the curves still climbing at the budget mean for the verdicts, from {foundation: arm_curves's answer}
+    and {foundation: run_arms's runs}: whether each such arm is already ahead of `against` (paired by seed), and
+    from which epoch `against`'s own curves are flat; a longer budget could move only a verdict it does not widen."""
+    from ..analysis.stats import paired_difference, verdict
+    from ..methods.names import display
+    from .budget import flat_epoch
+
+    margin = _margin(margin)
+    epochs = epoch_budget(curves, margin)
+    late = climbing(curves, epochs, margin)
+    if not late:
+        return f"no curve is still climbing after epoch {epochs}, so a longer budget would move little"
+    acc = lambda kind, arm: [r.accuracy[f"{STUDY.angle_deg:g}"] for r in runs[kind][arm]]
+    words = {(kind, arm): verdict(paired_difference(acc(kind, arm), acc(kind, against))) for _, kind, arm in late}
+    flat = [flat_epoch(c, margin) for kind, arms in _curves(curves).items() for arm, c in arms.items() if arm == against]
+    own = (f"{display(against)}'s own curves are flat from epoch {max(flat)}" if None not in flat else
+           f"{display(against)}'s own curves still climb")
+    named = _and([f"{display(arm)} on the {kind} foundation ({words[kind, arm]} {display(against)})"
+                  for _, kind, arm in late])
+    if all(w == "beats" for w in words.values()) and None not in flat:
+        return (f"the curves still climbing are of arms already ahead of {display(against)} after {epochs} epochs: "
+                f"{named}; {own}, so a longer budget would widen those gaps, not close them")
+    return (f"the curves still climbing after epoch {epochs} are {named}; {own}, so a longer budget could move the "
+            f"verdicts of those not yet ahead")
+
+
+def _others(n: int, epochs: int) -> str:
+    if not n:
+        return ""
+    return f", and from epoch {epochs} on " + ("the other curve gains" if n == 1 else f"the other {n} curves gain") + \
+        " less than the margin"
+
+
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def train_images(study: VitStudy = STUDY) -> int:
+    """How many 45° training images each arm trains on: study.adapt_images, or the whole split's size."""
+    from ..foundations.data import load_mnist
+
+    return study.adapt_images or len(load_mnist(verbose=False).split("train")[1])
+
+
+def check_budget(curves: dict, study: VitStudy = STUDY) -> int:
+    """study.epochs if the curves choose it (epoch_budget), else a ValueError naming their choice and the fix."""
+    chosen = epoch_budget(curves)
+    if chosen != study.epochs:
+        raise ValueError(f"dopatut.study.beyond: the arms' validation curves choose {chosen} epochs, but "
+                         f"VitStudy.epochs is {study.epochs}; set epochs={chosen} (the arms' keys change, so they "
+                         "train again)")
+    return chosen
+
+
+SPOT_CHECK = (("mixture", "dopamine"),)  # what CI recomputes of the arms and curves; it reads the rest shipped
+
+
+def spot_check(study: VitStudy = STUDY, device=None, progress: bool = False) -> list[str]:
+    """Recompute SPOT_CHECK's curves and seeds into the cache (never from the bundle), for bundle_check to compare:
+    CI reads the other arms and curves from the bundle (DOPATUT_READ_SHIPPED=vit-arm,vit-curve)."""
+    bases = vit_foundations(0, study, device=device)
+    for kind, arm in SPOT_CHECK:
+        lrs = choose_lrs(bases[kind], [arm], study, progress)  # CI's own grid, computed in the chapter
+        arm_curves(bases[kind], lrs, study=study, progress=progress, recompute=True)
+        run_arms(bases[kind], lrs, study.seeds, study=study, progress=progress, recompute=True)
+    return [f"{kind} {arm}" for kind, arm in SPOT_CHECK]
+
+
+def plot_curves(curves: dict, epochs: int | None = None, study: VitStudy = STUDY):
+    """Each arm's validation curve (seed 0), one panel per foundation, the chosen budget a dashed line; from
+    {foundation: arm_curves's answer}."""
+    import matplotlib.pyplot as plt
+
+    from ..methods.names import display
+
+    by_kind = _curves(curves)
+    fig, axes = plt.subplots(1, len(by_kind), figsize=(7.5, 3.4), squeeze=False, constrained_layout=True)
+    for ax, (kind, by_arm) in zip(axes[0], by_kind.items()):
+        for arm, curve in by_arm.items():
+            ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], marker=_MARKERS.get(arm, "o"), ms=4,
+                    color=_COLORS.get(arm, "0.4"), label=display(arm))
+        if epochs is not None:
+            ax.axvline(epochs, color="0.3", ls="--", lw=1, label="epochs chosen")
+        longest = max(len(c) for c in by_arm.values())
+        ax.set(title=f"{kind} foundation", xlabel="epoch", xticks=range(1, longest + 1))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"validation accuracy at {study.angle_deg:g}° (%)")
+    labelled = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(list(labelled.values()), list(labelled), loc="outside lower center", ncol=4, fontsize=8)
+    return fig
 
 
 def _trained(model) -> dict:
@@ -333,7 +565,7 @@ def peft_cross_check(base, lr: float, targets=("qkv", "proj"), rank: int = 4, se
     seed_everything(seed)
     ours = apply_method(base, "lora", targets=list(targets), rank=rank, verbose=False)
     theirs = peft_lora(base, targets, rank, start_from=ours)
-    x, y = mode_data("train", angle_deg, limit=study.adapt_images)
+    x, y = mode_data("train", angle_deg, limit=study.check_images)
     test = mode_data("test", angle_deg)
     config = TrainConfig(epochs=1, lr=lr, seed=seed)
     out = {}
@@ -343,6 +575,12 @@ def peft_cross_check(base, lr: float, targets=("qkv", "proj"), rank: int = 4, se
     out["trainable"] = {label: sum(p.numel() for p in m.parameters() if p.requires_grad)
                         for label, m in (("dopatut", ours), ("peft", theirs))}
     return out
+
+
+_COLORS = {"dopamine": "tab:orange", "dopamine_at_0": "tab:pink", "gain_only": "tab:red", "lora_attn": "tab:blue",
+           "lora_mlp": "tab:cyan", "head": "tab:purple", "full": "tab:green"}  # an arm's colour in every figure
+_MARKERS = {"dopamine": "o", "dopamine_at_0": "s", "gain_only": "^", "lora_attn": "D", "lora_mlp": "v", "head": "P",
+            "full": "X"}
 
 
 def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45", study: VitStudy = STUDY):
@@ -356,9 +594,7 @@ def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45
     from ..methods.names import display
 
     fig, axes = plt.subplots(1, len(runs_by_kind), figsize=(7.5, 3.8), squeeze=False, constrained_layout=True)
-    colors = dict(zip(study.arms, ("tab:orange", "tab:pink", "tab:red", "tab:blue", "tab:cyan", "tab:purple",
-                                   "tab:green")))
-    markers = dict(zip(study.arms, ("o", "s", "^", "D", "v", "P", "X")))
+    colors, markers = _COLORS, _MARKERS
     for ax, (kind, runs) in zip(axes[0], runs_by_kind.items()):
         sizes = [results[0].n_trainable for arm, results in runs.items() if results[0].n_trainable]
         for arm, results in runs.items():
