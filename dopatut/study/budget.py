@@ -64,8 +64,8 @@ def budget_job(method: str, spec: FoundationSpec, seeds: list[int], setting: dic
     """One (method, foundation, seeds) stack trained for `epochs` instead of the protocol's; a JSON-able dict."""
     bases = foundations(seeds, spec, progress=progress, device=resolve_device(device), recompute=recompute)
     config, kwargs = protocol.config(method, setting, seeds[0])
-    pairs = specialise_many(bases, method, seeds, replace(config, epochs=epochs), ANGLE, (ANGLE,), "test",
-                            progress, curve=True, **kwargs)
+    pairs = specialise_many(bases, method, seeds, replace(config, epochs=epochs), angle_deg=ANGLE, eval_angles=(ANGLE,),
+                            progress=progress, curve=True, **kwargs)
     results: list[Result] = [r for _, r in pairs]
     return {"curves": [r.curve for r in results], "accuracy": [r.accuracy[f"{ANGLE:g}"] for r in results],
             "seconds": results[0].seconds}

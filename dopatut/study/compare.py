@@ -83,8 +83,8 @@ def seeds_job(method: str, spec: FoundationSpec, seeds: list[int], setting: dict
     workers.run_jobs on any executor (everything it needs travels in its arguments)."""
     bases = foundations(seeds, spec, progress=progress, device=resolve_device(device), recompute=recompute)
     config, kwargs = protocol.config(method, setting, seeds[0])
-    pairs = specialise_many(bases, method, seeds, config, ANGLE, (0.0, ANGLE), "test", progress, train_limit,
-                            **kwargs)
+    pairs = specialise_many(bases, method, seeds, config, angle_deg=ANGLE, eval_angles=(0.0, ANGLE), progress=progress,
+                            train_limit=train_limit, **kwargs)
     return [asdict(result) for _, result in pairs]
 
 

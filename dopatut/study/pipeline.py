@@ -264,7 +264,7 @@ class Result:
     diverged_at: int | None = None  # the step its loss blew up, where a stack marks it (diverged="mark")
 
 
-def specialise_many(bases, method: str, seeds, config: TrainConfig | None = None, angle_deg=45.0,
+def specialise_many(bases, method: str, seeds, config: TrainConfig | None = None, *, angle_deg=45.0,
                     eval_angles=(0.0, 45.0), split: str = "test", progress: bool = True,
                     train_limit: int | None = None, configs=None, curve: bool = False, soft: bool = True,
                     stack: bool = True, diverged: str = "raise", **method_kwargs):
@@ -329,5 +329,5 @@ def specialise(base: FoundationMLP, method: str, angle_deg: float = 45.0, seed: 
     Without `config`, the protocol's budget with a learning rate of 1e-3 (`compare.protocol_config` gives
     the settings chosen on validation data).
     """
-    return specialise_many([base], method, [check_seed(seed)], config, angle_deg, eval_angles, "test", progress,
-                           train_limit, **method_kwargs)[0]
+    return specialise_many([base], method, [check_seed(seed)], config, angle_deg=angle_deg, eval_angles=eval_angles,
+                           progress=progress, train_limit=train_limit, **method_kwargs)[0]

@@ -79,8 +79,8 @@ def adapt_angles(base: FoundationMLP, method: str, angles_deg, seed: int = 0, ki
     if not angles:
         raise ValueError("angles_deg must name at least one angle, got none")
     config, kwargs = protocol_config(method, kind, seed)
-    pairs = specialise_many([base] * len(angles), method, [seed] * len(angles), config, angles, eval_angles=None,
-                            progress=False, train_limit=train_limit, **kwargs)
+    pairs = specialise_many([base] * len(angles), method, [seed] * len(angles), config, angle_deg=angles,
+                            eval_angles=None, progress=False, train_limit=train_limit, **kwargs)
     return dict(zip(angles, pairs))
 
 
