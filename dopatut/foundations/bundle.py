@@ -60,10 +60,11 @@ def bundled(relative: str):
     return path if path.is_file() else None
 
 
-def made_on() -> dict:
-    """device.rounding() of the machine that made the bundle (its MANIFEST.json); {} if it has none."""
-    path = bundled(MANIFEST)
-    return json.loads(path.read_text())["made_on"] if path is not None else {}
+def made_on(folder=None) -> dict:
+    """device.rounding() of the machine that made the bundle (its MANIFEST.json; the one in `folder` if given, else
+    the package's); {} if it has none."""
+    path = bundled(MANIFEST) if folder is None else Path(folder) / MANIFEST
+    return json.loads(path.read_text())["made_on"] if path is not None and path.is_file() else {}
 
 
 def read_shipped_anyway(relative: str) -> bool:

@@ -3,7 +3,7 @@
     default_device()        # DOPATUT_DEVICE if set, else CUDA, else MPS (Apple), else the CPU
     resolve_device(None)    # the same; resolve_device("cpu") -> torch.device("cpu")
     device_key(device)      # {} on the CPU, {"device": "cuda"} elsewhere: what a cache key adds
-    rounding()              # {"torch": "2.14.1", "kernels": "AVX512", "cpu": "..."}: how this CPU rounds
+    rounding()              # {"torch": "2.14.1", "kernels": "AVX512", "cpu_id": "AuthenticAMD/25/17", ...}
 
 A GPU rounds floats otherwise than a CPU, so results and checkpoints made on one are kept apart from the
 other's: their cache keys name the device type, except on the CPU, whose keys (and the shipped bundle,

@@ -261,7 +261,7 @@ def check(cache: Path, folder: Path = PACKAGE, device="cpu", across: bool | None
     MANIFEST.json and device.rounding(); a GPU always does). A GPU's run is named by its device
     (scripts/check_gpu.sh); the bundle's by the CPU."""
     cache, folder = Path(cache), Path(folder)
-    made = json.loads((folder / bundle.MANIFEST).read_text())["made_on"] if (folder / bundle.MANIFEST).is_file() else {}
+    made = bundle.made_on(folder)
     here = rounding() if str(device) == "cpu" else {"torch": rounding()["torch"], "kernels": str(device), "cpu": str(device)}
     if across is None:
         across = not rounds_alike(made, here)
