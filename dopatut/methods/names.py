@@ -4,6 +4,8 @@ Code names (`gain_only`, `lora`) are for code; prose, tables, legends and tick l
 
     display("gain_only")  -> "gain-only"        display("lora")  -> "LoRA (r = 4)"
     display("lora r=16")  -> "LoRA (r = 16)"    display("upright", "foundation") -> "upright foundation"
+
+and every figure draws a method in its one colour and marker, in every chapter: `style(name)`.
 """
 from __future__ import annotations
 
@@ -24,6 +26,32 @@ FOUNDATION_NAMES = {"mixture": "mixture", "upright": "upright"}
 # every name that is not already a readable word ("dopamine" is also the neuromodulator: caught by its verdicts).
 CODE_NAMES = tuple(n for n in METHOD_NAMES if n not in ("frozen", "head", "full", "dopamine"))
 _LORA_RANK = re.compile(r"^lora r=(\d+)$")
+
+# How a reader sees each method, in every figure of the book: (matplotlib colour, marker, marker size).
+# Dopamine is always the red star; the colours of verdicts (VERDICT_STYLE) are none of these.
+STYLES = {
+    "dopamine": ("C3", "*", 16), "gain_only": ("C1", "D", 8), "threshold_only": ("C5", "v", 8),
+    "bitfit": ("C2", "s", 8), "head": ("C4", "^", 9), "lora": ("C0", "o", 7), "full": ("C7", "P", 10),
+    "frozen": ("k", "x", 8),
+    "dopamine_at_0": ("C6", "*", 13), "lora_attn": ("C0", "o", 7), "lora_mlp": ("C9", "v", 8),  # chapter 9's arms
+}
+OTHER_STYLE = ("C8", "o", 7)  # a method a reader registered
+# A verdict of Dopamine against a rival: black filled (beats), grey (ties with), hollow (loses to).
+VERDICT_STYLE = {"beats": {"color": "k", "mfc": "k"}, "ties with": {"color": "0.55", "mfc": "0.55"},
+                 "loses to": {"color": "k", "mfc": "white"}}
+
+
+def style(name: str) -> tuple[str, str, float]:
+    """(colour, marker, marker size) of a method, an arm of chapter 9 or a LoRA rank ('lora r=16'), the same in
+    every figure; a method a reader registered gets OTHER_STYLE."""
+    if _LORA_RANK.match(name):
+        return STYLES["lora"]
+    return STYLES.get(name, OTHER_STYLE)
+
+
+def colour(name: str) -> str:
+    """The one colour of a method (or arm) in every figure."""
+    return style(name)[0]
 
 
 def display(name: str, kind: str = "method") -> str:

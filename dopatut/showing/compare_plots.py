@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from ..methods.names import VERDICT_STYLE, style
 from ..study.pipeline import Result
 from .plots import figure_legend
 from ..analysis.stats import PairedDifference, mean_std
-
-STYLE = {"dopamine": ("C3", "*", 16), "gain_only": ("C1", "D", 8), "threshold_only": ("C5", "v", 8),
-         "bitfit": ("C2", "s", 8), "head": ("C4", "^", 9), "lora": ("C0", "o", 7), "full": ("C7", "P", 10),
-         "frozen": ("k", "x", 8)}
 
 
 def _method(label: str) -> str:
@@ -42,16 +39,16 @@ def plot_tradeoff(results: dict[str, Result], frozen: Result, angle: str = "45",
         results = dict(results)
         for label, r in list(results.items()):
             if 100 * r.accuracy[angle] < floor:
-                ax.plot(r.n_trainable, floor, "v", color=STYLE.get(_method(label), ("C9",))[0], markersize=9)
+                ax.plot(r.n_trainable, floor, "v", color=style(_method(label))[0], markersize=9)
                 ax.annotate(f"{_label(label)}: {100 * r.accuracy[angle]:.1f}% (below)", (r.n_trainable, floor),
                             textcoords="offset points", xytext=(-8, 8), ha="right", fontsize=8)
                 del results[label]
     lora = sorted((r.n_trainable, 100 * r.accuracy[angle], label) for label, r in results.items()
                   if _method(label) == "lora")
     if lora:
-        ax.plot([n for n, _, _ in lora], [a for _, a, _ in lora], "-", color=STYLE["lora"][0], alpha=0.6, zorder=1)
+        ax.plot([n for n, _, _ in lora], [a for _, a, _ in lora], "-", color=style("lora")[0], alpha=0.6, zorder=1)
     for label, r in results.items():
-        color, marker, size = STYLE.get(_method(label), ("C9", "o", 7))
+        color, marker, size = style(_method(label))
         first_lora = _method(label) == "lora" and label == lora[0][2]
         ranks = [lab.split("r=")[-1] for _, _, lab in lora]
         name = f"LoRA (r = {ranks[0]} to {ranks[-1]})" if first_lora and len(lora) > 1 else (
@@ -100,7 +97,7 @@ def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0
             if method == "frozen":
                 ax.axhline(mean, color="k", ls="--", lw=1, label="frozen foundation")
                 continue
-            color, marker, size = STYLE.get(method, ("C9", "o", 7))
+            color, marker, size = style(method)
             n = results[0].n_trainable
             near = sorted(m for m, rs in runs.items() if m != "frozen" and 0.8 < rs[0].n_trainable / n < 1.25)
             dodge = 1.3 ** (near.index(method) - (len(near) - 1) / 2)  # sizes within 25% drawn side by side
@@ -117,7 +114,7 @@ def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0
     for k, kind in enumerate(kinds):
         stats = [mean_std([100 * r.accuracy[cost_angle] for r in runs_by_kind[kind][m]]) for m in methods]
         ax.bar([j + k * width for j in range(len(methods))], [m for m, _ in stats], width,
-               yerr=[s for _, s in stats], capsize=2, label=f"{kind} foundation", color=f"C{k}", alpha=0.8)
+               yerr=[s for _, s in stats], capsize=2, label=f"{kind} foundation", color=("0.25", "0.65", "0.85")[k % 3], edgecolor="k", lw=0.5)
     ax.set_xticks([j + width * (len(kinds) - 1) / 2 for j in range(len(methods))], [_label(m) for m in methods],
                   rotation=45, ha="right", fontsize=8)
     low = min(100 * r.accuracy[cost_angle] for kind in kinds for rs in runs_by_kind[kind].values() for r in rs)
@@ -143,7 +140,7 @@ def plot_curves(selections, ax=None):
     for sel in selections:
         curve = sel.curves[sel.best]
         if curve:
-            color, marker, _ = STYLE.get(sel.method, ("C9", "o", 7))
+            color, marker, _ = style(sel.method)
             ax.plot(range(1, len(curve) + 1), [100 * a for a in curve], marker + "-", color=color,
                     label=_label(sel.method), markersize=5)
     ax.set(xlabel="epoch", ylabel="validation accuracy at 45° (%)")
@@ -163,12 +160,11 @@ def plot_forest(answer: dict[str, dict[str, PairedDifference]], skip=("frozen",)
     rivals = [m for m in answer[kinds[0]] if m not in skip]
     fig, axes = plt.subplots(1, len(kinds), figsize=(7.5, 0.42 * len(rivals) + 1.5), sharey=True,
                              constrained_layout=True, squeeze=False)
-    colors = {"beats": "C2", "ties with": "0.45", "loses to": "C3"}
     for ax, kind in zip(axes[0], kinds):
         for row, m in enumerate(rivals):
             d = answer[kind][m]
             ax.errorbar(100 * d.mean, row, xerr=[[100 * (d.mean - d.ci_low)], [100 * (d.ci_high - d.mean)]],
-                        fmt="o", color=colors[verdict(d)], capsize=3, markersize=5)
+                        fmt="o", capsize=3, markersize=6, **VERDICT_STYLE[verdict(d)])
         ax.axvline(0, color="k", lw=0.8)
         ax.set_title(display(kind, "foundation"), fontsize=10)
         ax.set_xlabel("Dopamine − method at 45° (points)", fontsize=9)
@@ -176,7 +172,7 @@ def plot_forest(answer: dict[str, dict[str, PairedDifference]], skip=("frozen",)
         ax.margins(x=0.15)
     axes[0][0].set_yticks(range(len(rivals)), [display(m) for m in rivals])
     axes[0][0].invert_yaxis()
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f"Dopamine {w} it") for w, c in colors.items()]
+    handles = [plt.Line2D([], [], marker="o", ls="", label=f"Dopamine {w} it", **kw) for w, kw in VERDICT_STYLE.items()]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8,
                title=f"mean and 95% interval over {answer[kinds[0]][rivals[0]].n} paired seeds", title_fontsize=8)
     return fig
@@ -193,7 +189,7 @@ def plot_budget(studies: dict, budget: int, skip=("frozen",)) -> plt.Figure:
             if method in skip or not run.curves or not run.curves[0]:
                 continue
             curve = [100 * sum(v) / len(v) for v in zip(*run.curves)]
-            color, marker, _ = STYLE.get(method, ("C9", "o", 7))
+            color, marker, _ = style(method)
             ax.plot(range(1, len(curve) + 1), curve, marker + "-", color=color, label=_label(method), markersize=4)
         ax.axvline(budget, color="k", ls="--", lw=0.8, label=f"the protocol's budget ({budget} epochs)")
         ax.set_title(f"{display(kind, 'foundation')} ({len(next(iter(study.values())).seeds)} seeds)", fontsize=10)

@@ -12,8 +12,11 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..methods.gate import DopamineGate
+from ..methods.names import colour
 
-FROZEN, TRAINED, SILENT = "0.75", "tab:orange", "white"
+# the schematic's frozen weights, LoRA's delta and a silenced neuron; gated neurons are shaded in Dopamine's red
+FROZEN, TRAINED, SILENT = "0.75", colour("lora"), "white"
+GAINS = "Reds"
 
 
 def gate_response(z: torch.Tensor, threshold: float = 0.0, gain: float = 1.0,
@@ -117,7 +120,7 @@ def _network(ax, widths, silenced=(), gains=None, delta=False):
         if delta:
             ax.text(xs[l] + 1, max(widths) / 2 + 0.2, "ΔW = B A", ha="center", color=TRAINED, fontsize=10,
                     bbox=dict(fc="white", ec=TRAINED, boxstyle="round"))
-    cmap = plt.get_cmap("Greens")
+    cmap = plt.get_cmap(GAINS)
     for l, layer in enumerate(pos):
         for i, (x, y) in enumerate(layer):
             gated = gains is not None and 0 < l < len(widths) - 1
@@ -153,7 +156,7 @@ def mode_schematic(n_dopamine: int | None = None, n_lora: int | None = None, see
         ax.text(0.5, 0.0, what + count, transform=ax.transAxes, ha="center", fontsize=9)
     handles = [Line2D([], [], color=FROZEN, label="frozen weight"),
                Line2D([], [], color=TRAINED, alpha=0.6, lw=2, label="trained low-rank delta"),
-               Patch(fc=plt.get_cmap("Greens")(0.7), ec="k", label="gated neuron (shade = gain g)"),
+               Patch(fc=plt.get_cmap(GAINS)(0.7), ec="k", label="gated neuron (shade = gain g)"),
                Patch(fc=SILENT, ec="k", label="silenced for this input: drive z ≤ τ (×)")]
     fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=9)
     return fig

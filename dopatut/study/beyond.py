@@ -469,14 +469,14 @@ def plot_curves(curves: dict, epochs: int | None = None, study: VitStudy = STUDY
     {foundation: arm_curves's answer}."""
     import matplotlib.pyplot as plt
 
-    from ..methods.names import display
+    from ..methods.names import display, style
 
     by_kind = _curves(curves)
     fig, axes = plt.subplots(1, len(by_kind), figsize=(7.5, 3.4), squeeze=False, constrained_layout=True)
     for ax, (kind, by_arm) in zip(axes[0], by_kind.items()):
         for arm, curve in by_arm.items():
-            ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], marker=_MARKERS.get(arm, "o"), ms=4,
-                    color=_COLORS.get(arm, "0.4"), label=display(arm))
+            ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], marker=style(arm)[1], ms=5,
+                    color=style(arm)[0], label=display(arm))
         if epochs is not None:
             ax.axvline(epochs, color="0.3", ls="--", lw=1, label="epochs chosen")
         longest = max(len(c) for c in by_arm.values())
@@ -577,10 +577,6 @@ def peft_cross_check(base, lr: float, targets=("qkv", "proj"), rank: int = 4, se
     return out
 
 
-_COLORS = {"dopamine": "tab:orange", "dopamine_at_0": "tab:pink", "gain_only": "tab:red", "lora_attn": "tab:blue",
-           "lora_mlp": "tab:cyan", "head": "tab:purple", "full": "tab:green"}  # an arm's colour in every figure
-_MARKERS = {"dopamine": "o", "dopamine_at_0": "s", "gain_only": "^", "lora_attn": "D", "lora_mlp": "v", "head": "P",
-            "full": "X"}
 
 
 def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45", study: VitStudy = STUDY):
@@ -591,10 +587,9 @@ def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45
     from ..analysis.stats import mean_std
 
     # each panel its own y range: on the mixture foundation the arms lie within a point or two
-    from ..methods.names import display
+    from ..methods.names import display, style
 
     fig, axes = plt.subplots(1, len(runs_by_kind), figsize=(7.5, 3.8), squeeze=False, constrained_layout=True)
-    colors, markers = _COLORS, _MARKERS
     for ax, (kind, runs) in zip(axes[0], runs_by_kind.items()):
         sizes = [results[0].n_trainable for arm, results in runs.items() if results[0].n_trainable]
         for arm, results in runs.items():
@@ -605,8 +600,8 @@ def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45
                 continue
             same = [a for a, r in runs.items() if r[0].n_trainable == n]  # arms of one size, side by side
             x = n * 1.15 ** (same.index(arm) - (len(same) - 1) / 2)
-            ax.errorbar(x, mean, yerr=0 if len(results) < 2 else std, fmt=markers.get(arm, "o"), capsize=3,
-                        color=colors.get(arm, "0.4"), label=display(arm))
+            ax.errorbar(x, mean, yerr=0 if len(results) < 2 else std, fmt=style(arm)[1], capsize=3,
+                        color=style(arm)[0], markersize=0.7 * style(arm)[2], label=display(arm))
         if sizes:
             ax.set_xlim(min(sizes) / 2, max(sizes) * 2)
         ax.set(xscale="log", title=f"{kind} foundation", xlabel="trainable parameters")
