@@ -17,7 +17,7 @@ from ..foundations.device import default_device  # noqa: F401  (re-exported: tra
 from ..methods.builtin import hook_for
 
 
-# The gates' settings that TrainConfig once held: a method's settings live in its config (the gate methods' GateConfig).
+# Refused by name, with where they live: a method's own settings are in its config, not the loop's (issue 22).
 RETIRED = {"temperature": "the gates' temperature schedule (start, end)", "sparsity": "the gates' sparsity penalty"}
 
 
