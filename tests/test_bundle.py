@@ -71,6 +71,35 @@ def test_every_protocol_result_and_foundation_is_shipped_under_the_name_the_code
     assert not missing, f"not in the shipped bundle under these names (a key changed): {missing}"
 
 
+def test_the_gates_settings_moved_out_of_trainconfig_and_no_name_changed():
+    """The names the code built while TrainConfig held the gates' temperature and sparsity (their keys hash it):
+    the keys keep the two at the values they had (pipeline.RETIRED_TRAIN_KEY), so the code builds them still, and
+    the bundle has them."""
+    from dopatut.study.budget import budget_name
+    from dopatut.study.result_cache import result_name
+    from dopatut.study.sweeps import _variant_key
+    annealed = {"lr": 0.03, "temperature": (1.0, 0.1)}
+    mixture, upright = (foundation_path(FOUNDATIONS[kind], 0, "cpu").name for kind in ("mixture", "upright"))
+
+    def variant(changes):
+        key = _variant_key("dopamine", changes, 0, "upright", 45.0, "cpu")
+        return result_name("sweep-variant-upright-dopamine", key)
+    built = {
+        "foundations/foundation-h256x256-a0_45-s0-dbbbc004cf.pt": f"foundations/{mixture}",
+        "foundations/foundation-h256x256-a0-s0-496fe367e1.pt": f"foundations/{upright}",
+        "results/select-mixture-dopamine-0671d08eafdc.json": f"results/{compare.select_name('dopamine', 'mixture')}",
+        "results/compare-mixture-dopamine-4874c2424f12.json":
+            f"results/{compare.compare_name('dopamine', 'mixture', annealed)}",
+        "results/compare-upright-threshold_only-33e27dd2d3a9.json":
+            f"results/{compare.compare_name('threshold_only', 'upright', {**annealed, 'lr': 0.1})}",
+        "results/budget-mixture-dopamine-26173156daab.json": f"results/{budget_name('dopamine', 'mixture', annealed)}",
+        "results/sweep-variant-upright-dopamine-33d9671180b9.json": f"results/{variant({'temperature': (1.0, 1.0)})}",
+        "results/sweep-variant-upright-dopamine-15281909cf87.json": f"results/{variant({'sparsity': 2.0})}",
+    }
+    assert {old: now for old, now in built.items() if old != now} == {}
+    assert [name for name in built if not (PACKAGE / name).is_file()] == []
+
+
 def test_a_cold_chapter_reads_the_bundle_and_says_so_once(shipped, monkeypatch, capsys):
     monkeypatch.setattr(compare, "specialise_many", _no_training)
     monkeypatch.setattr(search, "specialise_many", _no_training)

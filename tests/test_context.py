@@ -67,3 +67,15 @@ def test_training_is_deterministic_and_the_exported_gates_reproduce_its_accuracy
         modes = Modes(base)
         modes.add("90", gates_at(a, 90.0))
         assert evaluate(modes.use("90"), x, y) == conditioned
+
+
+def test_the_context_gates_train_with_the_gate_settings_they_are_given():
+    torch.manual_seed(0)
+    base = FoundationMLP(MLPConfig(hidden=(32, 32)))
+    config = TrainConfig(epochs=1, lr=1e-2, seed=3)
+    fixed, _ = train_conditioned(base, (0.0, 90.0), seed=3, config=config, limit=1000, temperature=0.5)
+    annealed, _ = train_conditioned(base, (0.0, 90.0), seed=3, config=config, limit=1000, temperature=(2.0, 0.05))
+    assert {g.temperature for g in fixed.gates.values()} == {0.5}
+    assert all(g.temperature == pytest.approx(0.05, rel=1e-12) for g in annealed.gates.values())
+    with pytest.raises(ValueError, match="DopamineConfig.sparsity must be >= 0"):
+        train_conditioned(base, (0.0, 90.0), config=config, limit=1000, sparsity=-1.0)

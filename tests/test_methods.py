@@ -127,7 +127,16 @@ def test_the_settings_reach_the_model():
     (lambda: LoRAConfig(rank=0), ValueError, "LoRAConfig.rank must be an int >= 1, got 0"),
     (lambda: LoRAConfig(alpha="16"), ValueError, r"LoRAConfig.alpha must be a number > 0 \(or None.*got '16'"),
     (lambda: DopamineConfig(temperature=-1.0), ValueError,
-     "DopamineConfig.temperature must be a positive finite number, got -1.0"),
+     r"DopamineConfig.temperature must be a positive finite number \(held fixed\) or a pair \(start, end\) of them "
+     r"\(annealed geometrically over training\), got -1.0"),
+    (lambda: DopamineConfig(temperature=(1.0, 0.1, 0.01)), ValueError,
+     r"DopamineConfig.temperature must be .* a pair \(start, end\) .*got \(1.0, 0.1, 0.01\)"),
+    (lambda: GainOnlyConfig(temperature=(1.0, 0.0)), ValueError,
+     r"GainOnlyConfig.temperature must be a positive finite number .*got \(1.0, 0.0\)"),
+    (lambda: ThresholdOnlyConfig(sparsity=-0.1), ValueError,
+     r"ThresholdOnlyConfig.sparsity must be >= 0 \(the weight of the mean gate value in the loss; 0: no penalty\), "
+     r"got -0.1"),
+    (lambda: DopamineConfig(sparsity="1"), ValueError, "DopamineConfig.sparsity must be a finite number, got '1'"),
     (lambda: GainOnlyConfig(hard="yes"), ValueError, "GainOnlyConfig.hard must be True or False, got 'yes'"),
     (lambda: ThresholdOnlyConfig(threshold_init=float("nan")), ValueError,
      "ThresholdOnlyConfig.threshold_init must be a finite number or None, got nan"),
@@ -135,7 +144,7 @@ def test_the_settings_reach_the_model():
     (lambda: HeadConfig(target_modules=[]), ValueError, r"HeadConfig.target_modules must be None .* got \[\]"),
     # the keyword form's errors are the config's
     (lambda: apply_method(FoundationMLP(), "dopamine", temperature=0), ValueError,
-     "DopamineConfig.temperature must be a positive finite number, got 0"),
+     r"DopamineConfig.temperature must be a positive finite number \(held fixed\) .*got 0"),
     (lambda: apply_method(FoundationMLP(), "lora", rank=1.5), ValueError, "LoRAConfig.rank must be an int >= 1, got 1.5"),
     (lambda: apply_method(FoundationMLP(), "lora", targets=["head"], target_modules=["head"]), TypeError,
      "LoRAConfig: give targets or target_modules"),

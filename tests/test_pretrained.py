@@ -9,7 +9,7 @@ from torch import nn
 from dopatut.foundations.checkpoints import CheckpointError
 from dopatut.methods.gate import GateSet, hardened
 from dopatut.methods.lora import LoRAConfig
-from dopatut.methods.builtin import METHODS, DopamineConfig, apply_method
+from dopatut.methods.builtin import METHODS, DopamineConfig, GainOnlyConfig, apply_method
 from dopatut.methods.pretrained import from_pretrained, print_trainable_parameters, save_pretrained
 
 pytest.importorskip("transformers")
@@ -100,8 +100,12 @@ def test_gain_only_on_a_transformer_mlp_is_peft_s_ia3_on_its_down_projection(nam
 
 @pytest.mark.parametrize("config, fields", [
     (LoRAConfig(rank=2, alpha=8.0, target_modules=["0", "4"]), {"rank": 2, "alpha": 8.0, "target_modules": ["0", "4"]}),
-    (DopamineConfig(target_modules=r"[13]", threshold_init=0.1, temperature=0.5),
-     {"target_modules": "[13]", "temperature": 0.5, "hard": False, "threshold_init": 0.1, "gain_init": 1.0}),
+    (DopamineConfig(target_modules=r"[13]", threshold_init=0.1, temperature=(2.0, 0.05), sparsity=0.5),
+     {"target_modules": "[13]", "temperature": [2.0, 0.05], "sparsity": 0.5, "hard": False, "threshold_init": 0.1,
+      "gain_init": 1.0}),
+    (GainOnlyConfig(temperature=0.5),  # one temperature, held fixed: written as its schedule
+     {"target_modules": None, "temperature": [0.5, 0.5], "sparsity": 0.0, "hard": False, "threshold_init": None,
+      "gain_init": 1.0}),
 ])
 def test_the_config_is_written_field_by_field_and_read_back(config, fields, tmp_path):
     entry = MODELS["an MLP of nn.ReLU modules"]

@@ -38,6 +38,12 @@ def test_the_eight_are_defined_once_and_everything_reads_them():
     assert GATE_METHODS == ("dopamine", "gain_only", "threshold_only")
     assert GRIDS == {m: get_method(m).grid for m in METHODS if m != "frozen"}
     assert PROTOCOL.config("lora", {"lr": 1e-3, "alpha": 16.0}, 0)[1] == {"rank": 4, "alpha": 16.0}
+    # the grid's temperature axis is the gates' setting: it goes to the method, the TrainConfig holds what all share
+    assert PROTOCOL.config("dopamine", {"lr": 0.03, "temperature": (1.0, 0.01)}, 2) == (
+        TrainConfig(epochs=PROTOCOL.epochs, batch_size=PROTOCOL.batch_size, lr=0.03, seed=2),
+        {"temperature": (1.0, 0.01)})
+    with pytest.raises(ValueError, match=r"unknown settings \['temperature'\] for 'lora'; expected lr, alpha"):
+        PROTOCOL.config("lora", {"lr": 1e-3, "temperature": (1.0, 0.1)}, 0)
     assert get_method("gain_only").display == "gain-only"
     with pytest.raises(ValueError, match="unknown method 'lorax'; expected one of frozen, dopamine"):
         get_method("lorax")

@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 import torch
@@ -136,3 +137,41 @@ def test_models_of_another_shape_cannot_share_a_stack(data):
     x, y, _ = data
     with pytest.raises(ValueError, match="does not have the parameters of model 0"):
         fit_many([make("head", 0), make("bitfit", 0)], x, y, TrainConfig(), progress=False)
+
+
+def make_gates(seed, **options):
+    seed_everything(100)
+    base = FoundationMLP(SMALL)
+    seed_everything(seed)
+    return apply_method(base, "dopamine", verbose=False, **options)
+
+
+@pytest.mark.parametrize("options, differing", [
+    ({"temperature": (1.0, 0.01)}, {"temperature": (1.0, 0.01), "sparsity": 0.0}),
+    ({"sparsity": 0.5}, {"temperature": (1.0, 0.1), "sparsity": 0.5}),
+    ({"temperature": 0.5, "sparsity": 2.0}, {"temperature": (0.5, 0.5), "sparsity": 2.0})])
+def test_a_stack_of_gates_trains_at_one_schedule_and_sparsity(data, options, differing):
+    x, y, _ = data
+    with pytest.raises(ValueError, match=re.escape(f"model 1 of the stack trains with {differing}, model 0 with "
+                                                   f"{{'temperature': (1.0, 0.1), 'sparsity': 0.0}} (its method's "
+                                                   f"config): a stack trains as one")):
+        fit_many([make_gates(0), make_gates(1, **options)], x, y, TrainConfig(epochs=1), progress=False)
+    models = [make_gates(0, **options), make_gates(1, **options)]  # the same settings stack
+    fit_many(models, x, y, TrainConfig(epochs=1, batch_size=256), progress=False)
+    end = models[0].method_config.temperature[1]
+    assert all(g.temperature == pytest.approx(end, rel=1e-12) for m in models for g in m.hidden.modules()
+               if hasattr(g, "_temperature"))  # the stack's gates end at their schedule's end
+
+
+def test_a_stack_trains_with_its_models_settings_as_fit_does(data):
+    """fit_many reads the schedule and the sparsity from the models' config, as fit does (to float rounding)."""
+    x, y, _ = data
+    options = {"temperature": (2.0, 0.05), "sparsity": 1.0}
+    stacked, alone, plain = make_gates(0, **options), make_gates(0, **options), make_gates(0)
+    config = TrainConfig(epochs=1, batch_size=256, lr=1e-2)
+    fit_many([stacked, make_gates(1, **options)], x, y, config, progress=False)
+    fit(alone, x, y, config, progress=False)
+    fit_many([plain, make_gates(1)], x, y, config, progress=False)
+    a, b, c = trainable(stacked), trainable(alone), trainable(plain)
+    assert all(torch.allclose(a[n], b[n], rtol=0, atol=1e-5) for n in a)
+    assert not all(torch.allclose(a[n], c[n], rtol=0, atol=1e-3) for n in a)  # the settings did change training

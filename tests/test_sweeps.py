@@ -68,3 +68,28 @@ def test_chapter_sevens_sweeps_are_cached_by_foundation_and_settings(monkeypatch
     assert sweeps.variant("frozen", {"lr": 0.1}, kind="upright") == (result, fire)
     with pytest.raises(AssertionError, match="trained although"):  # other settings: another key
         sweeps.variant("frozen", {"lr": 0.3}, kind="upright")
+
+
+@pytest.mark.parametrize("changes, config, options", [
+    ({"temperature": (1.0, 1.0)}, {}, {"temperature": (1.0, 1.0)}),
+    ({"sparsity": 2.0}, {}, {"temperature": (1.0, 0.01), "sparsity": 2.0}),
+    ({"lr": 0.1, "sparsity": 0.5}, {"lr": 0.1}, {"temperature": (1.0, 0.01), "sparsity": 0.5})])
+def test_a_variant_changes_the_training_or_the_method_s_settings(monkeypatch, tmp_path, changes, config, options):
+    """A variant's changes go where they live: the TrainConfig's fields to it, the gates' settings to the method."""
+    from dataclasses import replace
+
+    from dopatut.study import pipeline, sweeps
+
+    class Trained(Exception):
+        pass
+
+    def specialise(base, method, angle_deg, seed, config, eval_angles, progress, **kwargs):
+        raise Trained(config, kwargs)
+    chosen = TrainConfig(epochs=3, lr=0.03)
+    monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path))
+    monkeypatch.setattr(pipeline, "foundation", lambda *args, **kwargs: None)
+    monkeypatch.setattr(sweeps, "protocol_config", lambda *args, **kwargs: (chosen, {"temperature": (1.0, 0.01)}))
+    monkeypatch.setattr(sweeps, "specialise", specialise)
+    with pytest.raises(Trained) as trained:
+        sweeps.variant("dopamine", changes)
+    assert trained.value.args == (replace(chosen, **config), options)

@@ -1,8 +1,10 @@
+import copy
+
 import pytest
 import torch
 
 from dopatut.foundations.data import mixture, mode_data
-from dopatut.methods.gate import hardened
+from dopatut.methods.gate import gates_of, hardened
 from dopatut.methods.builtin import apply_method
 from dopatut.foundations.model import FoundationMLP, MLPConfig, base_state_dict, freeze
 from dopatut.training.train import TrainConfig, adam, evaluate, fit, seed_everything
@@ -65,7 +67,6 @@ def test_fit_refuses_a_model_with_nothing_to_train(base, sliced):
     ({"epochs": 0}, "epochs must be an int >= 1, got 0"),
     ({"lr": -1.0}, "lr must be > 0"),
     ({"batch_size": 0}, "batch_size must be an int >= 1"),
-    ({"sparsity": -0.1}, "sparsity must be >= 0"),
     ({"fused": "yes"}, "fused must be True or False, got 'yes'"),
 ])
 def test_bad_config_is_refused(kwargs, message):
@@ -73,17 +74,63 @@ def test_bad_config_is_refused(kwargs, message):
         TrainConfig(**kwargs)
 
 
+@pytest.mark.parametrize("name", ["temperature", "sparsity"])
+def test_the_gates_settings_are_not_the_training_loops(name):
+    with pytest.raises(TypeError, match=rf"TrainConfig has no {name} .*the gate method's setting now; give it to "
+                                        rf"the method: apply_method\(base, \"dopamine\", {name}=...\)"):
+        TrainConfig(epochs=1, **{name: 1.0})
+
+
 def test_sparsity_penalty_lowers_gate_activity(base, sliced):
     x, y = sliced[1]
     activity = []
     for sparsity in (0.0, 1.0):
-        model = apply_method(base, "dopamine", verbose=False)
-        fit(model, x, y, TrainConfig(epochs=1, lr=1e-2, seed=0, sparsity=sparsity), progress=False)
+        model = apply_method(base, "dopamine", sparsity=sparsity, verbose=False)
+        fit(model, x, y, TrainConfig(epochs=1, lr=1e-2, seed=0), progress=False)
         with hardened(model), torch.no_grad():
             model(x[:2000])
             activity.append(sum(g.last_gate.mean().item() for g in
                                 (model.hidden["hidden1"].gate, model.hidden["hidden2"].gate)))
     assert activity[1] < activity[0]
+
+
+def _temperatures_seen(model) -> list[float]:
+    """The first gate's temperature at each training forward pass (recorded as training runs)."""
+    gate, seen = model.hidden["hidden1"].gate, []
+    gate.register_forward_pre_hook(lambda module, args: seen.append(module.temperature) if module.training else None)
+    return seen
+
+
+@pytest.mark.parametrize("temperature, expected", [
+    ((2.0, 0.05), "annealed"), (0.5, "fixed"), ((0.3, 0.3), "fixed"), (None, "default")])
+def test_the_gates_train_at_the_temperatures_their_config_gives(base, sliced, temperature, expected):
+    x, y = (t[:1280] for t in sliced[1])  # 10 steps
+    if temperature is None:  # gates attached by hand: no method config, GateConfig's defaults
+        from dopatut.methods.gate import GateSet, attach
+        model = freeze(copy.deepcopy(base))
+        attach(model, GateSet.for_model(model))
+    else:
+        model = apply_method(base, "dopamine", temperature=temperature, verbose=False)
+    seen = _temperatures_seen(model)
+    fit(model, x, y, TrainConfig(epochs=1, lr=1e-2, seed=0), progress=False)
+    start, end = {"annealed": (2.0, 0.05), "fixed": (0.5, 0.5) if temperature == 0.5 else (0.3, 0.3),
+                  "default": (1.0, 0.1)}[expected]
+    assert len(seen) == 10 and seen[0] == start and seen[-1] == pytest.approx(end, rel=1e-12)
+    assert all(g.temperature == seen[-1] for g in gates_of(model))  # they end soft at the schedule's end
+    if expected == "fixed":
+        assert set(seen) == {start}
+    else:
+        ratios = [b / a for a, b in zip(seen, seen[1:])]
+        assert ratios == pytest.approx([(end / start) ** (1 / 9)] * 9)  # geometric, from start to end
+
+
+def test_the_config_s_sparsity_reaches_the_loss(base, sliced):
+    x, y = (t[:1280] for t in sliced[1])
+    trained = []
+    for sparsity in (0.0, 0.0, 5.0):
+        model = apply_method(base, "dopamine", sparsity=sparsity, verbose=False)
+        trained.append(fit(model, x, y, TrainConfig(epochs=1, lr=1e-2, seed=0), progress=False).loss[0])
+    assert trained[0] == trained[1] and trained[2] > trained[0]  # the penalty is in the loss
 
 
 def test_fused_and_plain_adam_apply_the_same_update():

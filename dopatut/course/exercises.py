@@ -268,9 +268,11 @@ def check_paired_interval(paired_interval) -> bool:
 
 
 # ---------------------------------------------------------------- chapter 3: a mode trained with the reader's gate
-def train_with_gate(base, soft_gate, hard_gate, config, angle_deg: float = 45.0, progress: bool = True):
+def train_with_gate(base, soft_gate, hard_gate, config, angle_deg: float = 45.0, progress: bool = True,
+                    **gate_options):
     """Specialise `base` with the reader's gate in every hidden layer, exactly as `pipeline.specialise` trains
-    dopatut's (same initialisation, data order, annealing and optimizer). Returns (model, hard-gate test accuracy)."""
+    dopatut's (same initialisation, data order, annealing and optimizer). gate_options: Dopamine's (the temperature
+    schedule, ...: protocol_config's keywords). Returns (model, hard-gate test accuracy)."""
     from ..foundations.data import mode_data
     from ..methods.gate import DopamineGate, GateSet, attach, hardened
     from ..methods.builtin import apply_method
@@ -286,10 +288,10 @@ def train_with_gate(base, soft_gate, hard_gate, config, angle_deg: float = 45.0,
             return soft_gate(z, a, self.threshold, self.gain, self.temperature)
 
     seed_everything(config.seed)
-    model = apply_method(base, "dopamine", verbose=False)
+    model = apply_method(base, "dopamine", verbose=False, **gate_options)
     mine = GateSet()
     for name, gate in GateSet.of(model).items():
-        mine[name] = ReaderGate(gate.width)
+        mine[name] = ReaderGate(gate.width, temperature=gate.temperature)
         mine[name].load_state_dict(gate.state_dict())
     attach(model, mine)
     x, y = mode_data("train", angle_deg)

@@ -137,8 +137,9 @@ def apply_method(foundation: nn.Module, method, *, example_input=None, verbose: 
     method: a method's config (DopamineConfig(target_modules=...), LoRAConfig(rank=8), ...: the registered method
     whose config_cls it is), or a registered method's name (dopatut.methods.registry; the eight of the course are
     registered below) with its options as keywords, from which its config is built (so a bad value is the
-    config's error): targets or target_modules; rank and alpha for LoRA; temperature, threshold_init, ... for
-    the gates. An option given to a method it does not apply to is refused (TypeError), not silently ignored.
+    config's error): targets or target_modules; rank and alpha for LoRA; temperature (start, end), sparsity,
+    threshold_init, ... for the gates. An option given to a method it does not apply to is refused (TypeError),
+    not silently ignored.
     example_input: an input the model takes, for the forward pass that finds the gates' places (a tensor, a
     tuple of positional inputs or a dict of keyword inputs; default: dopatut.methods.places.example_input).
     """
@@ -193,11 +194,14 @@ def _number(config: MethodConfig, name: str, positive: bool = False, optional: b
 
 @dataclass(frozen=True)
 class GateConfig(MethodConfig):
-    """The gates' settings (dopatut.methods.gate): where they go (target_modules; None: every activation module), the
-    temperature T they start at, whether they start hard, and tau and g at init (threshold_init None: where the
-    hard gate is the activation, activations.open_threshold). Its subclasses differ in what is learned."""
+    """The gates' settings (dopatut.methods.gate): where they go (target_modules; None: every activation module), how
+    they train (the temperature T, annealed geometrically from start to end over the run, a single number held
+    fixed; the gates are made at T = start; `sparsity` times the mean gate value added to the loss), whether they
+    start hard, and tau and g at init (threshold_init None: where the hard gate is the activation,
+    activations.open_threshold). Its subclasses differ in what is learned."""
     target_modules: object = None
-    temperature: float = 1.0
+    temperature: tuple[float, float] = (1.0, 0.1)
+    sparsity: float = 0.0
     hard: bool = False
     threshold_init: float | None = None
     gain_init: float = 1.0
@@ -206,7 +210,11 @@ class GateConfig(MethodConfig):
 
     def __post_init__(self):
         check_target_modules(self)
-        _number(self, "temperature", positive=True)
+        object.__setattr__(self, "temperature", _schedule(self, self.temperature))
+        _number(self, "sparsity")
+        if self.sparsity < 0:
+            raise ValueError(f"{type(self).__name__}.sparsity must be >= 0 (the weight of the mean gate value in the "
+                             f"loss; 0: no penalty), got {self.sparsity!r}")
         if not isinstance(self.hard, bool):
             raise ValueError(f"{type(self).__name__}.hard must be True or False, got {self.hard!r}")
         _number(self, "threshold_init", optional=True)
@@ -215,8 +223,18 @@ class GateConfig(MethodConfig):
     def gate_kwargs(self) -> dict:
         """DopamineGate's keywords (threshold_init only where given: GateSet.for_model picks it otherwise)."""
         chosen = {} if self.threshold_init is None else {"threshold_init": self.threshold_init}
-        return {"temperature": self.temperature, "hard": self.hard, "gain_init": self.gain_init,
+        return {"temperature": self.temperature[0], "hard": self.hard, "gain_init": self.gain_init,
                 "learn_threshold": self.learn_threshold, "learn_gain": self.learn_gain, **chosen}
+
+
+def _schedule(config: MethodConfig, value) -> tuple[float, float]:
+    """A temperature schedule (start, end) of positive finite numbers; one number is held fixed: (T, T)."""
+    pair = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or not all(not isinstance(t, bool) and isinstance(t, (int, float)) and math.isfinite(t) and t > 0
+                                 for t in pair):
+        raise ValueError(f"{type(config).__name__}.temperature must be a positive finite number (held fixed) or a "
+                         f"pair (start, end) of them (annealed geometrically over training), got {value!r}")
+    return float(pair[0]), float(pair[1])
 
 
 @dataclass(frozen=True)
@@ -281,14 +299,22 @@ def _lora(model: nn.Module, config: LoRAConfig, context: Context) -> None:
 
 
 class GateTraining(TrainingHook):
-    """Gates train soft, at a temperature annealed geometrically over the run (config.temperature: start, end),
-    with config.sparsity times the mean gate value added to the loss; they end soft at the last temperature."""
+    """Gates train soft, at a temperature annealed geometrically over the run (the method config's temperature:
+    start, end), with its sparsity times the mean gate value added to the loss; they end soft at the last
+    temperature. A model whose method config is no GateConfig (gates attached by hand) trains with GateConfig's
+    defaults."""
+
+    def settings(self, model):
+        config = getattr(model, "method_config", None)
+        config = config if isinstance(config, GateConfig) else HAND_GATES
+        return {"temperature": config.temperature, "sparsity": config.sparsity}
 
     def before_step(self, model, progress, config):
-        set_temperature(model, temperature_at(progress, *config.temperature))
+        set_temperature(model, temperature_at(progress, *self.settings(model)["temperature"]))
 
     def loss(self, model, loss, config):
-        return loss + config.sparsity * gate_activity(model) if config.sparsity > 0 else loss
+        sparsity = self.settings(model)["sparsity"]
+        return loss + sparsity * gate_activity(model) if sparsity > 0 else loss
 
     def end_of_epoch(self, template, models):
         temperatures = [g.temperature for g in gates_of(template)]
@@ -297,6 +323,7 @@ class GateTraining(TrainingHook):
                 gate.temperature = temperature
 
 
+HAND_GATES = GateConfig()  # how gates train on a model that has no gate method's config
 GATE_TRAINING = GateTraining()
 
 
@@ -309,7 +336,7 @@ def hook_for(model: nn.Module) -> TrainingHook | None:
     return GATE_TRAINING if gates_of(model) else None
 
 
-GATE_OPTIONS = GateConfig.option_names()  # ("targets", "temperature", "hard", "threshold_init", "gain_init")
+GATE_OPTIONS = GateConfig.option_names()  # targets, temperature, sparsity, hard, threshold_init, gain_init
 GATE_GRID = {"lr": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1), "temperature": ((1.0, 0.1), (1.0, 0.01))}
 # Learning rates a factor of about 3 apart, wide enough that the best one lies inside (chapter 5 checks).
 for _method in (

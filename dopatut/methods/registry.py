@@ -42,7 +42,13 @@ FLOP_KINDS = ("none", "all", "from_first", "head", "lora")  # how perf.run_flops
 
 class TrainingHook:
     """What a method does in the training loop besides the loss and Adam's step (as d2l's model owns its
-    training_step): fit and fit_many call these and know nothing else about any method."""
+    training_step): fit and fit_many call these and know nothing else about any method. The hook reads its
+    settings from the model (its method config, model.method_config), not from the TrainConfig."""
+
+    def settings(self, model: nn.Module):
+        """What the hook reads from `model` (its method's settings; None: nothing). fit_many trains a stack through
+        one template, so it refuses a stack whose models give different settings."""
+        return None
 
     def before_step(self, model: nn.Module, progress: float, config) -> None:
         """Before each step; progress runs from 0 (the first step) to 1 (the last)."""

@@ -21,6 +21,7 @@ import math
 import torch
 from torch import nn
 
+from ..methods.builtin import DopamineConfig
 from ..methods.gate import DopamineGate, GateSet, attach
 from ..foundations.model import FoundationMLP, freeze
 from .sweeps import mixed_slice
@@ -80,15 +81,21 @@ class ContextGate(DopamineGate):
 
 
 class ConditionedModel(nn.Module):
-    """A frozen copy of the foundation with a ContextGate in every hidden layer; input [x, angle_deg]."""
+    """A frozen copy of the foundation with a ContextGate in every hidden layer; input [x, angle_deg].
+    config: the gates' settings (DopamineConfig: how they start, and the temperature schedule and sparsity they
+    train with); every hidden layer gets a gate, so its target_modules stays None."""
 
-    def __init__(self, base: FoundationMLP, **gate_kwargs):
+    def __init__(self, base: FoundationMLP, config: DopamineConfig = DopamineConfig()):
         super().__init__()
+        if config.target_modules is not None:
+            raise ValueError(f"context gates go in every hidden layer; leave target_modules out, got "
+                             f"{config.target_modules!r}")
         self.base = freeze(copy.deepcopy(base))
-        self.gates = GateSet({f"hidden.{name}.act": ContextGate(layer.width, **gate_kwargs)
+        self.gates = GateSet({f"hidden.{name}.act": ContextGate(layer.width, **config.gate_kwargs())
                               for name, layer in self.base.hidden_layers().items()})
         attach(self.base, self.gates)
         self.method = "context"
+        self.method_config = config  # what the gates' training hook reads
 
     def forward(self, x_ctx: torch.Tensor) -> torch.Tensor:
         context = embed(x_ctx[:, -1])
@@ -112,15 +119,17 @@ def gates_at(model: ConditionedModel, angle_deg: float) -> GateSet:
 
 
 def train_conditioned(base: FoundationMLP, angles_deg, seed: int = 0, config: TrainConfig | None = None,
-                      limit: int | None = None, progress: bool = False):
+                      limit: int | None = None, progress: bool = False, **gate_options):
     """Conditioned gates trained on the first `limit` training images, each turned by one of `angles_deg`
-    drawn at random (seeded). Returns (model, History).
+    drawn at random (seeded). gate_options: Dopamine's (temperature, sparsity, ...: protocol_config's keywords
+    for "dopamine"). Returns (model, History).
     """
     config = config or TrainConfig(epochs=1, lr=1e-2, seed=seed)
+    gates = DopamineConfig.from_options(gate_options)
     device = next(base.parameters()).device
     x, y, mode = mixed_slice(angles_deg, limit, seed, device)
     angle = torch.tensor([float(a) for a in angles_deg], device=device)[mode]
     seed_everything(seed)
-    model = ConditionedModel(base)
+    model = ConditionedModel(base, gates)
     history = fit(model, with_angle(x, angle), y, config, progress=progress, desc="context gates")
     return model, history

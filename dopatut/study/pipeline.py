@@ -37,6 +37,11 @@ from ..foundations.vit import VisionTransformer, ViTConfig
 from ..training.workers import run_jobs
 
 
+# The gates' two settings TrainConfig held until they moved to GateConfig, at the values every key had them, so that
+# the names of cached and shipped foundations and results (all keyed by FoundationSpec.to_dict) stay as they were.
+RETIRED_TRAIN_KEY = {"sparsity": 0.0, "temperature": [1.0, 0.1]}
+
+
 @dataclass(frozen=True)
 class FoundationSpec:
     """Everything that determines a foundation, apart from the seed."""
@@ -53,7 +58,7 @@ class FoundationSpec:
         # "stack" is in the key because the two loops round floats differently
         return {"model": self.model.to_dict(), "angles": [float(a) for a in self.angles],
                 "weights": None if self.weights is None else [float(w) for w in self.weights],
-                "train": replace(self.train, seed=seed).to_dict(), "split": "train",
+                "train": {**replace(self.train, seed=seed).to_dict(), **RETIRED_TRAIN_KEY}, "split": "train",
                 **({} if self.curves else {"curves": False}), **({} if self.stack else {"stack": False})}
 
 

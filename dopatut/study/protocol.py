@@ -59,15 +59,15 @@ class Protocol:
         return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
     def config(self, method: str, setting: dict, seed: int) -> tuple[TrainConfig, dict]:
-        """The TrainConfig and apply_method keyword arguments of one setting of `method`."""
+        """The TrainConfig (the budget, lr and seed) and apply_method keyword arguments (the method's own settings:
+        the gates' temperature schedule, LoRA's alpha and rank) of one setting of `method`."""
         spec = get_method(method)
-        options = tuple(o for o in spec.options if o not in ("targets", "temperature", *spec.fixed))
-        unknown = set(setting) - {"lr", "temperature", *options}
+        options = tuple(o for o in spec.options if o not in ("targets", *spec.fixed))
+        unknown = set(setting) - {"lr", *options}
         if unknown:
-            raise ValueError(f"unknown settings {sorted(unknown)} for {method!r}; expected lr, temperature"
+            raise ValueError(f"unknown settings {sorted(unknown)} for {method!r}; expected lr"
                              + "".join(f", {o}" for o in options))
-        train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=setting.get("lr", 1e-3), seed=seed,
-                            temperature=setting.get("temperature", (1.0, 0.1)))
+        train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=setting.get("lr", 1e-3), seed=seed)
         return train, {**spec.fixed, **{k: v for k, v in setting.items() if k in options}}
 
     def foundation_config(self, seed: int = 0) -> TrainConfig:

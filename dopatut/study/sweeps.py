@@ -21,6 +21,7 @@ from ..foundations.checks import check_seed
 from ..foundations.device import resolve_device
 from ..foundations.data import check_angle, check_limit, load_mnist, rotate, to_inputs
 from ..foundations.model import FoundationMLP, MLPConfig, freeze
+from ..methods.builtin import DopamineConfig
 from .pipeline import Result, specialise, specialise_many
 from ..training.stack import fit_many
 from ..training.train import TrainConfig, seed_everything
@@ -138,10 +139,11 @@ def _variant_key(method: str, changes: dict, seed: int, kind: str, angle_deg: fl
 
 def variant(method: str, changes: dict, seed: int = 0, kind: str = "upright", angle_deg: float = 45.0,
             device=None, recompute: bool | None = None) -> tuple[Result, float]:
-    """`method` on seed's `kind` foundation with the protocol's chosen settings but for `changes` to its
-    TrainConfig (e.g. {"temperature": (1.0, 1.0)} or {"sparsity": 2.0}), scored at `angle_deg` on the test set:
-    (Result, the share of hidden neurons firing there, hard gates). Cached (and shipped for chapter 7's)."""
-    from dataclasses import replace
+    """`method` on seed's `kind` foundation with the protocol's chosen settings but for `changes` (to its
+    TrainConfig, e.g. {"lr": 0.1}, or to its method's options, e.g. {"temperature": (1.0, 1.0)} or
+    {"sparsity": 2.0} for the gates), scored at `angle_deg` on the test set: (Result, the share of hidden neurons
+    firing there, hard gates). Cached (and shipped for chapter 7's)."""
+    from dataclasses import fields, replace
 
     from .pipeline import foundation
     from .result_cache import cached
@@ -157,8 +159,10 @@ def variant(method: str, changes: dict, seed: int = 0, kind: str = "upright", an
 
         base = foundation(seed, FOUNDATIONS[kind], progress=False, device=device, recompute=recompute)
         config, kwargs = protocol_config(method, kind, seed, device=device, recompute=recompute)
-        model, result = specialise(base, method, angle_deg, seed, replace(config, **changes), (angle_deg,), False,
-                                   **kwargs)
+        training = {f.name for f in fields(TrainConfig)}
+        config = replace(config, **{k: v for k, v in changes.items() if k in training})
+        kwargs = {**kwargs, **{k: v for k, v in changes.items() if k not in training}}
+        model, result = specialise(base, method, angle_deg, seed, config, (angle_deg,), False, **kwargs)
         return {"result": asdict(result), "firing": firing(model, mode_data("test", angle_deg, device)[0], per="model")}
     key = _variant_key(method, changes, seed, kind, angle_deg, device)
     value = cached(f"sweep-variant-{kind}-{method}", key, compute, recompute)
@@ -176,7 +180,8 @@ class LimitsSweeps:
     seed: int = 0
 
     def variants(self, device=None) -> list[dict]:
-        chosen = protocol_config("dopamine", "upright", self.seed, device=device)[0].temperature
+        chosen = protocol_config("dopamine", "upright", self.seed, device=device)[1].get(
+            "temperature", DopamineConfig().temperature)
         return ([{"temperature": chosen if t is None else t} for t in self.temperatures]
                 + [{"sparsity": s} for s in self.sparsities])
 

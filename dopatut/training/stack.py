@@ -71,6 +71,15 @@ def _check_stack(models, configs) -> None:
             raise ValueError(f"model {i} does not have the parameters of model 0 (names, shapes, trainable)")
     if not any(p.requires_grad for p in models[0].parameters()):
         raise ValueError("the models have no trainable parameters; apply a method first")
+    hook = hook_for(models[0])  # the stack trains through one template, a copy of model 0: its hook and settings
+    for i, model in enumerate(models[1:], 1):
+        if hook_for(model) is not hook:
+            raise ValueError(f"model {i} of the stack trains with another hook than model 0: stack models of one "
+                             f"method only")
+        if hook is not None and hook.settings(model) != hook.settings(models[0]):
+            raise ValueError(f"model {i} of the stack trains with {hook.settings(model)}, model 0 with "
+                             f"{hook.settings(models[0])} (its method's config): a stack trains as one, so give each "
+                             f"setting a stack of its own")
 
 
 def _stem_out(models, x, per_model: bool, template) -> tuple[torch.Tensor, str | None]:
@@ -95,7 +104,8 @@ def fit_many(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, configs,
     """Train the trainable parameters of every model of `models` at once, each on its own order of (x, y).
 
     x (N, ...) and y (N,) shared by all models, or one data set per model: x (S, N, ...) and y (S, N).
-    configs: one TrainConfig, or one per model (they may differ in lr and seed only). eval_sets: name ->
+    configs: one TrainConfig, or one per model (they may differ in lr and seed only; what the models' method trains
+    with, such as the gates' temperature schedule, must be the same for all: its hook's settings). eval_sets: name ->
     (x, y), evaluated on every model after every epoch. The models are updated in place.
     diverged: a model whose loss stops being finite (read once an epoch) raises a DivergedError naming its
     learning rate and step ("raise"), or is marked in its History.diverged_at while the others train on ("mark":

@@ -17,18 +17,29 @@ from ..foundations.device import default_device  # noqa: F401  (re-exported: tra
 from ..methods.builtin import hook_for
 
 
+# Refused by name, with where they live: a method's own settings are in its config, not the loop's (issue 22).
+RETIRED = {"temperature": "the gates' temperature schedule (start, end)", "sparsity": "the gates' sparsity penalty"}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
+    """What every method's training shares: the budget, Adam's settings and the seed. What is special to a method
+    (the gates' temperature schedule and sparsity) is in its config: apply_method(base, "dopamine", temperature=...)."""
     epochs: int = 3
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
-    # The gates' two settings stay here, though only GateTraining reads them: every foundation's key and every
-    # result's name hashes this dict (pipeline.FoundationSpec.to_dict), so moving them renames the shipped bundle.
-    sparsity: float = 0.0  # weight of the mean gate value added to the loss
-    temperature: tuple[float, float] = (1.0, 0.1)  # gate temperature, annealed geometrically start -> end
     fused: bool = True  # one-kernel Adam where torch has it (CPU, CUDA): same update rule, faster steps
+
+    def __new__(cls, *args, **kwargs):
+        retired = [name for name in RETIRED if name in kwargs]
+        if retired:
+            name = retired[0]
+            raise TypeError(f"TrainConfig has no {name} ({name}={kwargs[name]!r}): {RETIRED[name]} is the gate "
+                            f"method's setting now; give it to the method: apply_method(base, \"dopamine\", "
+                            f"{name}=...), specialise(..., {name}=...) or DopamineConfig({name}=...)")
+        return super().__new__(cls)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -38,14 +49,11 @@ class TrainConfig:
         check_seed(self.seed)
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if self.sparsity < 0:
-            raise ValueError(f"sparsity must be >= 0, got {self.sparsity!r}")
         if not isinstance(self.fused, bool):
             raise ValueError(f"fused must be True or False, got {self.fused!r}")
-        object.__setattr__(self, "temperature", tuple(self.temperature))
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "temperature": list(self.temperature)}
+        return asdict(self)
 
 
 @dataclass
@@ -133,8 +141,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig 
         eval_sets: dict | None = None, progress: bool = True, desc: str | None = None) -> History:
     """Train the trainable parameters of `model` on (x, y) with Adam and cross-entropy.
 
-    eval_sets: name -> (x, y), evaluated after every epoch. Gates, if any, are trained soft
-    with an annealed temperature, and left soft at the final temperature.
+    eval_sets: name -> (x, y), evaluated after every epoch. What a method does besides (the gates' annealing
+    and sparsity penalty, set in their config) is its training hook's (dopatut.methods.registry.TrainingHook).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
