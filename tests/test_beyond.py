@@ -151,7 +151,7 @@ def test_versus_thresholds_and_peft_words_are_short_and_say_agree_exactly_at_a_z
     said = beyond.versus("Dopamine", "gain-only", d)
     assert said.startswith("Dopamine beats gain-only: +0.17 points, 95% CI [+") and "(" not in said, said
     tie = paired_difference([0.951, 0.949, 0.950], [0.950, 0.950, 0.950])
-    assert beyond.thresholds_words(tie)[0] == "Its thresholds move, but add nothing measurable to its gains"
+    assert beyond.thresholds_words(tie)[0] == "Dopamine's thresholds move, but add nothing measurable to its gains"
     assert beyond.peft_words({"dopatut": 0.954, "peft": 0.954}) == (
         "dopatut's LoRA and PEFT's agree exactly: both read 95.40% at 45°")
     assert beyond.peft_words({"dopatut": 0.9540, "peft": 0.9528}).endswith("0.12 points apart")

@@ -31,6 +31,8 @@ workers side by side do not slow each other.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -125,7 +127,14 @@ def vit_foundations(seed: int = 0, study: VitStudy = STUDY, device=None, recompu
     (dopatut.training.workers; on a GPU one after another, in this process). Each carries `.foundation_key`, by which
     the grids and arms that start from it are cached."""
     specs = study.specs
-    models = foundations([seed] * len(specs), list(specs.values()), device=device, recompute=recompute)
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):  # each foundation says where it came from: one line where they agree
+        models = foundations([seed] * len(specs), list(specs.values()), device=device, recompute=recompute)
+    lines = said.getvalue().splitlines()
+    for line in dict.fromkeys(lines):
+        if lines.count(line) > 1 and line.startswith("foundation (seed"):
+            line = line.replace("foundation (seed", "both foundations (seed", 1).replace("trains it", "trains them")
+        print(line)
     for spec, model in zip(specs.values(), models):
         model.foundation_key = foundation_key(spec, seed, next(model.parameters()).device)
     return dict(zip(specs, models))
@@ -439,11 +448,11 @@ def thresholds_words(d) -> tuple[str, str]:
     (a sentence for the chapter's summary, a phrase for its recap)."""
     from ..analysis.stats import verdict
 
-    return {"ties with": ("Its thresholds move, but add nothing measurable to its gains",
+    return {"ties with": ("Dopamine's thresholds move, but add nothing measurable to its gains",
                           "and there it does no better than its gains alone"),
-            "beats": ("Its thresholds add something to its gains, even from the open point",
+            "beats": ("Dopamine's thresholds add something to its gains, even from the open point",
                       "and there its thresholds still add to its gains"),
-            "loses to": ("Gains alone do better", "and there gains alone do better")}[verdict(d)]
+            "loses to": ("Gains alone do better than Dopamine", "and there gains alone do better")}[verdict(d)]
 
 
 def peft_words(check: dict) -> str:
