@@ -151,6 +151,7 @@ def test_versus_thresholds_and_peft_words_are_short_and_say_agree_exactly_at_a_z
     said = beyond.versus("Dopamine", "gain-only", d)
     assert said.startswith("Dopamine beats gain-only: +0.17 points, 95% CI [+") and "(" not in said, said
     tie = paired_difference([0.951, 0.949, 0.950], [0.950, 0.950, 0.950])
+    assert "CI [−" in beyond.versus("Dopamine", "gain-only", tie)  # a minus sign, not a hyphen
     assert beyond.thresholds_words(tie)[0] == "Dopamine's thresholds move, but add nothing measurable to its gains"
     assert beyond.peft_words({"dopatut": 0.954, "peft": 0.954}) == (
         "dopatut's LoRA and PEFT's agree exactly: both read 95.40% at 45°")
@@ -239,3 +240,12 @@ def test_widened_and_at_edge_name_the_grids_widened_and_the_choices_left_at_an_e
               "upright": {"full": (0.027, {0.0003: 0.1, 0.001: 0.2, 0.003: 0.3, 0.009: 0.4, 0.027: 0.5})}}
     assert beyond.widened_and_at_edge(chosen) == (["head-only (mixture)", "full fine-tuning (upright)"],
                                                    ["full fine-tuning (upright, 0.027)"])
+
+
+def test_foundations_words_say_trained_here_or_loaded_with_their_training_seconds():
+    from types import SimpleNamespace
+    bases = {"mixture": SimpleNamespace(meta={"seconds": 40.0}), "upright": SimpleNamespace(meta={"seconds": 30.0})}
+    assert beyond.foundations_words(bases, 35.0) == "here the two trained side by side in 35 s"
+    said = beyond.foundations_words(bases, 0.5)
+    assert said.startswith("here they were loaded from ") and said.endswith("they trained in 40 s and 30 s on "
+                                                                          + said.rsplit(" on ", 1)[1]), said

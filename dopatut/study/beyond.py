@@ -140,6 +140,19 @@ def vit_foundations(seed: int = 0, study: VitStudy = STUDY, device=None, recompu
     return dict(zip(specs, models))
 
 
+def foundations_words(bases: dict, elapsed_s: float) -> str:
+    """Where vit_foundations's answer came from, in words: trained here (in `elapsed_s`), or loaded, with the
+    seconds each took to train where it was trained."""
+    from ..foundations import bundle
+
+    trained = [b.meta["seconds"] for b in bases.values()]
+    if elapsed_s > max(trained) / 2:
+        return f"here the two trained side by side in {elapsed_s:.0f} s"
+    where, machine = (("the shipped bundle", "the machine that built it") if bundle.was_read("foundations") else
+                      ("this machine's cache", "this machine"))
+    return f"here they were loaded from {where}; they trained in {trained[0]:.0f} s and {trained[1]:.0f} s on {machine}"
+
+
 def _checked(arms, study: VitStudy) -> list[str]:
     """The arms as a list; an unknown one is refused here, before any worker starts."""
     arms = list(arms)
@@ -439,8 +452,9 @@ def versus(a: str, b: str, d) -> str:
     'Dopamine beats gain-only: +0.42 points, 95% CI [+0.20, +0.64]'."""
     from ..analysis.stats import verdict
 
-    return (f"{a} {verdict(d)} {b}: {100 * d.mean:+.2f} points, {d.confidence:.0%} CI "
-            f"[{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}]")
+    signed = lambda x: f"{100 * x:+.2f}".replace("-", "−")  # a minus sign, as in the prose
+    return (f"{a} {verdict(d)} {b}: {signed(d.mean)} points, {d.confidence:.0%} CI "
+            f"[{signed(d.ci_low)}, {signed(d.ci_high)}]")
 
 
 def thresholds_words(d) -> tuple[str, str]:
