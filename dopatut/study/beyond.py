@@ -514,7 +514,7 @@ def spot_check(study: VitStudy = STUDY, device=None, progress: bool = False) -> 
 
 
 def plot_curves(curves: dict, epochs: int | None = None, study: VitStudy = STUDY):
-    """Each arm's validation curve (seed 0), one panel per foundation, the chosen budget a dashed line; from
+    """Each arm's validation curve (seed 0), one panel per foundation, the epochs trained a dashed line; from
     {foundation: arm_curves's answer}."""
     import matplotlib.pyplot as plt
 
@@ -527,7 +527,7 @@ def plot_curves(curves: dict, epochs: int | None = None, study: VitStudy = STUDY
             ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], marker=style(arm)[1], ms=5,
                     color=style(arm)[0], label=display(arm))
         if epochs is not None:
-            ax.axvline(epochs, color="0.3", ls="--", lw=1, label="epochs chosen")
+            ax.axvline(epochs, color="0.3", ls="--", lw=1, label="epochs trained (the cap)")
         longest = max(len(c) for c in by_arm.values())
         ax.set(title=f"{kind} foundation", xlabel="epoch", xticks=range(1, longest + 1))
         ax.grid(alpha=0.3)
