@@ -281,3 +281,9 @@ def test_cold_words_tell_a_chapter_slowed_by_load_from_one_that_costs_more():
                                   "than it saved.")
     record["after"]["08"] = 50.0
     assert cold_words(record) == "Every chapter timed both ways took less time after than before."
+
+
+def test_lora_agreement_says_exactly_at_a_zero_gap():
+    from dopatut.study.perf import lora_agreement
+    assert lora_agreement(0.0) == "dopatut's LoRA and PEFT's agree exactly at both angles"
+    assert lora_agreement(0.12).endswith("agree within 0.12 points at both angles")

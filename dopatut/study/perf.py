@@ -233,6 +233,14 @@ def cold_words(record: dict) -> str:
     return " ".join(said)
 
 
+def lora_agreement(gap_pts: float) -> str:
+    """bench.py's largest gap between dopatut's LoRA and PEFT's (points, over both angles) in words:
+    'agree exactly' where it is 0."""
+    if gap_pts == 0:
+        return "dopatut's LoRA and PEFT's agree exactly at both angles"
+    return f"dopatut's LoRA and PEFT's agree within {gap_pts:.2f} points at both angles"
+
+
 def comparison_source(kinds, methods) -> str | None:
     """Where chapter 5's comparison of `methods` on foundations `kinds` can be read without training: "cache"
     (every result in this machine's results cache), "bundle" (some from the shipped bundle, computed on the machine
