@@ -254,4 +254,36 @@ def test_the_cold_table_shows_both_columns_and_the_goal(tmp_path):
 def test_a_bar_in_a_measure_stays_in_its_cell():
     from dopatut.study.perf import measures_table
     page = measures_table({"rows": [{"name": "|a - b| in points", "dopatut": "0.2"}]}).html()
-    assert page.count("<td") == 4 and "|a - b| in points</td>" in page, page
+    assert page.count("<td") == 5 and "|a - b| in points</td>" in page, page
+
+
+def test_the_measures_table_says_what_each_ratio_means_and_writes_degrees():
+    from dopatut.study.perf import measures_table
+    rows = [{"name": "training samples/s (batch 128) vs usual", "dopatut": "9", "reference": "1", "ratio": 9.0},
+            {"name": "inference, 10,000 images: LoRA merged (ms)", "dopatut": "1", "reference": "1", "ratio": 1.0},
+            {"name": "transformer: MB kept for backward, Dopamine vs LoRA", "dopatut": "2", "reference": "1",
+             "ratio": 0.5},
+            {"name": "full recipe, |fit_many - fit| accuracy at 45 deg", "dopatut": "0.1"}]
+    table = measures_table({"rows": rows}).markdown()
+    assert "above 1, dopatut is faster" in table and "below 1, slower than the base" in table
+    assert "below 1, Dopamine keeps more" in table and "45°" in table and "fit_many" not in table, table
+
+
+def test_cold_words_tell_a_chapter_slowed_by_load_from_one_that_costs_more():
+    from dopatut.study.perf import cold_words
+    meta = {"before": {"load_start": 4.0}, "after": {"load_start": 6.5}}
+    record = {"before": {"08": 73.0, "09": 220.0}, "after": {"08": 104.2, "09": 42.0},
+              "before_cpu": {"08": 67.6, "09": 170.0}, "after_cpu": {"08": 48.8, "09": 18.0}, "meta": meta}
+    assert cold_words(record).startswith("08 took longer after than before by the wall clock, but less CPU time: "
+                                         "the difference is the machine's load (load average 6.5")
+    record["after_cpu"]["08"] = 70.0
+    assert cold_words(record) == ("08 took more CPU time after than before: reading the bundle cost more there "
+                                  "than it saved.")
+    record["after"]["08"] = 50.0
+    assert cold_words(record) == "Every chapter timed both ways took less time after than before."
+
+
+def test_lora_agreement_says_exactly_at_a_zero_gap():
+    from dopatut.study.perf import lora_agreement
+    assert lora_agreement(0.0) == "dopatut's LoRA and PEFT's agree exactly at both angles"
+    assert lora_agreement(0.12).endswith("agree within 0.12 points at both angles")

@@ -107,8 +107,10 @@ def test_the_epoch_budget_is_the_latest_epoch_from_which_no_curve_gains_the_marg
     assert beyond.epoch_budget(curves, margin=0.0008) == 3  # then 0.1 points gains it, 0.05 does not
     assert beyond.epoch_budget({"upright": {"dopamine": flat_from_1}}) == 1
     assert beyond.largest_gains(curves, 2)[0] == (pytest.approx(0.001), "mixture", "full")
-    assert beyond.climbing(curves, 2) == [] and beyond.budget_sentence(curves).startswith(
-        "in epoch 2 full fine-tuning on the mixture foundation (+5.00 points) still gains 0.2 points")
+    assert beyond.climbing(curves, 2) == [] and beyond.budget_sentence(curves) == (
+        "In epoch 2, full fine-tuning on the mixture foundation (+5.00 points) still gains the protocol's margin of "
+        "0.2 points, and no curve does after it. Here the largest gain after it is 0.10 points, by full fine-tuning "
+        "on the mixture foundation")
     assert beyond.check_budget(curves, replace(beyond.STUDY, epochs=2)) == 2
     with pytest.raises(ValueError, match="curves choose 2 epochs, but VitStudy.epochs is 1; set epochs=2"):
         beyond.check_budget(curves, replace(beyond.STUDY, epochs=1))
@@ -120,10 +122,10 @@ def test_a_curve_still_climbing_at_its_end_caps_the_budget_one_epoch_before_and_
     assert beyond.epoch_budget(curves) == 3  # the last epoch the curves see a later one after
     assert beyond.climbing(curves, 3) == [(pytest.approx(0.01), "upright", "full")]
     said = beyond.budget_sentence(curves)
-    assert said.startswith("by the protocol's margin the budget lies past the curves' 4 epochs: full fine-tuning on "
-                           "the upright foundation (+1.00 points) still gains 0.2 points"), said
-    assert said.endswith("at most (a budget needs a later epoch, seen flat), and from epoch 3 on the other curve gains "
-                         "less than the margin"), said
+    assert said == ("By the protocol's margin of 0.2 points, 1 of the 2 curves still climbs after epoch 3: full "
+                    "fine-tuning on the upright foundation (+1.00 points). Its own budget lies past the 4 epochs "
+                    "measured"), said
+    assert said.count(". ") == 1 and "((" not in said  # two short sentences, no nested parentheses
 
 
 def test_the_climbing_sentence_says_whether_a_longer_budget_could_move_a_verdict():
@@ -132,13 +134,40 @@ def test_the_climbing_sentence_says_whether_a_longer_budget_could_move_a_verdict
     runs = lambda full: {"mixture": {"dopamine": [Result("dopamine", 1, {"45": a}) for a in (0.95, 0.951, 0.952)],
                                      "full": [Result("full", 1, {"45": a}) for a in full]}}
     said = beyond.climbing_sentence(curves, runs((0.97, 0.972, 0.971)))
-    assert said == ("the curves still climbing are of arms already ahead of Dopamine after 3 epochs: full "
-                    "fine-tuning on the mixture foundation (beats Dopamine); Dopamine's own curves are flat from "
-                    "epoch 2, so a longer budget would widen those gaps, not close them"), said
+    assert said == ("The arms still climbing, full fine-tuning on the mixture foundation, already beat Dopamine after "
+                    "3 epochs, and Dopamine's own curves are flat from epoch 2. A longer budget would widen those gaps, "
+                    "not close them"), said
     said = beyond.climbing_sentence(curves, runs((0.96, 0.94, 0.952)))  # a tie: more epochs could move it
-    assert "(ties with Dopamine)" in said and said.endswith("could move the verdicts of those not yet ahead"), said
+    assert said == ("The arms still climbing after epoch 3 are full fine-tuning on the mixture foundation, which ties "
+                    "with Dopamine. Dopamine's own curves are flat from epoch 2, so a longer budget could move the "
+                    "verdicts of those not yet ahead"), said
     flat = {"mixture": {"dopamine": [0.95, 0.951, 0.9512], "full": [0.95, 0.951, 0.9512]}}
-    assert beyond.climbing_sentence(flat, {}) == "no curve is still climbing after epoch 1, so a longer budget would move little"
+    assert beyond.climbing_sentence(flat, {}) == "No curve still climbs after epoch 1, so a longer budget would move little"
+
+
+def test_versus_thresholds_and_peft_words_are_short_and_say_agree_exactly_at_a_zero_gap():
+    from dopatut.analysis.stats import paired_difference
+    d = paired_difference([0.951, 0.953, 0.952], [0.950, 0.951, 0.950])
+    said = beyond.versus("Dopamine", "gain-only", d)
+    assert said.startswith("Dopamine beats gain-only: +0.17 points, 95% CI [+") and "(" not in said, said
+    tie = paired_difference([0.951, 0.949, 0.950], [0.950, 0.950, 0.950])
+    assert "CI [−" in beyond.versus("Dopamine", "gain-only", tie)  # a minus sign, not a hyphen
+    assert beyond.thresholds_words(tie)[0] == "Dopamine's thresholds move, but add nothing measurable to its gains"
+    assert beyond.peft_words({"dopatut": 0.954, "peft": 0.954}) == (
+        "dopatut's LoRA and PEFT's agree exactly: both read 95.40% at 45°")
+    assert beyond.peft_words({"dopatut": 0.9540, "peft": 0.9528}).endswith("0.12 points apart")
+
+
+def test_plot_blocks_draws_each_gate_arm_in_its_own_colour():
+    from matplotlib.colors import to_rgba
+    from dopatut.methods.names import colour
+    firing = {"dopamine": {"blocks.0.mlp.act": 0.99, "blocks.1.mlp.act": 0.98},
+              "dopamine_at_0": {"blocks.0.mlp.act": 0.4, "blocks.1.mlp.act": 0.3}}
+    moved = {arm: {b: {"threshold": 0.1, "gain": 0.0} for b in blocks} for arm, blocks in firing.items()}
+    fig = beyond.plot_blocks(firing, moved)
+    for ax in fig.axes:
+        colours = [p.get_facecolor() for p in ax.patches]
+        assert colours == [to_rgba(colour(arm)) for arm in firing for _ in range(2)]
 
 
 def test_a_curve_is_seed_0s_validation_accuracy_after_each_epoch_and_is_cached(monkeypatch, tmp_path):
@@ -211,3 +240,12 @@ def test_widened_and_at_edge_name_the_grids_widened_and_the_choices_left_at_an_e
               "upright": {"full": (0.027, {0.0003: 0.1, 0.001: 0.2, 0.003: 0.3, 0.009: 0.4, 0.027: 0.5})}}
     assert beyond.widened_and_at_edge(chosen) == (["head-only (mixture)", "full fine-tuning (upright)"],
                                                    ["full fine-tuning (upright, 0.027)"])
+
+
+def test_foundations_words_say_trained_here_or_loaded_with_their_training_seconds():
+    from types import SimpleNamespace
+    bases = {"mixture": SimpleNamespace(meta={"seconds": 40.0}), "upright": SimpleNamespace(meta={"seconds": 30.0})}
+    assert beyond.foundations_words(bases, 35.0) == "here the two trained side by side in 35 s"
+    said = beyond.foundations_words(bases, 0.5)
+    assert said.startswith("here they were loaded from ") and said.endswith("they trained in 40 s and 30 s on "
+                                                                          + said.rsplit(" on ", 1)[1]), said

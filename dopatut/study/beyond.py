@@ -21,7 +21,8 @@ gains the protocol's margin (dopatut.study.budget.flat_epoch, the latest over th
 The grids, curves and arms are cached as results (dopatut.study.result_cache), keyed by the foundation they start
 from and the study's settings, and shipped for seed 0's foundations (dopatut.foundations.bundle): a chapter opened
 cold reads them. A base that did not come from `vit_foundations` carries no foundation key, and its runs train
-each time. CI reads the curves and arms from the bundle and recomputes SPOT_CHECK's (`spot_check`).
+each time. The book's automated test run reads the curves and arms from the bundle and recomputes SPOT_CHECK's
+(`spot_check`).
 
 Every model here trains by itself (train.fit, `stack=False`), one job per model in worker processes
 (dopatut.training.workers): the transformer's products are too small for vmap's batching to pay on a CPU (one arm's
@@ -30,6 +31,8 @@ workers side by side do not slow each other.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -124,10 +127,30 @@ def vit_foundations(seed: int = 0, study: VitStudy = STUDY, device=None, recompu
     (dopatut.training.workers; on a GPU one after another, in this process). Each carries `.foundation_key`, by which
     the grids and arms that start from it are cached."""
     specs = study.specs
-    models = foundations([seed] * len(specs), list(specs.values()), device=device, recompute=recompute)
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):  # each foundation says where it came from: one line where they agree
+        models = foundations([seed] * len(specs), list(specs.values()), device=device, recompute=recompute)
+    lines = said.getvalue().splitlines()
+    for line in dict.fromkeys(lines):
+        if lines.count(line) > 1 and line.startswith("foundation (seed"):
+            line = line.replace("foundation (seed", "both foundations (seed", 1).replace("trains it", "trains them")
+        print(line)
     for spec, model in zip(specs.values(), models):
         model.foundation_key = foundation_key(spec, seed, next(model.parameters()).device)
     return dict(zip(specs, models))
+
+
+def foundations_words(bases: dict, elapsed_s: float) -> str:
+    """Where vit_foundations's answer came from, in words: trained here (in `elapsed_s`), or loaded, with the
+    seconds each took to train where it was trained."""
+    from ..foundations import bundle
+
+    trained = [b.meta["seconds"] for b in bases.values()]
+    if elapsed_s > max(trained) / 2:
+        return f"here the two trained side by side in {elapsed_s:.0f} s"
+    where, machine = (("the shipped bundle", "the machine that built it") if bundle.was_read("foundations") else
+                      ("this machine's cache", "this machine"))
+    return f"here they were loaded from {where}; they trained in {trained[0]:.0f} s and {trained[1]:.0f} s on {machine}"
 
 
 def _checked(arms, study: VitStudy) -> list[str]:
@@ -366,8 +389,9 @@ def climbing(curves: dict, epochs: int, margin: float | None = None) -> list[tup
 
 
 def budget_sentence(curves: dict, margin: float | None = None) -> str:
-    """The chapter's sentence on why the curves chose their budget (epoch_budget), from {foundation: arm_curves's
-    answer}: which arms still gain the margin after it (where the curves ran out first), else which gained it last."""
+    """What the curves say of the budget, in at most two short sentences, from {foundation: arm_curves's answer}:
+    which arms still gain the protocol's margin after epoch_budget's epochs (their own budget lies past the curves),
+    else which arm gained it last."""
     from ..methods.names import display
     from .budget import flat_epoch
 
@@ -375,30 +399,30 @@ def budget_sentence(curves: dict, margin: float | None = None) -> str:
     epochs = epoch_budget(curves, margin)
     by_kind = _curves(curves)
     n_curves = sum(len(arms) for arms in by_kind.values())
-    points = f"{100 * margin:.1f} points (the protocol's margin)"
     name = lambda kind, arm: f"{display(arm)} on the {kind} foundation"
     late = climbing(curves, epochs, margin)
     if late:
         last = min(len(c) for arms in by_kind.values() for c in arms.values())
         said = _and([f"{name(kind, arm)} ({100 * gain:+.2f} points)" for gain, kind, arm in late])
-        return (f"by the protocol's margin the budget lies past the curves' {last} epochs: {said} still "
-                f"gain{'s' * (len(late) == 1)} {points} or more after epoch {epochs}. Curves of {last} epochs judge "
-                f"{epochs} at most (a budget needs a later epoch, seen flat)" + _others(n_curves - len(late), epochs))
+        return (f"By the protocol's margin of {100 * margin:.1f} points, {len(late)} of the {n_curves} curves still "
+                f"climb{'s' * (len(late) == 1)} after epoch {epochs}: {said}. "
+                f"{'Its' if len(late) == 1 else 'Their'} own budget lies past the {last} epochs measured")
     later = largest_gains(curves, epochs)
-    after = f"the largest gain after it is {100 * later[0][0]:.2f} points ({name(later[0][1], later[0][2])})"
+    after = f"the largest gain after it is {100 * later[0][0]:.2f} points, by {name(later[0][1], later[0][2])}"
     if epochs == 1:
-        return f"after the first epoch none of the {n_curves} curves gains {points} or more: {after}"
+        return (f"After the first epoch, none of the {n_curves} curves gains the protocol's margin of "
+                f"{100 * margin:.1f} points. Here {after}")
     setters = [(kind, arm, c[epochs - 1] - c[epochs - 2]) for kind, arms in by_kind.items()
                for arm, c in arms.items() if flat_epoch(c, margin) == epochs]
     said = _and([f"{name(kind, arm)} ({100 * gain:+.2f} points)" for kind, arm, gain in setters])
-    return (f"in epoch {epochs} {said} still gain{'s' * (len(setters) == 1)} {points} or more, and no curve does "
-            f"after it: {after}")
+    return (f"In epoch {epochs}, {said} still gain{'s' * (len(setters) == 1)} the protocol's margin of "
+            f"{100 * margin:.1f} points, and no curve does after it. Here {after}")
 
 
 def climbing_sentence(curves: dict, runs: dict, against: str = "dopamine", margin: float | None = None) -> str:
-    """What the curves still climbing at the budget mean for the verdicts, from {foundation: arm_curves's answer}
-    and {foundation: run_arms's runs}: whether each such arm is already ahead of `against` (paired by seed), and
-    from which epoch `against`'s own curves are flat; a longer budget could move only a verdict it does not widen."""
+    """Which verdicts a longer budget could move, in at most two short sentences, from {foundation: arm_curves's
+    answer} and {foundation: run_arms's runs}: an arm still climbing that already beats `against` (paired by seed)
+    while `against`'s own curves are flat can only widen its gap; any other arm still climbing could move."""
     from ..analysis.stats import paired_difference, verdict
     from ..methods.names import display
     from .budget import flat_epoch
@@ -407,26 +431,51 @@ def climbing_sentence(curves: dict, runs: dict, against: str = "dopamine", margi
     epochs = epoch_budget(curves, margin)
     late = climbing(curves, epochs, margin)
     if not late:
-        return f"no curve is still climbing after epoch {epochs}, so a longer budget would move little"
+        return f"No curve still climbs after epoch {epochs}, so a longer budget would move little"
     acc = lambda kind, arm: [r.accuracy[f"{STUDY.angle_deg:g}"] for r in runs[kind][arm]]
     words = {(kind, arm): verdict(paired_difference(acc(kind, arm), acc(kind, against))) for _, kind, arm in late}
     flat = [flat_epoch(c, margin) for kind, arms in _curves(curves).items() for arm, c in arms.items() if arm == against]
     own = (f"{display(against)}'s own curves are flat from epoch {max(flat)}" if None not in flat else
            f"{display(against)}'s own curves still climb")
-    named = _and([f"{display(arm)} on the {kind} foundation ({words[kind, arm]} {display(against)})"
-                  for _, kind, arm in late])
     if all(w == "beats" for w in words.values()) and None not in flat:
-        return (f"the curves still climbing are of arms already ahead of {display(against)} after {epochs} epochs: "
-                f"{named}; {own}, so a longer budget would widen those gaps, not close them")
-    return (f"the curves still climbing after epoch {epochs} are {named}; {own}, so a longer budget could move the "
-            f"verdicts of those not yet ahead")
+        named = _and([f"{display(arm)} on the {kind} foundation" for _, kind, arm in late])
+        return (f"The arms still climbing, {named}, already beat {display(against)} after {epochs} epochs, and "
+                f"{own}. A longer budget would widen those gaps, not close them")
+    named = _and([f"{display(arm)} on the {kind} foundation, which {words[kind, arm]} {display(against)}"
+                  for _, kind, arm in late])
+    return (f"The arms still climbing after epoch {epochs} are {named}. {own[0].upper()}{own[1:]}, so a longer "
+            f"budget could move the verdicts of those not yet ahead")
 
 
-def _others(n: int, epochs: int) -> str:
-    if not n:
-        return ""
-    return f", and from epoch {epochs} on " + ("the other curve gains" if n == 1 else f"the other {n} curves gain") + \
-        " less than the margin"
+def versus(a: str, b: str, d) -> str:
+    """One short sentence, no final stop, on d = a - b (a stats.PairedDifference of accuracies):
+    'Dopamine beats gain-only: +0.42 points, 95% CI [+0.20, +0.64]'."""
+    from ..analysis.stats import verdict
+
+    signed = lambda x: f"{100 * x:+.2f}".replace("-", "−")  # a minus sign, as in the prose
+    return (f"{a} {verdict(d)} {b}: {signed(d.mean)} points, {d.confidence:.0%} CI "
+            f"[{signed(d.ci_low)}, {signed(d.ci_high)}]")
+
+
+def thresholds_words(d) -> tuple[str, str]:
+    """What Dopamine's thresholds add to its gains on GELU, from d = Dopamine - gain-only (paired by seed):
+    (a sentence for the chapter's summary, a phrase for its recap)."""
+    from ..analysis.stats import verdict
+
+    return {"ties with": ("Dopamine's thresholds move, but add nothing measurable to its gains",
+                          "and there it does no better than its gains alone"),
+            "beats": ("Dopamine's thresholds add something to its gains, even from the open point",
+                      "and there its thresholds still add to its gains"),
+            "loses to": ("Gains alone do better than Dopamine", "and there gains alone do better")}[verdict(d)]
+
+
+def peft_words(check: dict) -> str:
+    """peft_cross_check's answer in words, no final stop: 'agree exactly' where the two accuracies are equal."""
+    ours, theirs = check["dopatut"], check["peft"]
+    if f"{ours:.2%}" == f"{theirs:.2%}":
+        return f"dopatut's LoRA and PEFT's agree exactly: both read {ours:.2%} at 45°"
+    return (f"dopatut's LoRA reads {ours:.2%} at 45° and PEFT's {theirs:.2%}, "
+            f"{100 * abs(ours - theirs):.2f} points apart")
 
 
 def _and(parts: list[str]) -> str:
@@ -450,22 +499,22 @@ def check_budget(curves: dict, study: VitStudy = STUDY) -> int:
     return chosen
 
 
-SPOT_CHECK = (("mixture", "dopamine"),)  # what CI recomputes of the arms and curves; it reads the rest shipped
+SPOT_CHECK = (("mixture", "dopamine"),)  # what the book's automated test run recomputes of the arms and curves; it reads the rest shipped
 
 
 def spot_check(study: VitStudy = STUDY, device=None, progress: bool = False) -> list[str]:
     """Recompute SPOT_CHECK's curves and seeds into the cache (never from the bundle), for bundle_check to compare:
-    CI reads the other arms and curves from the bundle (DOPATUT_READ_SHIPPED=vit-arm,vit-curve)."""
+    the book's automated test run reads the other arms and curves from the bundle (DOPATUT_READ_SHIPPED=vit-arm,vit-curve)."""
     bases = vit_foundations(0, study, device=device)
     for kind, arm in SPOT_CHECK:
-        lrs = choose_lrs(bases[kind], [arm], study, progress)  # CI's own grid, computed in the chapter
+        lrs = choose_lrs(bases[kind], [arm], study, progress)  # the test run's own grid, computed in the chapter
         arm_curves(bases[kind], lrs, study=study, progress=progress, recompute=True)
         run_arms(bases[kind], lrs, study.seeds, study=study, progress=progress, recompute=True)
     return [f"{kind} {arm}" for kind, arm in SPOT_CHECK]
 
 
 def plot_curves(curves: dict, epochs: int | None = None, study: VitStudy = STUDY):
-    """Each arm's validation curve (seed 0), one panel per foundation, the chosen budget a dashed line; from
+    """Each arm's validation curve (seed 0), one panel per foundation, the epochs trained a dashed line; from
     {foundation: arm_curves's answer}."""
     import matplotlib.pyplot as plt
 
@@ -478,13 +527,35 @@ def plot_curves(curves: dict, epochs: int | None = None, study: VitStudy = STUDY
             ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], marker=style(arm)[1], ms=5,
                     color=style(arm)[0], label=display(arm))
         if epochs is not None:
-            ax.axvline(epochs, color="0.3", ls="--", lw=1, label="epochs chosen")
+            ax.axvline(epochs, color="0.3", ls="--", lw=1, label="epochs trained (the cap)")
         longest = max(len(c) for c in by_arm.values())
         ax.set(title=f"{kind} foundation", xlabel="epoch", xticks=range(1, longest + 1))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"validation accuracy at {study.angle_deg:g}° (%)")
     labelled = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(list(labelled.values()), list(labelled), loc="outside lower center", ncol=4, fontsize=8)
+    return fig
+
+
+def plot_blocks(firing: dict[str, dict[str, float]], moved: dict[str, dict[str, dict[str, float]]]):
+    """Per block, for each gate arm: the share of open gates (firing_by_block) and how far its thresholds moved
+    (gate_movement), two panels, each arm in its one colour (dopatut.methods.names.style)."""
+    import matplotlib.pyplot as plt
+
+    from ..methods.names import colour, display
+
+    arms = list(firing)
+    blocks = list(firing[arms[0]])
+    width = 0.8 / len(arms)
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2), constrained_layout=True)
+    for i, arm in enumerate(arms):
+        at = [b + width * i for b in range(len(blocks))]
+        axes[0].bar(at, [100 * firing[arm][b] for b in blocks], width, color=colour(arm), label=display(arm))
+        axes[1].bar(at, [moved[arm][b]["threshold"] for b in blocks], width, color=colour(arm), label=display(arm))
+    for ax, title in zip(axes, ("open gates (%)", "mean |τ − τ₀|")):
+        ax.set(xticks=[b + width * (len(arms) - 1) / 2 for b in range(len(blocks))], title=title,
+               xticklabels=[n.split(".mlp")[0] for n in blocks])
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(arms), fontsize=8)
     return fig
 
 

@@ -153,11 +153,36 @@ def goals_table(results: dict) -> Table:
     return Table(["goal", "measured", "target", "met"], rows, align=("left", "right", "right", "center"))
 
 
+def ratio_meaning(name: str) -> str:
+    """What the ratio of a row of bench.py's table means, read from the row's name."""
+    if "samples/s" in name:
+        return "dopatut's rate ÷ the reference's: above 1, dopatut is faster"
+    if "GFLOP/s vs" in name:
+        return "the share of the matmul peak the loop reaches"
+    if name.startswith("inference"):
+        return "the frozen base's time ÷ this one's: below 1, slower than the base"
+    if "MB kept" in name:
+        return "LoRA's memory ÷ Dopamine's: below 1, Dopamine keeps more"
+    if "Dopamine vs LoRA" in name:
+        return "LoRA's time ÷ Dopamine's: above 1, Dopamine is faster"
+    if " s" in name or "ms" in name:
+        return "the reference's time ÷ dopatut's: above 1, dopatut is faster"
+    return "-"
+
+
+def _readable_measure(name: str) -> str:
+    return name.replace(" deg", "°").replace("|fit_many - fit|", "stacked against one at a time, the difference in")
+
+
 def measures_table(results: dict) -> Table:
-    """Every side-by-side measurement as a table: what, dopatut, reference, ratio."""
-    rows = [[row["name"], row["dopatut"], row.get("reference") or "-",
-             "-" if row.get("ratio") is None else f"{row['ratio']:.2f}x"] for row in results["rows"]]
-    return Table(["measure", "dopatut", "reference", "ratio"], rows, align=("left", "right", "right", "right"))
+    """Every side-by-side measurement as a table: what, dopatut, reference, ratio, and what the ratio means."""
+    rows = [[_readable_measure(row["name"]), row["dopatut"], row.get("reference") or "-",
+             "-" if row.get("ratio") is None else f"{row['ratio']:.2f}x",
+             ratio_meaning(row["name"]) if row.get("ratio") is not None else
+             "no ratio: the reference column is the seconds at the matmul peak" if "TFLOP" in row["name"] else "-"]
+            for row in results["rows"]]
+    return Table(["measure", "dopatut", "reference", "ratio", "what the ratio means"], rows,
+                 align=("left", "right", "right", "right", "left"))
 
 
 def load_cold(path=None) -> dict:
@@ -183,6 +208,37 @@ def cold_table(record: dict, goal_column: bool = True) -> Table:
     header = ["chapter", "before (s)", "before, CPU (s)", "after (s)", "after, CPU (s)"]
     return Table(header + ["under the goal"] * goal_column, rows,
                  align=("left", "right", "right", "right", "right") + ("center",) * goal_column)
+
+
+def cold_words(record: dict) -> str:
+    """What load_cold()'s two columns say where a chapter took longer after the bundle than before it: by its CPU
+    time too (then the chapter itself costs more), or by the wall clock only (then it is the load of the moment)."""
+    meta = record.get("meta", {})
+    load = {c: meta.get(c, {}).get("load_start") for c in ("before", "after")}
+    slower = [ch for ch in record.get("before", {}) if ch in record.get("after", {})
+              and record["after"][ch] > record["before"][ch]]
+    if not slower:
+        return "Every chapter timed both ways took less time after than before."
+    costs_more = [ch for ch in slower if record.get("after_cpu", {}).get(ch, 0) > record.get("before_cpu", {}).get(ch, 0)]
+    by_load = [ch for ch in slower if ch not in costs_more]
+    said = []
+    if by_load:
+        loads = (f" (load average {load['after']:.1f} at the start of the 'after' run, {load['before']:.1f} at the "
+                 "start of 'before')" if None not in load.values() else "")
+        said.append(f"{', '.join(by_load)} took longer after than before by the wall clock, but less CPU time: the "
+                    f"difference is the machine's load{loads}, not the chapter.")
+    if costs_more:
+        said.append(f"{', '.join(costs_more)} took more CPU time after than before: reading the bundle cost more "
+                    "there than it saved.")
+    return " ".join(said)
+
+
+def lora_agreement(gap_pts: float) -> str:
+    """bench.py's largest gap between dopatut's LoRA and PEFT's (points, over both angles) in words:
+    'agree exactly' where it is 0."""
+    if gap_pts == 0:
+        return "dopatut's LoRA and PEFT's agree exactly at both angles"
+    return f"dopatut's LoRA and PEFT's agree within {gap_pts:.2f} points at both angles"
 
 
 def comparison_source(kinds, methods) -> str | None:
