@@ -65,12 +65,12 @@ def render(explorer: AttributionExplorer, top_k: int = 3) -> bytes:
     x0 += PANEL_PX + gap
     draw.text((x0, 4), f"{explorer.model_name} reads {prediction} (p = {float(probs.max()):.2f})", "black", font)
     for c, p in enumerate(probs.tolist()):  # probability bars in two columns of five, the prediction in orange
-        x, y = x0 + (c // 5) * 230, line + (c % 5) * line
+        x, y = x0 + (c // 5) * 240, line + (c % 5) * line
         draw.text((x, y + 2), str(c), "black", font)
         colour = (230, 120, 20) if c == prediction else (120, 120, 120)
-        draw.rectangle((x + 16, y + 4, x + 16 + max(1, int(170 * p)), y + 4 + bar_px), fill=colour)
+        draw.rectangle((x + 16, y + 4, x + 16 + max(1, int(130 * p)), y + 4 + bar_px), fill=colour)
         if p >= 0.005:
-            draw.text((x + 22 + int(170 * p), y + 2), f"{p:.2f}", "black", font)
+            draw.text((x + 22 + int(130 * p), y + 2), f"{p:.2f}", "black", font)
     x0 = 10
     for name, view in layers.items():
         draw.text((x0, row2), f"{name}: {int(view.firing.sum())} on", "black", font)
