@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dopatut.foundations.data import load_mnist, rotate, to_inputs
 from dopatut.foundations.model import FoundationMLP, MLPConfig
 from dopatut.methods.builtin import METHODS, apply_method
-from dopatut.study.perf import (FUSED_ADAM, PLAIN_ADAM, RESULTS, adam_shares, forward_flops, goals_table, interleaved_best,
+from dopatut.study.perf import (FUSED_ADAM, PLAIN_ADAM, RESULTS, adam_shares, cpu_best, forward_flops, speedup_sentence, goals_table, interleaved_best,
                           linear_shapes, load_results, measures_table, protocol_flops, run_flops,
                           training_flops)
 from dopatut.study.protocol import LORA_RANK, Protocol
@@ -105,6 +105,22 @@ def test_interleaved_best_takes_each_functions_fastest_round_in_turn():
     assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         interleaved_best({}, repeats=0)
+
+
+def test_cpu_best_times_on_one_thread_and_gives_the_threads_back():
+    threads, seen = torch.get_num_threads(), []
+    x = torch.randn(64, 64)
+    best = cpu_best({"matmul": lambda: seen.append(torch.get_num_threads()) or x @ x}, repeats=3)
+    assert seen == [1] * 4 and 0 <= best["matmul"] < 1  # the warm-up and three rounds, each on one thread
+    assert torch.get_num_threads() == threads
+
+
+def test_speedup_sentence_says_whether_timings_follow_the_flops():
+    assert speedup_sentence([1.02, 1.15, 1.45], [1.04, 1.17, 1.51]).startswith("in CPU time the measured speed-ups follow")
+    assert "do not follow" in speedup_sentence([1.0, 2.6, 3.5], [1.04, 1.08, 1.51])  # far above the FLOPs
+    assert "do not follow" in speedup_sentence([1.3, 1.0], [1.3, 1.4])  # falls as more is pruned
+    with pytest.raises(ValueError, match="one FLOP ratio per speed-up"):
+        speedup_sentence([1.0], [])
 
 
 def test_pil_pipeline_computes_the_same_inputs_as_dopatut(bench):

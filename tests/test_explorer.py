@@ -139,3 +139,15 @@ def test_gradient_x_activation_is_exact_on_the_last_layer_only_locally_on_the_fi
     assert same_gates.any()
     # where no second-layer neuron switches, the drop is exactly gradient x activation
     assert torch.allclose(effects[same_gates], gxa[fired][same_gates], atol=1e-4)
+
+
+def test_margin_parts_add_up_to_the_margin(explorer):
+    logits = explorer.logits()
+    rival = int(logits.topk(2).indices[1])
+    parts = explorer.margin_parts(rival, k=3)
+    assert parts["pred"] == explorer.prediction and len(parts["neurons"]) == len(set(parts["neurons"])) == 6
+    assert parts["values"] == sorted(parts["values"], reverse=True)
+    total = sum(parts["values"]) + parts["rest"] + parts["bias"]
+    assert abs(total - parts["margin"]) < 1e-5 and parts["margin"] > 0
+    with pytest.raises(ValueError, match="k must be between"):
+        explorer.margin_parts(rival, k=100)

@@ -204,6 +204,23 @@ class AttributionExplorer:
         contrib, bias = self._run(last_layer_contributions)
         return contrib[0, :, c], float(bias[c])
 
+    def margin_parts(self, rival: int, k: int = 4) -> dict:
+        """The logit margin of the prediction over `rival`, split exactly: the k last-layer neurons that push most
+        towards the prediction, the k that push most towards the rival, all other neurons together, and the
+        difference of the head's biases. The parts sum to the margin (values: logit(pred) - logit(rival) each)."""
+        pred = self.prediction
+        (c_pred, b_pred), (c_rival, b_rival) = self.contributions(pred), self.contributions(rival)
+        diff = c_pred - c_rival
+        if not 1 <= k <= len(diff) // 2:
+            raise ValueError(f"margin_parts: k must be between 1 and {len(diff) // 2} (half the "
+                             f"{len(diff)} neurons of {self.last_layer!r}), got {k!r}")
+        order = diff.argsort(descending=True)
+        picked = [*order[:k].tolist(), *order.flip(0)[:k].tolist()[::-1]]  # largest first, most negative last
+        rest = float(diff.sum() - diff[picked].sum())
+        return dict(pred=pred, rival=rival, neurons=picked, values=diff[picked].tolist(), rest=rest,
+                    n_rest=len(diff) - len(picked), bias=b_pred - b_rival,
+                    margin=float(self.logits()[pred] - self.logits()[rival]))
+
     def top_neurons(self, k: int = 5, class_idx: int | None = None) -> list[tuple[int, float]]:
         """The k last-layer neurons that add most to the logit of `class_idx`, with their contributions."""
         contrib, _ = self.contributions(class_idx)

@@ -10,7 +10,8 @@ import torch
 
 from ..analysis.explorer import AttributionExplorer, LayerView
 
-PANEL_PX, FONT_PX = 128, 12  # a 16 x 16 grid of neurons at 8 px each: readable at the text width
+# Drawn at the book's text width (about 690 px), so the picture is shown at its own size: no scaling down.
+WIDTH_PX, PANEL_PX, FONT_PX = 680, 208, 17  # a 16 x 16 grid of neurons at 13 px each
 
 
 def _font():
@@ -45,36 +46,48 @@ def field_picture(field: torch.Tensor) -> np.ndarray:
 
 
 def render(explorer: AttributionExplorer, top_k: int = 3) -> bytes:
-    """One PNG of the explorer's state: input, probabilities, each hidden layer, top neurons."""
+    """One PNG of the explorer's state, WIDTH_PX wide, on two rows: the input and the class probabilities above,
+    each hidden layer and the top neurons of the last layer (receptive field and contribution) below."""
     from PIL import Image, ImageDraw
 
     font, probs, layers = _font(), explorer.probabilities(), explorer.layers()
     prediction = int(probs.argmax())
     top = explorer.top_neurons(top_k, prediction)
     fields = explorer.receptive_fields(explorer.last_layer, [n for n, _ in top])
-    width = PANEL_PX * (1 + len(layers)) + 110 + 150 + 20 * (len(layers) + 2)
-    canvas = Image.new("RGB", (width, PANEL_PX + 32), "white")
+    line, gap = FONT_PX + 8, 16
+    digit_px, bar_px = 5 * line, line // 2  # row 1: the digit as tall as five probability bars
+    row2 = line + digit_px + gap  # below the titles, the digit and a gap
+    canvas = Image.new("RGB", (WIDTH_PX, row2 + line + PANEL_PX + 8), "white")
     draw, x0 = ImageDraw.Draw(canvas), 10
     digit = 1 - explorer.image().float().cpu().numpy() / 255
-    canvas.paste(_to_pil(np.repeat(digit[..., None], 3, 2), PANEL_PX), (x0, 20))
-    draw.text((x0, 4), f"#{explorer.digit_index}: a {explorer.label}, {explorer.angle_deg:g}°", "black", font)
-    x0 += PANEL_PX + 20
-    draw.text((x0, 4), f"{explorer.model_name}: {prediction}", "black", font)
-    for c, p in enumerate(probs.tolist()):  # probability bars, the prediction in orange
-        y = 20 + c * PANEL_PX // 10
-        draw.text((x0, y - 1), str(c), "black", font)
+    draw.text((x0, 4), f"digit #{explorer.digit_index}: a {explorer.label}, turned {explorer.angle_deg:g}°", "black", font)
+    canvas.paste(_to_pil(np.repeat(digit[..., None], 3, 2), digit_px), (x0, line))
+    x0 += PANEL_PX + gap
+    draw.text((x0, 4), f"{explorer.model_name} reads {prediction} (p = {float(probs.max()):.2f})", "black", font)
+    for c, p in enumerate(probs.tolist()):  # probability bars in two columns of five, the prediction in orange
+        x, y = x0 + (c // 5) * 240, line + (c % 5) * line
+        draw.text((x, y + 2), str(c), "black", font)
         colour = (230, 120, 20) if c == prediction else (120, 120, 120)
-        draw.rectangle((x0 + 10, y + 1, x0 + 10 + int(90 * p), y + PANEL_PX // 10 - 2), fill=colour)
-    x0 += 110
+        draw.rectangle((x + 16, y + 4, x + 16 + max(1, int(130 * p)), y + 4 + bar_px), fill=colour)
+        if p >= 0.005:
+            draw.text((x + 22 + int(130 * p), y + 2), f"{p:.2f}", "black", font)
+    x0 = 10
     for name, view in layers.items():
-        canvas.paste(_to_pil(layer_picture(view), PANEL_PX), (x0, 20))
-        draw.text((x0, 4), f"{name}: {int(view.firing.sum())} on", "black", font)
-        x0 += PANEL_PX + 20
-    draw.text((x0, 4), f"top {explorer.last_layer} for {prediction}", "black", font)
+        draw.text((x0, row2), f"{name}: {int(view.firing.sum())} on", "black", font)
+        canvas.paste(_to_pil(layer_picture(view), PANEL_PX), (x0, row2 + line))
+        x0 += PANEL_PX + gap
+    draw.text((x0, row2), f"top {explorer.last_layer} for {prediction}", "black", font)
+    size = (PANEL_PX - (top_k - 1) * 6) // top_k
     for row, ((neuron, value), field) in enumerate(zip(top, fields)):
-        y = 20 + row * (PANEL_PX // top_k)
-        canvas.paste(_to_pil(field_picture(field), PANEL_PX // top_k - 4), (x0, y))
-        draw.text((x0 + PANEL_PX // top_k + 2, y + 4), f"#{neuron} {value:+.2f}", "black", font)
+        y = row2 + line + row * (size + 6)
+        canvas.paste(_to_pil(field_picture(field), size), (x0, y))
+        draw.text((x0 + size + 8, y + size // 2 - FONT_PX), f"#{neuron}", "black", font)
+        draw.text((x0 + size + 8, y + size // 2 + 2), f"{value:+.2f}", "black", font)
+    for row, (colour, word) in enumerate((((230, 120, 20), "output"), ((89, 140, 242), "gate: no"),
+                                          ((217, 26, 26), "silenced"))):  # the grids' colours, as layer_picture
+        y = row2 + line + PANEL_PX - (3 - row) * line
+        draw.rectangle((WIDTH_PX - 96, y + 4, WIDTH_PX - 84, y + 16), fill=colour)
+        draw.text((WIDTH_PX - 80, y), word, "black", font)
     buffer = io.BytesIO()
     canvas.quantize(64, method=Image.Quantize.FASTOCTREE).save(buffer, "PNG", optimize=True)
     return buffer.getvalue()

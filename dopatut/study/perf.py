@@ -112,6 +112,38 @@ def interleaved_best(fns: dict, repeats: int = 3, warmup: int = 1, clock=time.pe
     return best
 
 
+def cpu_best(fns: dict, repeats: int = 10, warmup: int = 1) -> dict:
+    """`interleaved_best` on one thread, timed by this process's CPU time (time.process_time).
+
+    On a shared machine wall-clock time also counts the waits for other programs: with two threads on a busy CPU,
+    chapter 8's pruned networks once "ran" several times faster than their FLOPs allow. CPU time on one thread
+    counts the work done, and follows the FLOPs; it is still a timing on a shared machine, not a result."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return interleaved_best(fns, repeats, warmup, clock=time.process_time)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def speedup_sentence(speedups, flop_ratios, noise: float = 0.1) -> str:
+    """Chapter 8's sentence on measured speed-ups against FLOP ratios (the same networks, in the same order, most
+    pruned last): do the speed-ups grow with the pruning and stay within `noise` of the FLOP ratio?"""
+    speedups, flop_ratios = list(speedups), list(flop_ratios)
+    if len(speedups) != len(flop_ratios) or not speedups:
+        raise ValueError(f"speedup_sentence needs one FLOP ratio per speed-up, got {len(speedups)} and {len(flop_ratios)}")
+    grows = all(b >= a * (1 - noise) for a, b in zip(speedups, speedups[1:]))
+    close = all(abs(s - f) <= noise * f for s, f in zip(speedups, flop_ratios))
+    if grows and close:
+        return (f"in CPU time the measured speed-ups follow them (within {noise:.0%}, about the noise of a timing on "
+                f"a shared CPU).")
+    return (f"even in CPU time the measured speed-ups do not follow them closely here (they wobble, or miss the FLOP "
+            f"ratio, by more than {noise:.0%}): other programs on a shared CPU also disturb the caches a timing "
+            f"relies on, so these are this run's timings, not results.")
+
+
 # The optimizer rows of the benchmark's step timing (benchmarks/bench.py, section "limit").
 PLAIN_ADAM, FUSED_ADAM = "+ Adam (torch's default on CPU)", "+ Adam(fused=True) (dopatut's fit)"
 
