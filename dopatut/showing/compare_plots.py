@@ -6,6 +6,7 @@ width (about 7.5 inches), so their text stays readable without zooming.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib.pyplot as plt
 
@@ -108,7 +109,7 @@ def plot_differences(diffs: dict[str, PairedDifference], ax=None, leader: str = 
     """Per-seed paired differences, `leader` − method (percentage points), each method's seeds in its own colour,
     with the mean and its confidence interval: above zero, `leader` is ahead (the sign of the book's answer,
     report.lead_over). `beyond` (a fraction, 0.1 = 10 points): a method whose mean lies further from zero is
-    left out, so it does not squash the rest, and named with its mean in the panel's lower right corner."""
+    left out, so it does not squash the rest, and named with its mean in the panel's upper right corner."""
     ax = ax or plt.gca()
     far = {m: d for m, d in diffs.items() if beyond is not None and abs(d.mean) > beyond}
     shown = {m: d for m, d in diffs.items() if m not in far}
@@ -119,11 +120,12 @@ def plot_differences(diffs: dict[str, PairedDifference], ax=None, leader: str = 
     ax.plot([], [], "o", color="0.5", alpha=0.6, markersize=5, label="one seed (in the method's colour)")
     ax.errorbar([], [], yerr=[], fmt="s", color="k", capsize=5,
                 label=f"mean, {next(iter(diffs.values())).confidence:.0%} t-interval")
-    for m, d in far.items():
-        ax.text(0.99, 0.04, f"not shown: {_label(m)}, {100 * d.mean:+.1f} points".replace("-", "−"),
-                transform=ax.transAxes, ha="right", fontsize=8)
+    if far:
+        ax.text(0.99, 0.96, "not shown: " + "; ".join(f"{_label(m)}, {100 * d.mean:+.1f} points".replace("-", "−")
+                                                     for m, d in far.items()),
+                transform=ax.transAxes, ha="right", va="top", fontsize=8)
     ax.axhline(0, color="grey", linewidth=1)
-    ax.set_xticks(range(len(shown)), [_label(m) for m in shown])
+    ax.set_xticks(range(len(shown)), [textwrap.fill(_label(m), 12, break_on_hyphens=False) for m in shown], fontsize=8)
     ax.set_xlim(-0.5, len(shown) - 0.5)
     ax.set_ylabel(f"{leader} − method (points)\nabove 0: {leader} ahead", fontsize=9)
     return ax
@@ -169,11 +171,12 @@ def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0
     legend_ax = panels[-1] if len(panels) > len(kinds) + 1 else None
     if legend_ax is not None:
         handles, labels = panels[0].get_legend_handles_labels()
-        legend_ax.add_artist(legend_ax.legend(handles, labels, loc="upper center", fontsize=8, title_fontsize=8,
-                                              ncol=2, title=f"method: trainable parameters\n(error bar: ± 1 std over seeds;\n"
-                                              f"{SIDE_BY_SIDE_NOTE})"))
-        legend_ax.legend(*cost_handles, loc="lower center", fontsize=8, ncol=1, title=f"bars at {cost_angle}°",
-                         title_fontsize=8)
+        legend_ax.add_artist(legend_ax.legend(handles, labels, loc="upper center", fontsize=7.5, title_fontsize=7.5,
+                                              ncol=1, borderaxespad=0, labelspacing=0.3,
+                                              title=f"method: trainable parameters (error bar: ± 1 std\nover "
+                                              f"seeds; {SIDE_BY_SIDE_NOTE})"))
+        legend_ax.legend(*cost_handles, loc="lower center", fontsize=7.5, ncol=2, title=f"bars at {cost_angle}°",
+                         title_fontsize=7.5, borderaxespad=0)
         legend_ax.axis("off")
     else:
         ax.legend(*cost_handles, fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
