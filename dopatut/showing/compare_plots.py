@@ -125,7 +125,7 @@ def plot_differences(diffs: dict[str, PairedDifference], ax=None, leader: str = 
                                                      for m, d in far.items()),
                 transform=ax.transAxes, ha="right", va="top", fontsize=8)
     ax.axhline(0, color="grey", linewidth=1)
-    ax.set_xticks(range(len(shown)), [textwrap.fill(_label(m), 12, break_on_hyphens=False) for m in shown], fontsize=8)
+    ax.set_xticks(range(len(shown)), [textwrap.fill(_label(m), 12, break_on_hyphens=False, break_long_words=False) for m in shown], fontsize=8)
     ax.set_xlim(-0.5, len(shown) - 0.5)
     ax.set_ylabel(f"{leader} − method (points)\nabove 0: {leader} ahead", fontsize=9)
     return ax
