@@ -54,3 +54,9 @@ def test_versus_one_rival_on_every_foundation():
                                         "by 1.00 points and on the upright foundation by 40.00 points.")
     assert versus(ANSWER, "gain_only") == ("Over 10 seeds, Dopamine ties with gain-only on the mixture foundation within "
                                            "±0.06 points and beats gain-only on the upright foundation by 2.00 points.")
+
+
+def test_in_short_gives_the_verdicts_alone():
+    from dopatut.showing.answer import in_short
+    assert in_short("mixture", ANSWER["mixture"]) == ("mixture foundation: Dopamine beats the frozen foundation; ties "
+                                                      "with gain-only; loses to LoRA (r = 4) and full fine-tuning")

@@ -97,13 +97,60 @@ def _change(method, short, long):
 
 def test_the_sentences_follow_the_verdicts_and_the_margin():
     same = {"mixture": [_change("lora", -0.01, -0.02)], "upright": [_change("head", 0.01, 0.02)]}
-    assert verdict_sentence(same, 3, 10).startswith("Between 3 and 10 epochs no verdict changes, on the first 3 seeds")
+    assert verdict_sentence(same, 3, 10).startswith("Between 3 and 10 epochs, on the first 3 seeds, none of the 2")
+    assert budget.moves_sentence(same, 3, 10) == ""
     moved = {"mixture": [_change("lora", 0.0, -0.02)], "upright": [_change("head", 0.01, 0.02)]}
     text = verdict_sentence(moved, 3, 10)
-    assert "1 verdict changes and 1 stay" in text and "Dopamine ties with LoRA (r = 4) after 3 epochs and loses to" in text
+    assert "1 of Dopamine's 2 verdicts changes: on the mixture foundation, against LoRA (r = 4) (ties with → loses to)" \
+        in text and text.count(".") == 1
     run = lambda curve: BudgetRun("x", (0,), (curve,), (0.9,), 0.0)  # noqa: E731
     studies = {"mixture": {"head": run((0.9, 0.9, 0.9, 0.9)), "frozen": BudgetRun("frozen", (0,), ((),), (0.9,), 0)},
                "upright": {"head": run((0.8, 0.85, 0.9, 0.95)), "lora": run((0.8, 0.9, 0.95, 0.951))}}
     text = flat_sentence(studies, 2, margin=0.002)
-    assert text.startswith("on the mixture foundation, every curve is flat by epoch 2; on the upright")
-    assert "2 of 2 curves are not flat by epoch 2: head-only (still climbing at the last epoch), LoRA (r = 4) (flat from epoch 3)" in text
+    assert text.startswith("on the mixture foundation no epoch after epoch 2 adds 0.2 points or more to any of the 1")
+    assert ("on the upright foundation 2 of 2 curves still have an epoch after epoch 2 that adds 0.2 points or more "
+            "(head-only and LoRA (r = 4)), the last at epoch 4") in text
+
+
+def test_the_moves_say_both_sides_of_a_changed_verdict():
+    protocol = Protocol(seeds=(0, 1, 2))
+    short = {"dopamine": (0.970, 0.971, 0.972), "lora": (0.969, 0.9722, 0.9712)}
+    runs = {m: [Result(m, 0, {"45": a}) for a in accs] for m, accs in short.items()}
+    long = {"dopamine": (0.968, 0.969, 0.970), "lora": (0.978, 0.979, 0.9785)}
+    study = {m: BudgetRun(m, (0, 1, 2), ((),) * 3, accs, 0.0) for m, accs in long.items()}
+    (change,) = verdict_changes(study, runs, protocol)
+    assert change.changed and change.moves == pytest.approx((-0.002, (0.978 + 0.979 + 0.9785 - 0.969 - 0.9722
+                                                                      - 0.9712) / 3))
+    text = budget.moves_sentence({"mixture": [change]}, 3, 10)
+    assert text == ("From 3 to 10 epochs, on the mixture foundation, Dopamine's mean test accuracy at 45° "
+                           "moves −0.20 points, LoRA (r = 4)'s +0.77: a verdict moves when either side does.")
+    table = budget.verdict_table({"mixture": [change]}, 3, 10).markdown()
+    assert "| mixture foundation | LoRA (r = 4) |" in table and "loses to (changed)" in table
+
+
+def test_one_definition_of_flat_and_the_slow_climb_it_misses():
+    curve = (0.970, 0.975, 0.976, 0.977, 0.978, 0.979)  # after epoch 2 each epoch adds 0.1 points: all flat
+    assert budget.climbing_epochs(curve, margin=0.002) == [2] and budget.climbing_epochs(curve, 2) == []
+    assert budget.epoch_gains((0.9, 0.91, 0.905)) == pytest.approx([0.01, -0.005])
+    run = lambda c: BudgetRun("x", (0, 1), (c, c), (0.9, 0.9), 0.0)  # noqa: E731
+    studies = {"mixture": {"lora": run(curve), "head": run((0.97,) * 6)}}
+    (slow,) = budget.slow_climbs(studies, 2, margin=0.002)
+    assert (slow.kind, slow.method, slow.epoch) == ("mixture", "lora", 6) and slow.gain == pytest.approx(0.004)
+    assert budget.slow_climbs(studies, 2, margin=0.005) == []
+    text = budget.slow_sentence(studies, 2, 0.002, {"mixture": [_change("lora", 0.0, -0.02)]})
+    assert ("no epoch after epoch 2 adds 0.2 points to LoRA (r = 4)'s curve on the mixture foundation, yet it is "
+            "0.40 points higher by epoch 6.") in text
+    assert text.endswith("Dopamine's verdict against LoRA (r = 4) on the mixture foundation moves with the budget.")
+    assert budget.slow_sentence(studies, 2, 0.005).startswith("No curve that is flat epoch by epoch")
+
+
+def test_seed_zero_and_the_mean_are_compared_by_the_same_rule():
+    run = lambda *cs: BudgetRun("x", tuple(range(len(cs))), cs, (0.9,) * len(cs), 0.0)  # noqa: E731
+    studies = {"mixture": {"bitfit": run((0.970, 0.972, 0.975, 0.9), (0.970, 0.972, 0.971, 0.9)),
+                           "head": run((0.97, 0.971, 0.972, 0.9), (0.97, 0.971, 0.972, 0.9))}}
+    seed0 = {"mixture": {"bitfit": (0.970, 0.972, 0.975), "head": (0.97, 0.971, 0.972)}}
+    text = budget.seed0_sentence(seed0, studies, 3, margin=0.002)
+    assert text.startswith("Seed 0 and the mean of 2 seeds judge epoch 3 differently for BitFit (+0.30 and +0.10)"), text
+    assert "head-only" not in text
+    seed0["mixture"]["bitfit"] = (0.970, 0.972, 0.9735)
+    assert budget.seed0_sentence(seed0, studies, 3, margin=0.002).startswith("Seed 0 and the mean of 2 seeds agree")

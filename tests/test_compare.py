@@ -48,6 +48,16 @@ def test_differences_pair_every_method_with_dopamine_seed_by_seed():
     assert diffs["lora"].ci_low > 0
 
 
+def test_lead_over_is_the_answers_sign_dopamine_minus_each_rival():
+    from dopatut.study.report import lead_over
+    runs = fake_runs()
+    ahead, behind = lead_over(runs), differences(runs)
+    assert set(ahead) == {"frozen", "lora"}
+    assert ahead["frozen"].differences == pytest.approx(tuple(-x for x in behind["frozen"].differences))
+    assert ahead["lora"].ci_high < 0  # LoRA is ahead of Dopamine: Dopamine - LoRA is below zero
+    assert ahead["lora"] == compare.dopamine_minus({m: accuracies(runs, m) for m in runs}, ["lora"])["lora"]
+
+
 @pytest.fixture
 def tiny(monkeypatch, tmp_path):
     monkeypatch.setenv("DOPATUT_CACHE", str(tmp_path))
@@ -110,9 +120,10 @@ def test_bad_input_is_named(make, message):
 
 
 @pytest.mark.parametrize("low, high, start", [
-    (0.005, 0.012, "A beats B at 45° by 0.85 points (95% CI of the difference [+0.50, +1.20]"),
-    (-0.012, -0.005, "A loses to B at 45° by 0.85 points (95% CI of the difference [-1.20, -0.50]"),
-    (-0.002, 0.004, "A ties with B at 45°: the difference, +0.10 points on average, has a 95% CI of [-0.20, +0.40]"),
+    (0.005, 0.012, "A beats B at 45° by 0.85 points (95% interval of A − B: +0.50 to +1.20, 10 seeds)"),
+    (-0.012, -0.005, "A loses to B at 45° by 0.85 points (95% interval of A − B: −1.20 to −0.50, 10 seeds)"),
+    (-0.002, 0.004, "A ties with B at 45°: A − B is +0.10 points on average, and its 95% interval, −0.20 to +0.40, "
+                    "holds zero"),
 ])
 def test_the_sentence_follows_the_interval(low, high, start):
     from dopatut.study.compare import said

@@ -51,6 +51,13 @@ def foundation_sentence(kind: str, diffs: dict[str, PairedDifference]) -> str:
     return f"On the {display(kind, 'foundation')}, Dopamine {_listed(groups)}."
 
 
+def in_short(kind: str, diffs: dict[str, PairedDifference]) -> str:
+    """The verdicts alone, for a recap: 'mixture foundation: Dopamine beats A; ties with B and C; loses to D'."""
+    groups = [f"{words} " + _listed([_in_prose(m) for m, d in diffs.items() if verdict(d) == words])
+              for words in ("beats", "ties with", "loses to") if any(verdict(d) == words for d in diffs.values())]
+    return f"{display(kind, 'foundation')}: Dopamine " + "; ".join(groups)
+
+
 def headline(answer: dict[str, dict[str, PairedDifference]]) -> str:
     """One sentence per foundation: the whole comparison in words (at most two sentences for two foundations)."""
     return " ".join(foundation_sentence(kind, diffs) for kind, diffs in answer.items())

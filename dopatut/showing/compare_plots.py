@@ -5,9 +5,12 @@ width (about 7.5 inches), so their text stays readable without zooming.
 """
 from __future__ import annotations
 
+import math
+import textwrap
+
 import matplotlib.pyplot as plt
 
-from ..methods.names import VERDICT_STYLE, style
+from ..methods.names import VERDICT_STYLE, colour, style
 from ..study.pipeline import Result
 from .plots import figure_legend
 from ..analysis.stats import PairedDifference, mean_std
@@ -27,12 +30,41 @@ def _label(name: str) -> str:
         return name
 
 
+SIDE_BY_SIDE = 1.25  # on a log axis, sizes closer than this ratio are drawn side by side, this ratio apart
+SIDE_BY_SIDE_NOTE = "nearly equal sizes drawn side by side"
+
+
+def side_by_side(sizes: dict[str, int], ratio: float = SIDE_BY_SIDE) -> dict[str, float]:
+    """label -> the x to draw it at on a log axis: sizes within `ratio` of their neighbour form a group, drawn
+    `ratio` apart around the group's geometric mean, in the order of their true sizes (ties: the given order),
+    so no marker hides another and the left-to-right order stays true. A size on its own keeps its x."""
+    order = sorted(sizes, key=lambda k: sizes[k])  # stable: equal sizes keep the order they were given in
+    groups: list[list[str]] = []
+    for label in order:
+        if groups and sizes[label] < ratio * sizes[groups[-1][-1]]:
+            groups[-1].append(label)
+        else:
+            groups.append([label])
+    x = {}
+    for group in groups:
+        centre = math.prod(sizes[k] for k in group) ** (1 / len(group))
+        for i, label in enumerate(group):
+            x[label] = centre * ratio ** (i - (len(group) - 1) / 2) if len(group) > 1 else sizes[label]
+    return x
+
+
+def _with_size(name: str, n: int | str) -> str:
+    """A legend entry that carries the count, so nobody reads it off a nudged point: 'gain-only: 512'."""
+    return f"{name}: {n:,}" if isinstance(n, int) else f"{name}: {n}"
+
+
 def plot_tradeoff(results: dict[str, Result], frozen: Result, angle: str = "45", ax=None, annotate: bool = True,
                   floor: float | None = None):
     """Test accuracy at `angle` against trainable parameters (log x); LoRA ranks joined by a line.
 
     The frozen foundation, which trains nothing, is the dashed horizontal line. `floor` (percent): a point below
     it is drawn on the floor as a downward triangle with its value, so one outlier does not squash the rest.
+    Points of nearly equal size are drawn side by side (`side_by_side`); each legend entry gives the true count.
     """
     ax = ax or plt.gca()
     if floor is not None:
@@ -43,20 +75,24 @@ def plot_tradeoff(results: dict[str, Result], frozen: Result, angle: str = "45",
                 ax.annotate(f"{_label(label)}: {100 * r.accuracy[angle]:.1f}% (below)", (r.n_trainable, floor),
                             textcoords="offset points", xytext=(-8, 8), ha="right", fontsize=8)
                 del results[label]
+    x = side_by_side({label: r.n_trainable for label, r in results.items()})
     lora = sorted((r.n_trainable, 100 * r.accuracy[angle], label) for label, r in results.items()
                   if _method(label) == "lora")
     if lora:
-        ax.plot([n for n, _, _ in lora], [a for _, a, _ in lora], "-", color=style("lora")[0], alpha=0.6, zorder=1)
+        ax.plot([x[lab] for _, _, lab in lora], [a for _, a, _ in lora], "-", color=style("lora")[0], alpha=0.6,
+                zorder=1)
     for label, r in results.items():
         color, marker, size = style(_method(label))
         first_lora = _method(label) == "lora" and label == lora[0][2]
         ranks = [lab.split("r=")[-1] for _, _, lab in lora]
-        name = f"LoRA (r = {ranks[0]} to {ranks[-1]})" if first_lora and len(lora) > 1 else (
-            _label(label) if first_lora or _method(label) != "lora" else None)
-        ax.plot(r.n_trainable, 100 * r.accuracy[angle], marker, color=color, markersize=size, label=name, zorder=2)
+        name = (_with_size(f"LoRA (r = {ranks[0]} to {ranks[-1]})", f"{lora[0][0]:,} to {lora[-1][0]:,}")
+                if first_lora and len(lora) > 1 else
+                _with_size(_label(label), r.n_trainable) if first_lora or _method(label) != "lora" else None)
+        ax.plot(x[label], 100 * r.accuracy[angle], marker, color=color, markersize=size, label=name, zorder=2,
+                markeredgecolor="white", markeredgewidth=0.6)
         if annotate:
             text = label.split(" ", 1)[1] if _method(label) == "lora" and " " in label else _label(label)
-            ax.annotate(text, (r.n_trainable, 100 * r.accuracy[angle]), textcoords="offset points",
+            ax.annotate(text, (x[label], 100 * r.accuracy[angle]), textcoords="offset points",
                         xytext=(5, 5), fontsize=8)
     ax.axhline(100 * frozen.accuracy[angle], color="k", linestyle="--", linewidth=1, label="frozen foundation")
     ax.set_xscale("log")
@@ -68,41 +104,52 @@ def plot_tradeoff(results: dict[str, Result], frozen: Result, angle: str = "45",
     return ax
 
 
-def plot_differences(diffs: dict[str, PairedDifference], ax=None):
-    """Per-seed paired differences (percentage points) with the mean and its confidence interval."""
+def plot_differences(diffs: dict[str, PairedDifference], ax=None, leader: str = "Dopamine",
+                     beyond: float | None = None):
+    """Per-seed paired differences, `leader` − method (percentage points), each method's seeds in its own colour,
+    with the mean and its confidence interval: above zero, `leader` is ahead (the sign of the book's answer,
+    report.lead_over). `beyond` (a fraction, 0.1 = 10 points): a method whose mean lies further from zero is
+    left out, so it does not squash the rest, and named with its mean in the panel's upper right corner."""
     ax = ax or plt.gca()
-    for j, (label, d) in enumerate(diffs.items()):
-        ax.plot([j] * d.n, [100 * x for x in d.differences], "o", color="C0", alpha=0.6,
-                label="one seed" if j == 0 else None)
-        ax.errorbar(j + 0.15, 100 * d.mean, yerr=100 * d.half_width, fmt="s", color="k", capsize=5,
-                    label=f"mean, {d.confidence:.0%} t-interval" if j == 0 else None)
+    far = {m: d for m, d in diffs.items() if beyond is not None and abs(d.mean) > beyond}
+    shown = {m: d for m, d in diffs.items() if m not in far}
+    for j, (label, d) in enumerate(shown.items()):
+        ax.plot([j] * d.n, [100 * x for x in d.differences], "o", color=colour(_method(label)), alpha=0.6,
+                markersize=5)
+        ax.errorbar(j + 0.2, 100 * d.mean, yerr=100 * d.half_width, fmt="s", color="k", capsize=5)
+    ax.plot([], [], "o", color="0.5", alpha=0.6, markersize=5, label="one seed (in the method's colour)")
+    ax.errorbar([], [], yerr=[], fmt="s", color="k", capsize=5,
+                label=f"mean, {next(iter(diffs.values())).confidence:.0%} t-interval")
+    if far:
+        ax.text(0.99, 0.96, "not shown: " + "; ".join(f"{_label(m)}, {100 * d.mean:+.1f} points".replace("-", "−")
+                                                     for m, d in far.items()),
+                transform=ax.transAxes, ha="right", va="top", fontsize=8)
     ax.axhline(0, color="grey", linewidth=1)
-    ax.set_xticks(range(len(diffs)), [_label(m) for m in diffs])
-    ax.set_xlim(-0.5, len(diffs) - 0.5)
-    ax.set_ylabel("paired difference (percentage points)")
+    ax.set_xticks(range(len(shown)), [textwrap.fill(_label(m), 12, break_on_hyphens=False, break_long_words=False) for m in shown], fontsize=8)
+    ax.set_xlim(-0.5, len(shown) - 0.5)
+    ax.set_ylabel(f"{leader} − method (points)\nabove 0: {leader} ahead", fontsize=9)
     return ax
 
 
 def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0") -> plt.Figure:
     """The comparison on each foundation: accuracy at `angle` against trainable parameters (mean ± std over
-    seeds), one panel per foundation, and each method's accuracy at `cost_angle` (what specialising costs)."""
+    seeds), one panel per foundation, and each method's accuracy at `cost_angle` (what specialising costs).
+    Nearly equal sizes are drawn side by side (`side_by_side`); the legend gives each method's true count."""
     kinds = list(runs_by_kind)
     fig, axes = plt.subplots(2, 2, figsize=(7.5, 6.4), constrained_layout=True)
     panels = list(axes.flat)
     for ax, kind in zip(panels, kinds):
         runs = runs_by_kind[kind]
         sizes = [rs[0].n_trainable for m, rs in runs.items() if m != "frozen"]
+        x = side_by_side({m: rs[0].n_trainable for m, rs in runs.items() if m != "frozen"})
         for method, results in runs.items():
             mean, std = mean_std([100 * r.accuracy[angle] for r in results])
             if method == "frozen":
                 ax.axhline(mean, color="k", ls="--", lw=1, label="frozen foundation")
                 continue
             color, marker, size = style(method)
-            n = results[0].n_trainable
-            near = sorted(m for m, rs in runs.items() if m != "frozen" and 0.8 < rs[0].n_trainable / n < 1.25)
-            dodge = 1.3 ** (near.index(method) - (len(near) - 1) / 2)  # sizes within 25% drawn side by side
-            ax.errorbar(n * dodge, mean, yerr=std, fmt=marker, color=color, markersize=size * 0.8,
-                        capsize=3, label=_label(method))
+            ax.errorbar(x[method], mean, yerr=std, fmt=marker, color=color, markersize=size * 0.8,
+                        capsize=3, label=_with_size(_label(method), results[0].n_trainable))
         ax.set_xscale("log")
         ax.set_xlim(min(sizes) / 3, max(sizes) * 3)
         ax.set(title=f"{kind} foundation, tested at {angle}°", xlabel="trainable parameters (log)",
@@ -124,10 +171,12 @@ def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0
     legend_ax = panels[-1] if len(panels) > len(kinds) + 1 else None
     if legend_ax is not None:
         handles, labels = panels[0].get_legend_handles_labels()
-        legend_ax.add_artist(legend_ax.legend(handles, labels, loc="upper center", fontsize=8, title_fontsize=8,
-                                              ncol=2, title="method (error bar: ± 1 std over seeds)"))
-        legend_ax.legend(*cost_handles, loc="lower center", fontsize=8, ncol=1, title=f"bars at {cost_angle}°",
-                         title_fontsize=8)
+        legend_ax.add_artist(legend_ax.legend(handles, labels, loc="upper center", fontsize=7.5, title_fontsize=7.5,
+                                              ncol=1, borderaxespad=0, labelspacing=0.3,
+                                              title=f"method: trainable parameters (error bar: ± 1 std\nover "
+                                              f"seeds; {SIDE_BY_SIDE_NOTE})"))
+        legend_ax.legend(*cost_handles, loc="lower center", fontsize=7.5, ncol=2, title=f"bars at {cost_angle}°",
+                         title_fontsize=7.5, borderaxespad=0)
         legend_ax.axis("off")
     else:
         ax.legend(*cost_handles, fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
@@ -167,7 +216,7 @@ def plot_forest(answer: dict[str, dict[str, PairedDifference]], skip=("frozen",)
                         fmt="o", capsize=3, markersize=6, **VERDICT_STYLE[verdict(d)])
         ax.axvline(0, color="k", lw=0.8)
         ax.set_title(display(kind, "foundation"), fontsize=10)
-        ax.set_xlabel("Dopamine − method at 45° (points)", fontsize=9)
+        ax.set_xlabel("Dopamine − method at 45° (points)\nright of 0: Dopamine ahead", fontsize=9)
         ax.grid(True, axis="x", alpha=0.3)
         ax.margins(x=0.15)
     axes[0][0].set_yticks(range(len(rivals)), [display(m) for m in rivals])

@@ -2,11 +2,15 @@
 
     study = budget_study("upright")       # method -> BudgetRun: validation curve per seed, test accuracy at the end
     rows = verdict_changes(study, compare("upright"))   # Dopamine's verdict against each rival, at both budgets
-    flat_epoch(mean_curve(study["lora"]), PROTOCOL.margin)   # the first epoch from which the curve stays flat
+    flat_epoch(mean_curve(study["lora"]), PROTOCOL.margin)   # the last epoch that adds the margin or more
+
+One definition of flat, the protocol's (`PROTOCOL.margin`): an epoch that adds less validation accuracy than the
+margin is flat, and a curve is flat at the budget when its last epoch is. A curve flat epoch by epoch can still
+gain over several epochs (`slow_climbs`): flatness is read one epoch at a time, a slow climb is not.
 
 The protocol gives every method `PROTOCOL.epochs` epochs. Here each method trains, with the setting `compare.select`
 chose for that budget, for `epochs` (10), on the first seeds of the protocol (`BUDGET_SEEDS`: ten seeds for ten
-epochs would cost more than CI has), recording the validation accuracy at 45° after every epoch (soft gates for
+epochs would cost more than the book's automated test run allows), recording the validation accuracy at 45° after every epoch (soft gates for
 the gate methods, as `select`'s curves) and the test accuracy at 45° at the end (hard gates, as `compare`). The
 verdicts at the longer budget come from `compare.dopamine_minus`, the function the protocol's verdicts come from,
 paired over the same seeds as the protocol's runs they are set against. The learning rate is constant but the
@@ -15,6 +19,7 @@ Cached per method and foundation under keys of their own ("budget-..."), and shi
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from .compare import ANGLE, _cached, _check_method, _spec, dopamine_minus, result_name, select
@@ -26,9 +31,10 @@ from ..methods.registry import get_method
 from ..analysis.stats import PairedDifference, verdict
 
 BUDGET_EPOCHS = 10
-BUDGET_SEEDS = PROTOCOL.seeds[:3]  # what CI affords (see budget_study); each seed trains as it would among ten
-# The stacks CI recomputes to check the shipped study (DOPATUT_READ_SHIPPED=budget reads the rest): the whole
-# study costs as much as the ten-seed comparison, more than CI's hour has left. The pair that moves most.
+BUDGET_SEEDS = PROTOCOL.seeds[:3]  # what the automated test run affords; each seed trains as it would among ten
+# The stacks the automated test run recomputes to check the shipped study (DOPATUT_READ_SHIPPED=budget reads the
+# rest): the whole study costs as much as the ten-seed comparison, more than that run's hour has left. The pair
+# that moves most.
 SPOT_CHECK = (("upright", "dopamine"), ("upright", "gain_only"))
 
 
@@ -107,13 +113,23 @@ def mean_curve(run: BudgetRun) -> list[float]:
     return [sum(values) / len(values) for values in zip(*run.curves)]
 
 
+def epoch_gains(curve) -> list[float]:
+    """What each epoch adds to the one before it: gains[i] is epoch i + 2's (epoch 1 has nothing before it)."""
+    return [b - a for a, b in zip(curve, curve[1:])]
+
+
+def climbing_epochs(curve, after: int = 0, margin: float = PROTOCOL.margin) -> list[int]:
+    """The epochs (counted from 1) later than `after` that add `margin` or more: the epochs that are not flat."""
+    return [i + 2 for i, g in enumerate(epoch_gains(curve)) if g >= margin and i + 2 > after]
+
+
 def flat_epoch(curve, margin: float = PROTOCOL.margin) -> int | None:
-    """The first epoch (counted from 1) from which no later epoch adds `margin` or more; None if the last does."""
-    gains = [b - a for a, b in zip(curve, curve[1:])]  # gains[i]: what epoch i + 2 adds
-    if not gains or gains[-1] >= margin:
+    """The last epoch (counted from 1) that adds `margin` or more, so that every later one is flat (1 if none
+    does); None if that is the curve's last epoch, which is then not flat."""
+    climbs = climbing_epochs(curve, margin=margin)
+    if len(curve) < 2 or (climbs and climbs[-1] == len(curve)):
         return None
-    last_climb = max((i for i, g in enumerate(gains) if g >= margin), default=-1)
-    return last_climb + 2
+    return climbs[-1] if climbs else 1
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,7 @@ class Change:
     method: str
     short: PairedDifference  # Dopamine - rival after the protocol's epochs (compare's runs of the same seeds)
     long: PairedDifference  # after the study's epochs
+    moves: tuple[float, float] = (math.nan, math.nan)  # mean test accuracy, longer minus shorter: (Dopamine, rival)
 
     @property
     def changed(self) -> bool:
@@ -141,7 +158,10 @@ def verdict_changes(study: dict[str, BudgetRun], runs: dict[str, list[Result]], 
     long = {m: list(run.accuracy) for m, run in study.items()}
     rivals = [m for m in study if m != against]
     d_short, d_long = (dopamine_minus(acc, rivals, against) for acc in (short, long))
-    return [Change(m, d_short[m], d_long[m]) for m in rivals]
+
+    def move(m):
+        return sum(long[m]) / len(long[m]) - sum(short[m]) / len(short[m])
+    return [Change(m, d_short[m], d_long[m], (move(against), move(m))) for m in rivals]
 
 
 def _signed(x: float) -> str:
@@ -149,33 +169,164 @@ def _signed(x: float) -> str:
 
 
 def verdict_sentence(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int) -> str:
-    """Chapter 5's sentence on the budget, chosen by the verdicts: kind -> verdict_changes(...)."""
+    """Chapter 5's sentence on the budget, chosen by the verdicts: kind -> verdict_changes(...). One sentence; the
+    numbers are in verdict_table."""
     from ..methods.names import display
 
     n = next(c.long.n for rows in changes.values() for c in rows)
     moved = [(kind, c) for kind, rows in changes.items() for c in rows if c.changed]
+    total = sum(len(rows) for rows in changes.values())
     where = f"on the first {n} seeds"
     if not moved:
-        return (f"Between {short_epochs} and {long_epochs} epochs no verdict changes, {where}: Dopamine beats, ties "
-                f"with and loses to the same rivals on both foundations.")
-    said = [f"on the {display(kind, 'foundation')} Dopamine {verdict(c.short)} {display(c.method)} after "
-            f"{short_epochs} epochs and {verdict(c.long)} it after {long_epochs} (Dopamine − {display(c.method)}: "
-            f"{_signed(c.short.mean)} then {_signed(c.long.mean)} points)" for kind, c in moved]
-    kept = sum(len(rows) for rows in changes.values()) - len(moved)
-    return (f"Between {short_epochs} and {long_epochs} epochs, {where}, {len(moved)} verdict"
-            f"{'s' * (len(moved) > 1)} change{'s' * (len(moved) == 1)} and {kept} stay: " + "; ".join(said) + ".")
+        return (f"Between {short_epochs} and {long_epochs} epochs, {where}, none of the {total} verdicts changes: "
+                f"Dopamine beats, ties with and loses to the same rivals on both foundations.")
+    said = [f"on the {display(kind, 'foundation')}, against "
+            + _listed([f"{display(c.method)} ({verdict(c.short)} → {verdict(c.long)})" for k, c in moved if k == kind])
+            for kind in changes if any(k == kind for k, _ in moved)]
+    return (f"Between {short_epochs} and {long_epochs} epochs, {where}, {len(moved)} of Dopamine's {total} verdicts "
+            f"change{'s' * (len(moved) == 1)}: " + "; ".join(said) + ".")
+
+
+def moves_sentence(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int) -> str:
+    """One sentence on the two sides of each verdict that moved: how Dopamine's and the rival's mean test
+    accuracy change from `short_epochs` to `long_epochs` ('' when none moved)."""
+    from ..methods.names import display
+
+    parts = []
+    for kind, rows in changes.items():
+        moved = [c for c in rows if c.changed]
+        if moved:
+            parts.append(f"on the {display(kind, 'foundation')}, Dopamine's mean test accuracy at 45° moves "
+                         f"{_signed(moved[0].moves[0])} points, "
+                         + _listed([f"{display(c.method)}'s {_signed(c.moves[1])}" for c in moved]))
+    if not parts:
+        return ""
+    return (f"From {short_epochs} to {long_epochs} epochs, {'; '.join(parts)}: a verdict moves when either side "
+            f"does.")
+
+
+def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, answer=None):
+    """Dopamine - rival and the verdict at both budgets, one row per foundation and rival (a dopatut Table);
+    `answer` (compare.dopamine_against()): the protocol's verdict over all its seeds, as a last column."""
+    from ..foundations.tables import Table
+    from ..methods.names import display
+
+    n = next(c.long.n for rows in changes.values() for c in rows)
+    header = ["foundation", "Dopamine against", f"{short_epochs} epochs, {n} seeds", f"{long_epochs} epochs, {n} seeds"]
+    if answer is not None:
+        header.append(f"{short_epochs} epochs, {next(iter(next(iter(answer.values())).values())).n} seeds")
+    body = []
+    for kind, rows in changes.items():
+        for c in rows:
+            row = [display(kind, "foundation"), display(c.method), f"{_signed(c.short.mean)}: {verdict(c.short)}",
+                   f"{_signed(c.long.mean)}: {verdict(c.long)}" + (" (changed)" if c.changed else "")]
+            if answer is not None:
+                row.append(f"{_signed(answer[kind][c.method].mean)}: {verdict(answer[kind][c.method])}")
+            body.append(row)
+    return Table(header, body, caption=f"Dopamine − rival at 45°, test accuracy in points, and its verdict")
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:.2f}"
 
 
 def flat_sentence(studies: dict[str, dict[str, BudgetRun]], budget: int, margin: float = PROTOCOL.margin) -> str:
-    """Which mean curves are flat by the protocol's margin from the protocol's budget on, and which are not."""
+    """One sentence, by the protocol's one definition: on each foundation, which mean curves still have an epoch
+    after `budget` that adds `margin` or more (an epoch that is not flat), and the last such epoch."""
     from ..methods.names import display
 
     parts = []
     for kind, study in studies.items():
-        flat = {m: flat_epoch(mean_curve(run), margin) for m, run in study.items() if any(run.curves)}
-        late = [display(m) + (" (still climbing at the last epoch)" if e is None else f" (flat from epoch {e})")
-                for m, e in flat.items() if e is None or e > budget]
-        parts.append(f"on the {display(kind, 'foundation')}, " + (
-            f"every curve is flat by epoch {budget}" if not late else
-            f"{len(late)} of {len(flat)} curves are not flat by epoch {budget}: " + ", ".join(late)))
+        curves = {m: mean_curve(run) for m, run in study.items() if any(run.curves)}
+        late = {m: climbing_epochs(c, budget, margin) for m, c in curves.items()}
+        late = {m: e for m, e in late.items() if e}
+        name = f"on the {display(kind, 'foundation')}"
+        if not late:
+            parts.append(f"{name} no epoch after epoch {budget} adds {100 * margin:g} points or more to any of the "
+                         f"{len(curves)} curves")
+            continue
+        last = max(e[-1] for e in late.values())
+        parts.append(f"{name} {len(late)} of {len(curves)} curves still have an epoch after epoch {budget} that adds "
+                     f"{100 * margin:g} points or more (" + _listed([display(m) for m in late])
+                     + f"), the last at epoch {last}")
     return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class SlowClimb:
+    """A mean curve flat at every epoch after the budget that still ends up `margin` or more above it."""
+
+    kind: str
+    method: str
+    gain: float  # its best later epoch minus the budget's epoch
+    epoch: int  # that best later epoch
+
+
+def slow_climbs(studies: dict[str, dict[str, BudgetRun]], budget: int,
+                margin: float = PROTOCOL.margin) -> list[SlowClimb]:
+    """The curves that flatness misses: no epoch after `budget` adds `margin`, yet a later epoch is `margin` or
+    more above the budget's (a climb spread over several epochs)."""
+    out = []
+    for kind, study in studies.items():
+        for method, run in study.items():
+            curve = mean_curve(run)
+            if len(curve) <= budget or climbing_epochs(curve, budget, margin):
+                continue
+            best = max(range(budget, len(curve)), key=lambda i: curve[i])
+            if curve[best] - curve[budget - 1] >= margin:
+                out.append(SlowClimb(kind, method, curve[best] - curve[budget - 1], best + 1))
+    return out
+
+
+def slow_sentence(studies: dict[str, dict[str, BudgetRun]], budget: int, margin: float = PROTOCOL.margin,
+                  changes: dict[str, list[Change]] | None = None) -> str:
+    """One sentence on what flatness misses: the curves flat epoch by epoch that gain `margin` or more over several
+    epochs (slow_climbs), and, given `changes`, whether the verdict against such a rival moves."""
+    from ..methods.names import display
+
+    slow = slow_climbs(studies, budget, margin)
+    if not slow:
+        return (f"No curve that is flat epoch by epoch after epoch {budget} gains {100 * margin:g} points over "
+                f"several epochs either.")
+    said = [f"{display(s.method)}'s on the {display(s.kind, 'foundation')} is {_points(s.gain)} points higher by "
+            f"epoch {s.epoch}" for s in slow]
+    text = (f"Flat epoch by epoch is not the same as finished: no epoch after epoch {budget} adds {100 * margin:g} "
+            f"points to " + _listed([f"{display(s.method)}'s curve on the {display(s.kind, 'foundation')}"
+                                     for s in slow]) + ", yet " + _listed(
+                [f"{'it' if len(slow) == 1 else display(s.method) + chr(39) + 's'} is {_points(s.gain)} points higher "
+                 f"by epoch {s.epoch}" for s in slow]) + ".")
+    moved = [s for s in slow if any(c.changed and c.method == s.method for c in (changes or {}).get(s.kind, []))]
+    if moved:
+        text += (" Dopamine's verdict against " + _listed([f"{display(s.method)} on the "
+                                                           f"{display(s.kind, 'foundation')}" for s in moved])
+                 + " moves with the budget.")
+    return text
+
+
+def seed0_sentence(seed0: dict[str, dict[str, tuple[float, ...]]], studies: dict[str, dict[str, BudgetRun]],
+                   budget: int, margin: float = PROTOCOL.margin) -> str:
+    """Where seed 0's own curves (kind -> method -> its validation curve at the protocol's budget, as select
+    records it) and the study's mean over its seeds judge epoch `budget` differently, in one sentence."""
+    from ..methods.names import display
+
+    parts = []
+    for kind, curves in seed0.items():
+        differ = []
+        for method, curve in curves.items():
+            mean = mean_curve(studies[kind][method])
+            if len(curve) < budget or len(mean) < budget:
+                continue
+            one, many = curve[budget - 1] - curve[budget - 2], mean[budget - 1] - mean[budget - 2]
+            if (one >= margin) != (many >= margin):
+                differ.append(f"{display(method)} ({_signed(one)} and {_signed(many)})")
+        if differ:
+            parts.append(_listed(differ) + f" on the {display(kind, 'foundation')}")
+    n = len(next(iter(next(iter(studies.values())).values())).seeds)
+    if not parts:
+        return f"Seed 0 and the mean of {n} seeds agree on which curves epoch {budget} leaves flat."
+    return (f"Seed 0 and the mean of {n} seeds judge epoch {budget} differently for " + "; ".join(parts)
+            + f" (what epoch {budget} adds to seed 0's curve and to the mean, in points).")

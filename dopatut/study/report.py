@@ -2,6 +2,7 @@
 
     accuracies(runs, "lora")              # one method's test accuracy at 45°, one value per seed
     differences(runs, against="dopamine") # method -> its paired difference with Dopamine, with its interval
+    lead_over(runs, leader="dopamine")    # method -> Dopamine - method, the sign of the book's answer
     summarise(runs)                       # mean +- std per method and mode, an HTML table in a notebook
     said("Dopamine", "LoRA", d)           # the comparison in words chosen by the interval
     choices_table({kind: [Selection]})    # each grid's choice on each foundation, one row a method
@@ -34,6 +35,14 @@ def differences(runs: dict[str, list[Result]], against: str = "dopamine", angle:
     """method -> (method - `against`), paired by seed, with its t interval; every method but `against`."""
     base = accuracies(runs, against, angle)
     return {m: paired_difference(accuracies(runs, m, angle), base, confidence) for m in runs if m != against}
+
+
+def lead_over(runs: dict[str, list[Result]], leader: str = "dopamine", angle: str = "45",
+              confidence: float = 0.95) -> dict[str, PairedDifference]:
+    """method -> (`leader` - method), paired by seed, with its t interval: how far `leader` is ahead of every
+    other method (the sign of the book's answer, Dopamine - rival; `differences` gives method - `leader`)."""
+    ahead = accuracies(runs, leader, angle)
+    return {m: paired_difference(ahead, accuracies(runs, m, angle), confidence) for m in runs if m != leader}
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,7 @@ def choices_table(selections: dict[str, list[Selection]]) -> Table:
     """{foundation: [Selection, one per method]} as one table: a row per method, the setting chosen on each."""
     methods = [sel.method for sel in next(iter(selections.values()))]
     by_kind = {kind: {sel.method: sel for sel in sels} for kind, sels in selections.items()}
-    return Table(["method", *(f"chosen on the {kind} foundation" for kind in selections)],
+    return Table(["method", *(f"chosen on the {kind} foundation (validation accuracy at 45°)" for kind in selections)],
                  [[_readable(m), *(_chosen_words(by_kind[kind][m]) for kind in selections)] for m in methods])
 
 
@@ -137,17 +146,23 @@ def _fmt(value) -> str:
     return np.format_float_positional(value, trim="-") if isinstance(value, float) else f"{value:g}"
 
 
+def _signed(x: float) -> str:
+    """Points with their sign, as the book prints them: '+0.85', '−1.20' (a true minus, not a hyphen)."""
+    return f"{100 * x:+.2f}".replace("-", "−")
+
+
 def said(a: str, b: str, d: PairedDifference, angle: str = "45") -> str:
     """The comparison of `a` with `b` in words chosen by the interval of d = a - b (accuracies as fractions):
 
-        'dopamine beats frozen at 45° by 1.02 points (95% CI of the difference [+0.85, +1.19], 10 seeds)'
+        'Dopamine beats the frozen foundation at 45° by 1.02 points (95% interval of the difference +0.85 to
+        +1.19, 10 seeds)'
     """
     from ..analysis.stats import verdict
 
     words = verdict(d)
-    interval = f"[{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}]"
+    interval = f"{_signed(d.ci_low)} to {_signed(d.ci_high)}"
     if words == "ties with":
-        return (f"{a} ties with {b} at {angle}°: the difference, {100 * d.mean:+.2f} points on average, has a "
-                f"{d.confidence:.0%} CI of {interval}, which holds zero ({d.n} seeds)")
-    return (f"{a} {words} {b} at {angle}° by {abs(100 * d.mean):.2f} points ({d.confidence:.0%} CI of the "
-            f"difference {interval}, {d.n} seeds)")
+        return (f"{a} ties with {b} at {angle}°: {a} − {b} is {_signed(d.mean)} points on average, and its "
+                f"{d.confidence:.0%} interval, {interval}, holds zero ({d.n} seeds)")
+    return (f"{a} {words} {b} at {angle}° by {abs(100 * d.mean):.2f} points ({d.confidence:.0%} interval of "
+            f"{a} − {b}: {interval}, {d.n} seeds)")
