@@ -36,3 +36,120 @@ def setup_line() -> str:
         source = ("the shipped bundle holds CPU results, so results the cache lacks are trained on this device "
                   "(seconds on a GPU)")
     return f"dopatut trains on {describe()}; {source}"
+
+
+def source(obj, width: int = 88) -> str:
+    """`obj`'s source for a page, no line over `width`: as inspect.getsource gives it, dedented, with a long
+    line's trailing comment moved above it (wrapped) and a long code line broken between tokens (inside
+    brackets, or with a backslash), so that the book never wraps a line at column 0 and loses its indent.
+    The code is the same code: the result parses to the same syntax tree."""
+    import inspect
+    import textwrap
+
+    text = textwrap.dedent(inspect.getsource(obj))
+    lines, (prose, inside) = text.splitlines(), _rows(text)
+    out, broken = [], False  # broken: this statement's earlier row was broken, so its later rows move too
+    for row, line in enumerate(lines, 1):
+        broken = broken and row in inside
+        if row in inside and row not in prose and (broken or len(line) > width):
+            line = inside[row] + " " * 4 + line.strip()  # a hanging indent, not one aligned with a bracket
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = line[:len(line) - len(line.lstrip())]
+        if row in prose:  # a docstring's line: its words wrapped at its indent
+            out += textwrap.wrap(line.strip(), width, initial_indent=indent, subsequent_indent=indent)
+            continue
+        code, comment = _split_comment(line)
+        if comment:
+            out += textwrap.wrap(comment.lstrip("# "), width, initial_indent=indent + "# ",
+                                 subsequent_indent=indent + "# ")
+            line = code.rstrip()
+        if not code.strip():  # a comment alone on its line
+            continue
+        pieces = _break(line, width) if len(line) > width else [line]
+        broken = broken or len(pieces) > 1
+        out += pieces
+    return "\n".join(out)
+
+
+def _rows(text: str) -> tuple[set[int], dict[int, str]]:
+    """The rows (from 1) of triple-quoted strings (docstrings), and for each row that continues a statement
+    inside open brackets, the indent its statement's first row has."""
+    import io
+    import tokenize
+
+    prose, inside, depth, first = set(), {}, 0, ""
+    lines = text.splitlines()
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        row = tok.start[0]
+        if tok.type == tokenize.STRING and tok.string.lstrip("rbuRBUfF")[:3] in ('"""', "'''") \
+                and not lines[row - 1][:tok.start[1]].strip():
+            prose.update(range(row, tok.end[0] + 1))
+        if tok.type == tokenize.OP and tok.string in "([{":
+            if depth == 0:
+                first = lines[row - 1][:len(lines[row - 1]) - len(lines[row - 1].lstrip())]
+            depth += 1
+        elif tok.type == tokenize.OP and tok.string in ")]}":
+            depth -= 1
+        elif tok.type == tokenize.NL and depth > 0:
+            inside[row + 1] = first
+    return prose, inside
+
+
+def _tokens(line: str):
+    """(start column, end column, text, bracket depth before it) of each token of one line of code."""
+    import io
+    import tokenize
+
+    depth, found = 0, []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline):
+            if tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT):
+                continue
+            found.append((tok.start[1], tok.end[1], tok.string, depth))
+            depth += tok.string in "([{" if tok.type == tokenize.OP else 0
+            depth -= tok.string in ")]}" if tok.type == tokenize.OP else 0
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass  # a line that closes brackets opened above: tokens up to the error still serve
+    return found
+
+
+def _split_comment(line: str) -> tuple[str, str]:
+    """(code, comment) of one line; the comment is '' where there is none."""
+    offset = len(line) - len(line.lstrip())
+    for start, _, text, _ in _tokens(line):
+        if text.startswith("#"):
+            return line[:offset + start], line[offset + start:]
+    return line, ""
+
+
+_NOT_BEFORE = {".", ",", ":", ")", "]", "}", "(", "[", "="}  # never start a continuation line with these
+_KEYWORDS, _OPERATORS = {"if", "else", "and", "or", "for"}, {"==", "!=", "+", "-", "*", "/", "@", "in"}
+
+
+def _break(line: str, width: int) -> list[str]:
+    """One long line of code as several, each broken between two tokens: after a comma inside brackets where
+    one fits, else before the last token that fits (a backslash where no bracket is open)."""
+    indent = line[:len(line) - len(line.lstrip())]
+    body, pieces, first = line.strip(), [], True
+    while len(indent) + (0 if first else 4) + len(body) > width:
+        lead = indent + ("" if first else " " * 4)
+        tokens = _tokens(body)
+        fits = [(s, t, d) for (s, _, t, d), (_, _, before, _) in zip(tokens[1:], tokens)
+                if len(lead) + s + (2 if d == 0 else 0) <= width and t not in _NOT_BEFORE and before != "."]
+        # before a keyword, else an operator, where one fits
+        fits = [f for f in fits if f[1] in _KEYWORDS] or [f for f in fits if f[1] in _OPERATORS] or fits
+        after_comma = [s for (s, _, _, _), (_, _, t, d) in zip(tokens[1:], tokens) if t == "," and d > 0
+                       and len(lead) + s <= width]
+        if after_comma and after_comma[-1] > (width - len(lead)) // 2:
+            cut, slash = after_comma[-1], ""
+        elif fits:
+            cut, _, depth = fits[-1]
+            slash = " \\" if depth == 0 else ""
+        else:
+            break  # one token longer than the width: leave it
+        pieces.append(lead + body[:cut].rstrip() + slash)
+        body, first = body[cut:].lstrip(), False
+    pieces.append(indent + ("" if first else " " * 4) + body)
+    return pieces

@@ -1,0 +1,45 @@
+import ast
+import textwrap
+
+from dopatut.course.notebook import source
+
+
+def _long(a_tensor_name, another_long_argument_name, yet_another_argument, and_one_more_argument_here=1):
+    """A docstring line long enough that the page would wrap it at column zero if it were printed as it is."""
+    total = a_tensor_name + another_long_argument_name + yet_another_argument + and_one_more_argument_here  # sum
+    values = {"first": a_tensor_name, "second": another_long_argument_name, "third": yet_another_argument}
+    if total > 0 and another_long_argument_name > 0 and yet_another_argument > 0 and and_one_more_argument_here:
+        raise ValueError(f"total is {total}, from {values}, "
+                         f"which is more than zero")
+    return total if a_tensor_name == another_long_argument_name == yet_another_argument == 0 else -total
+
+
+def _tree(text):
+    tree = ast.parse(textwrap.dedent(text))
+    for node in ast.walk(tree):  # docstrings are rewrapped for the page: compare the code only
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node) is not None:
+            node.body = node.body[1:]
+    return ast.dump(tree)
+
+
+def test_source_keeps_every_line_within_the_width_and_the_code_the_same():
+    import inspect
+    shown = source(_long, width=88)
+    assert max(len(line) for line in shown.splitlines()) <= 88, shown
+    assert _tree(shown) == _tree(inspect.getsource(_long))
+    words = " ".join(shown.split())
+    assert "# sum" in words and "at column zero if it were" in words  # comments and docstrings kept, moved
+
+
+def test_source_leaves_short_code_as_it_is():
+    def short(x):
+        return x + 1  # one
+
+    assert source(short) == "def short(x):\n    return x + 1  # one"
+
+
+def test_source_of_a_real_method_parses():
+    from dopatut.methods.gate import DopamineGate
+    shown = source(DopamineGate.gate_values)
+    assert shown.startswith("def gate_values") and max(map(len, shown.splitlines())) <= 88
+    ast.parse(shown)
