@@ -38,11 +38,12 @@ def setup_line() -> str:
     return f"dopatut trains on {describe()}; {source}"
 
 
-def source(obj, width: int = 88) -> str:
+def source(obj, width: int = 76) -> str:
     """`obj`'s source for a page, no line over `width`: as inspect.getsource gives it, dedented, with a long
     line's trailing comment moved above it (wrapped) and a long code line broken between tokens (inside
     brackets, or with a backslash), so that the book never wraps a line at column 0 and loses its indent.
-    The code is the same code: the result parses to the same syntax tree."""
+    The code is the same code: the result parses to the same syntax tree. The default width is what the
+    book's text column shows in a code block without wrapping (about 77 characters)."""
     import inspect
     import textwrap
 
