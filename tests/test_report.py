@@ -21,6 +21,11 @@ def test_curve_words_a_dip_before_the_best_last_epoch_and_a_loss_that_rises():
     assert words == "the loss is lowest after epoch 2; the 45° accuracy ends at its highest, 95.0% at epoch 3"
 
 
+def test_curve_words_a_peak_that_the_end_matches_at_its_precision_levels_off():
+    words = curve_words([0.5, 0.3, 0.2], {"0": [0.95, 0.9674, 0.9672]})
+    assert words.endswith("the 0° accuracy levels off at 96.7% from epoch 2")
+
+
 def test_curve_words_refuses_curves_of_other_lengths():
     with pytest.raises(ValueError, match="one value per epoch"):
         curve_words([0.5, 0.3], {"45": [0.9]})

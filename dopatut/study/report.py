@@ -175,6 +175,8 @@ def curve_words(loss, curves: dict[str, list[float]]) -> str:
             parts.append(f"{name} rises every epoch, to {curve[-1]:.1%} at epoch {last}")
         elif best == last - 1:
             parts.append(f"{name} ends at its highest, {curve[-1]:.1%} at epoch {last}")
+        elif f"{curve[best]:.1%}" == f"{curve[-1]:.1%}":  # the dip after the peak does not show at this precision
+            parts.append(f"{name} levels off at {curve[best]:.1%} from epoch {best + 1}")
         else:
             parts.append(f"{name} peaks at epoch {best + 1} ({curve[best]:.1%}) and ends at {curve[-1]:.1%}")
     return "; ".join(parts)
