@@ -48,5 +48,7 @@ def test_findings_lists_the_verdicts_per_foundation():
     answer = {"mixture": {"frozen": _d(0.01, 0.0001), "gain_only": _d(0.0), "lora": _d(-0.003, 0.0001)},
               "upright": {"frozen": _d(0.4, 0.001), "gain_only": _d(0.0), "lora": _d(-0.05, 0.001)}}
     assert findings(answer) == ("on the mixture foundation, Dopamine beats the frozen foundation, ties with "
-                                "gain-only and loses to LoRA (r = 4); on the upright foundation, it beats the "
-                                "frozen foundation, ties with gain-only and loses to LoRA (r = 4)")
+                                "gain-only, and loses to LoRA (r = 4); on the upright foundation, it beats the "
+                                "frozen foundation, ties with gain-only, and loses to LoRA (r = 4)")
+    one = {"mixture": {"frozen": _d(0.01, 0.0001), "bitfit": _d(0.01, 0.0001)}}
+    assert findings(one) == "on the mixture foundation, Dopamine beats the frozen foundation and BitFit"

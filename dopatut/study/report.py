@@ -219,5 +219,6 @@ def findings(answer: dict[str, dict[str, PairedDifference]]) -> str:
                      if verdict(d) == words]
             if names:
                 groups.append(f"{words} {listed(names)}")
-        sentences.append(f"on the {display(kind, 'foundation')}, {'Dopamine' if i == 0 else 'it'} {listed(groups)}")
+        verbs = groups[0] if len(groups) == 1 else ", ".join(groups[:-1]) + ", and " + groups[-1]  # lists hold "and"
+        sentences.append(f"on the {display(kind, 'foundation')}, {'Dopamine' if i == 0 else 'it'} {verbs}")
     return "; ".join(sentences)
