@@ -43,3 +43,14 @@ def test_source_of_a_real_method_parses():
     shown = source(DopamineGate.gate_values)
     assert shown.startswith("def gate_values") and max(map(len, shown.splitlines())) <= 88
     ast.parse(shown)
+
+
+def _long_message(width_of_the_layer, name_of_the_place):
+    raise ValueError(f"the gate has {width_of_the_layer} neurons at {name_of_the_place}, but the layer gives more")
+
+
+def test_source_splits_a_long_string_into_adjacent_literals():
+    import inspect
+    shown = source(_long_message, width=60)
+    assert max(len(line) for line in shown.splitlines()) <= 60, shown
+    assert _tree(shown) == _tree(inspect.getsource(_long_message))  # Python joins them into the same string

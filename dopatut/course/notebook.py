@@ -129,6 +129,26 @@ _NOT_BEFORE = {".", ",", ":", ")", "]", "}", "(", "[", "="}  # never start a con
 _KEYWORDS, _OPERATORS = {"if", "else", "and", "or", "for"}, {"==", "!=", "+", "-", "*", "/", "@", "in"}
 
 
+def _split_string(body: str, tokens, room: int):
+    """(first literal, the rest of the body) where `body` starts with a one-line string longer than `room`,
+    split after a space (outside an f-string's braces); None where it does not, or cannot be split."""
+    if not tokens or tokens[0][1] <= room:
+        return None
+    token = body[:tokens[0][1]]
+    prefix = token[:len(token) - len(token.lstrip("rRfFuU"))]
+    quote = token[len(prefix):len(prefix) + 1]
+    if quote not in ("'", '"') or token[len(prefix):len(prefix) + 3] == quote * 3 or not token.endswith(quote):
+        return None
+    depth, best = 0, None
+    for i, ch in enumerate(token[:-1]):
+        depth += (ch == "{") - (ch == "}") if "f" in prefix.lower() else 0
+        if ch == " " and depth == 0 and len(prefix) + 1 < i < room - 1 and token[i - 1] != "\\":
+            best = i
+    if best is None:
+        return None
+    return token[:best + 1] + quote, prefix + quote + token[best + 1:] + body[len(token):]
+
+
 def _break(line: str, width: int) -> list[str]:
     """One long line of code as several, each broken between two tokens: after a comma inside brackets where
     one fits, else before the last token that fits (a backslash where no bracket is open)."""
@@ -143,6 +163,11 @@ def _break(line: str, width: int) -> list[str]:
         fits = [f for f in fits if f[1] in _KEYWORDS] or [f for f in fits if f[1] in _OPERATORS] or fits
         after_comma = [s for (s, _, _, _), (_, _, t, d) in zip(tokens[1:], tokens) if t == "," and d > 0
                        and len(lead) + s <= width]
+        split = _split_string(body, tokens, width - len(lead))
+        if split is not None:  # a string too long for the line: two adjacent literals, which Python joins
+            pieces.append(lead + split[0])
+            body, first = split[1], False
+            continue
         if after_comma and after_comma[-1] > (width - len(lead)) // 2:
             cut, slash = after_comma[-1], ""
         elif fits:
