@@ -54,3 +54,13 @@ def test_source_splits_a_long_string_into_adjacent_literals():
     shown = source(_long_message, width=60)
     assert max(len(line) for line in shown.splitlines()) <= 60, shown
     assert _tree(shown) == _tree(inspect.getsource(_long_message))  # Python joins them into the same string
+
+
+def test_source_of_whole_modules_keeps_the_code():
+    import inspect
+    from dopatut.methods import gate, lora
+    from dopatut.study import pipeline
+    for module in (gate, lora, pipeline):
+        for _, obj in inspect.getmembers(module, lambda x: inspect.isfunction(x) or inspect.isclass(x)):
+            if obj.__module__ == module.__name__:
+                assert _tree(source(obj)) == _tree(inspect.getsource(obj)), obj.__qualname__

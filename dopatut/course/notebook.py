@@ -53,7 +53,7 @@ def source(obj, width: int = 76) -> str:
     for row, line in enumerate(lines, 1):
         broken = broken and row in inside
         if row in inside and row not in prose and (broken or len(line) > width):
-            line = inside[row] + " " * 4 + line.strip()  # a hanging indent, not one aligned with a bracket
+            line = inside[row][0] + " " * 4 + line.strip()  # a hanging indent, not one aligned with a bracket
         if len(line) <= width:
             out.append(line)
             continue
@@ -68,7 +68,7 @@ def source(obj, width: int = 76) -> str:
             line = code.rstrip()
         if not code.strip():  # a comment alone on its line
             continue
-        pieces = _break(line, width) if len(line) > width else [line]
+        pieces = _break(line, width, inside.get(row, ("", 0))[1]) if len(line) > width else [line]
         broken = broken or len(pieces) > 1
         out += pieces
     return "\n".join(out)
@@ -94,16 +94,17 @@ def _rows(text: str) -> tuple[set[int], dict[int, str]]:
         elif tok.type == tokenize.OP and tok.string in ")]}":
             depth -= 1
         elif tok.type == tokenize.NL and depth > 0:
-            inside[row + 1] = first
+            inside[row + 1] = (first, depth)
     return prose, inside
 
 
-def _tokens(line: str):
-    """(start column, end column, text, bracket depth before it) of each token of one line of code."""
+def _tokens(line: str, depth: int = 0):
+    """(start column, end column, text, bracket depth before it) of each token of one line of code, which starts
+    `depth` brackets deep."""
     import io
     import tokenize
 
-    depth, found = 0, []
+    found = []
     try:
         for tok in tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline):
             if tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT):
@@ -149,33 +150,35 @@ def _split_string(body: str, tokens, room: int):
     return token[:best + 1] + quote, prefix + quote + token[best + 1:] + body[len(token):]
 
 
-def _break(line: str, width: int) -> list[str]:
+def _break(line: str, width: int, depth: int = 0) -> list[str]:
     """One long line of code as several, each broken between two tokens: after a comma inside brackets where
     one fits, else before the last token that fits (a backslash where no bracket is open)."""
     indent = line[:len(line) - len(line.lstrip())]
     body, pieces, first = line.strip(), [], True
     while len(indent) + (0 if first else 4) + len(body) > width:
         lead = indent + ("" if first else " " * 4)
-        tokens = _tokens(body)
+        tokens = _tokens(body, depth)
         fits = [(s, t, d) for (s, _, t, d), (_, _, before, _) in zip(tokens[1:], tokens)
-                if len(lead) + s + (2 if d == 0 else 0) <= width and t not in _NOT_BEFORE and before != "."]
+                if len(lead) + s + (2 if d <= 0 else 0) <= width and t not in _NOT_BEFORE and before != "."]
         # before a keyword, else an operator, where one fits
         fits = [f for f in fits if f[1] in _KEYWORDS] or [f for f in fits if f[1] in _OPERATORS] or fits
         after_comma = [s for (s, _, _, _), (_, _, t, d) in zip(tokens[1:], tokens) if t == "," and d > 0
                        and len(lead) + s <= width]
-        split = _split_string(body, tokens, width - len(lead))
+        slash = " \\" if depth <= 0 else ""  # outside brackets, a line goes on only after a backslash
+        split = _split_string(body, tokens, width - len(lead) - len(slash))
         if split is not None:  # a string too long for the line: two adjacent literals, which Python joins
-            pieces.append(lead + split[0])
+            pieces.append(lead + split[0] + slash)
             body, first = split[1], False
             continue
         if after_comma and after_comma[-1] > (width - len(lead)) // 2:
             cut, slash = after_comma[-1], ""
         elif fits:
             cut, _, depth = fits[-1]
-            slash = " \\" if depth == 0 else ""
+            slash = " \\" if depth <= 0 else ""
         else:
             break  # one token longer than the width: leave it
         pieces.append(lead + body[:cut].rstrip() + slash)
+        depth = next(d for start, _, _, d in tokens if start == cut)  # how deep the rest starts
         body, first = body[cut:].lstrip(), False
     pieces.append(indent + ("" if first else " " * 4) + body)
     return pieces
