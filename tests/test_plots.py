@@ -39,6 +39,21 @@ def test_gate_response_figure_has_four_labelled_panels():
     assert len(fig.axes[2].get_lines()) == 4
 
 
+def test_gate_response_figure_one_meaning_per_colour():
+    from matplotlib.colors import to_hex
+    fig = gate_response_figure()
+    by_label = [{line.get_label(): to_hex(line.get_color()) for line in ax.get_lines()} for ax in fig.axes]
+    assert by_label[0]["hard step 1[z > τ]"] == by_label[1]["hard"] == "#000000"  # hard: black in both
+    colours = [c for panel in by_label for label, c in panel.items() if label.startswith(("τ", "g"))]
+    assert len(colours) == len(set(colours)) == 7, by_label  # thresholds and gains: no colour twice
+    assert "g = −1" in by_label[3]  # a negative gain inverts the output, as the chapter says
+
+
+def test_layer_histograms_negative_mean_with_a_real_minus():
+    fig = layer_histograms({"hidden1": torch.full((4,), -0.0189)}, "x", "t")
+    assert fig.axes[0].get_title() == "hidden1 (mean −0.02)"
+
+
 def test_digit_grid_one_row_per_mode_and_titles_name_labels():
     images = torch.zeros(3, 28, 28, dtype=torch.uint8)
     fig = digit_grid({"0°": images, "45°": images}, torch.tensor([7, 2, 1]), title="digits")
@@ -54,7 +69,7 @@ def test_digit_grid_rejects_rows_of_the_wrong_length():
 
 def test_layer_histograms_one_panel_per_layer_with_mean():
     fig = layer_histograms({"hidden1": torch.ones(10), "hidden2": torch.full((5,), 2.0)}, "gain g", "gains")
-    assert [ax.get_title() for ax in fig.axes] == ["hidden1 (mean 1)", "hidden2 (mean 2)"]
+    assert [ax.get_title() for ax in fig.axes] == ["hidden1 (mean 1.00)", "hidden2 (mean 2.00)"]
     assert fig.axes[1].get_lines()[0].get_xdata()[0] == pytest.approx(2.0)  # the mean line
     assert fig.axes[0].get_xlabel() == "gain g"
 

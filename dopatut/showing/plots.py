@@ -28,30 +28,44 @@ def gate_response(z: torch.Tensor, threshold: float = 0.0, gain: float = 1.0,
         return gate(z, torch.relu(z)).squeeze(1)
 
 
+# the gate-response panels: the hard step black wherever it is drawn, the soft gates greys that darken towards it
+# as T falls; thresholds in teal, gains in purple, darker for a larger value (no method's colour among them)
+HARD = "k"
+SHADES = {"T": ("0.78", "0.55", "0.35"), "τ": ("#76d7c4", "#17a589", "#0b5345"),
+          "g": ("#d7bde2", "#af7ac5", "#7d3c98", "#4a235a")}
+
+
 def _response_panel(ax, z, settings, title):
     ax.plot(z.numpy(), torch.relu(z).numpy(), color="0.6", ls="--", lw=1, label="ReLU, no gate")
-    for label, kwargs in settings:
-        ax.plot(z.numpy(), gate_response(z, **kwargs).numpy(), lw=2, label=label)
+    for label, color, kwargs in settings:
+        ax.plot(z.numpy(), gate_response(z, **kwargs).numpy(), lw=2, color=color, label=label)
     ax.set(title=title, xlabel="drive z = w·x + b", ylabel="output out(z)")
     ax.legend(fontsize=8, loc="upper left")
 
 
 def gate_response_figure(z_max: float = 3.0) -> plt.Figure:
-    """Four panels: the gate value (soft σ vs hard step), then out(z) as T, τ and g change."""
+    """Four panels: the gate value (soft σ vs hard step), then out(z) as T, τ and g change (g = -1 inverts).
+
+    The hard step is black wherever it is drawn, the soft gates grey; thresholds are teal and gains purple,
+    darker for a larger value."""
     z = torch.linspace(-1.0, z_max, 401)
     fig, axes = plt.subplots(2, 2, figsize=(7.5, 6), constrained_layout=True)
     axes = list(axes.flat)
-    for T in (1.0, 0.3, 0.1):
-        axes[0].plot(z.numpy(), torch.sigmoid((z - 1.0) / T).numpy(), lw=2, label=f"soft, T = {T:g}")
-    axes[0].plot(z.numpy(), (z > 1.0).float().numpy(), color="k", lw=2, label="hard step 1[z > τ]")
+    for T, color in zip((1.0, 0.3, 0.1), SHADES["T"]):
+        axes[0].plot(z.numpy(), torch.sigmoid((z - 1.0) / T).numpy(), lw=2, color=color, label=f"soft, T = {T:g}")
+    axes[0].plot(z.numpy(), (z > 1.0).float().numpy(), color=HARD, lw=2, label="hard step 1[z > τ]")
     axes[0].set(title="Gate value at τ = 1", xlabel="drive z = w·x + b", ylabel="gate value")
     axes[0].legend(fontsize=8, loc="upper left")
-    _response_panel(axes[1], z, [(f"T = {T:g}", dict(threshold=1.0, temperature=T)) for T in (1.0, 0.3)]
-                    + [("hard", dict(threshold=1.0, hard=True))], "Temperature T (τ = 1, g = 1)")
-    _response_panel(axes[2], z, [(f"τ = {t:g}", dict(threshold=t, hard=True)) for t in (0.0, 1.0, 2.0)],
-                    "Threshold τ (hard, g = 1)")
-    _response_panel(axes[3], z, [(f"g = {g:g}", dict(threshold=1.0, gain=g, hard=True)) for g in (0.5, 1.0, 1.5)],
+    _response_panel(axes[1], z, [(f"soft, T = {T:g}", c, dict(threshold=1.0, temperature=T))
+                                 for T, c in zip((1.0, 0.3), SHADES["T"])]
+                    + [("hard", HARD, dict(threshold=1.0, hard=True))], "Temperature T (τ = 1, g = 1)")
+    _response_panel(axes[2], z, [(f"τ = {t:g}", c, dict(threshold=t, hard=True))
+                                 for t, c in zip((0.0, 1.0, 2.0), SHADES["τ"])], "Threshold τ (hard, g = 1)")
+    gains = (-1.0, 0.5, 1.0, 1.5)
+    _response_panel(axes[3], z, [(f"g = {g:g}".replace("-", "−"), c, dict(threshold=1.0, gain=g, hard=True))
+                                 for g, c in zip(gains, SHADES["g"])],
                     "Gain g (hard, τ = 1)")
+    axes[3].axhline(0, color="0.8", lw=0.8, zorder=0)
     return fig
 
 
@@ -75,18 +89,19 @@ def digit_grid(rows: dict[str, torch.Tensor], labels, title: str = "") -> plt.Fi
 
 
 def layer_histograms(values: dict[str, torch.Tensor], xlabel: str, title: str, bins=30,
-                     ylabel: str = "count", label: str | None = None) -> plt.Figure:
+                     ylabel: str = "count", label: str | None = None, color: str = "0.35") -> plt.Figure:
     """One histogram per hidden layer (name -> 1-D values), side by side, with the mean marked.
 
-    `label` names the series in each panel's legend (useful when the caller overlays another one).
+    `label` names the series in each panel's legend (useful when the caller overlays another one); `color` is
+    its colour: a method's own (dopatut.methods.names.colour) where the values are a method's.
     """
     fig, axes = plt.subplots(1, len(values), figsize=(min(7.5, 3.75 * len(values)), 3.2), squeeze=False,
                              constrained_layout=True)
     for ax, (name, v) in zip(axes[0], values.items()):
         v = torch.as_tensor(v).detach().float().flatten().cpu().numpy()
-        ax.hist(v, bins=bins, color="tab:blue", alpha=0.8, label=label)
+        ax.hist(v, bins=bins, color=color, alpha=0.8, label=label)
         ax.axvline(v.mean(), color="k", ls="--", label="mean" + (f" ({label})" if label else ""))
-        ax.set_title(f"{name} (mean {v.mean():.3g})", fontsize=10)
+        ax.set_title(f"{name} (mean {v.mean():.2f})".replace("-", "−"), fontsize=10)
         ax.set(xlabel=xlabel, ylabel=ylabel)
     fig.suptitle(title, fontsize=11)
     figure_legend(fig)

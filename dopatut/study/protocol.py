@@ -9,8 +9,8 @@ Every method gets the same budget: `epochs` passes over the 50,000 training imag
 with Adam. Its settings (learning rate; LoRA's alpha at rank 4; the gate temperature schedule) are chosen
 from `grids` by their accuracy on the validation split, the last 10,000 of MNIST's training images, which
 no model ever trains on (`compare.select`). The test set is only read to report the chosen settings.
-The budget comes from the learning curves on the validation split: the foundation's validation accuracy gains less
-than `margin` per epoch over its last two epochs (chapter 2 asserts it); chapter 5 shows how flat each method's
+The budget comes from the learning curves on the validation split: the last epoch of the foundation's mean
+validation curve adds less than `margin` (chapter 2 asserts it); chapter 5 shows how flat each method's
 curve is after `epochs` (nearly flat on the paper's foundation, still climbing on the upright one), and, from every
 method trained for 10 epochs on three seeds (dopatut.study.budget), which of Dopamine's verdicts would move with the budget.
 """

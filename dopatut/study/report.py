@@ -166,3 +166,74 @@ def said(a: str, b: str, d: PairedDifference, angle: str = "45") -> str:
                 f"{d.confidence:.0%} interval, {interval}, holds zero ({d.n} seeds)")
     return (f"{a} {words} {b} at {angle}° by {abs(100 * d.mean):.2f} points ({d.confidence:.0%} interval of "
             f"{a} − {b}: {interval}, {d.n} seeds)")
+
+
+def curve_words(loss, curves: dict[str, list[float]]) -> str:
+    """What learning curves do, in words chosen by the numbers: 'the loss falls every epoch; the 45° accuracy
+    rises every epoch, to 96.3% at epoch 5; the 0° accuracy peaks at epoch 4 (97.6%) and ends at 97.5%'.
+
+    loss: the mean training loss of each epoch; curves: angle -> the validation accuracy (a fraction) after each
+    epoch, as a foundation's meta holds them."""
+    loss = [float(x) for x in loss]
+    if not loss or any(len(c) != len(loss) for c in curves.values()):
+        raise ValueError(f"curve_words: one value per epoch in every curve, got {len(loss)} losses and "
+                         f"{ {a: len(c) for a, c in curves.items()} }")
+    if all(b < a for a, b in zip(loss, loss[1:])):
+        parts = ["the loss falls every epoch"]
+    else:
+        low = min(range(len(loss)), key=loss.__getitem__)
+        parts = [f"the loss is lowest after epoch {low + 1}"]
+    for angle, curve in curves.items():
+        best = max(range(len(curve)), key=curve.__getitem__)  # the first epoch with the highest accuracy
+        name, last = f"the {angle}° accuracy", len(curve)
+        if best == last - 1 and all(b >= a for a, b in zip(curve, curve[1:])):
+            parts.append(f"{name} rises every epoch, to {curve[-1]:.1%} at epoch {last}")
+        elif best == last - 1:
+            parts.append(f"{name} ends at its highest, {curve[-1]:.1%} at epoch {last}")
+        elif f"{curve[best]:.1%}" == f"{curve[-1]:.1%}":  # the dip after the peak does not show at this precision
+            parts.append(f"{name} levels off at {curve[best]:.1%} from epoch {best + 1}")
+        else:
+            parts.append(f"{name} peaks at epoch {best + 1} ({curve[best]:.1%}) and ends at {curve[-1]:.1%}")
+    return "; ".join(parts)
+
+
+def alone_words(method: str, d: PairedDifference) -> str:
+    """One rival against Dopamine, from d = Dopamine - rival (as compare.dopamine_against gives it):
+    'gain-only alone ties with Dopamine (0.01 points apart)', 'threshold-only alone is 0.24 points behind'."""
+    from ..analysis.stats import verdict
+
+    words, points = verdict(d), f"{abs(100 * d.mean):.2f} points"
+    if words == "ties with":
+        return f"{_readable(method)} alone ties with Dopamine ({points} apart)"
+    return f"{_readable(method)} alone is {points} {'behind' if words == 'beats' else 'ahead'}"
+
+
+def halves(diffs: dict[str, PairedDifference], gain: str = "gain_only", threshold: str = "threshold_only") -> str:
+    """Which half of Dopamine's gate matters more, over the seeds of `diffs` (rival -> Dopamine - rival): the half
+    whose method alone comes closer to Dopamine. 'The gain matters more: gain-only alone ties with Dopamine
+    (0.01 points apart); threshold-only alone is 0.24 points behind.'"""
+    closer = "gain" if diffs[gain].mean < diffs[threshold].mean else "threshold"
+    return f"The {closer} matters more: {alone_words(gain, diffs[gain])}; {alone_words(threshold, diffs[threshold])}."
+
+
+def findings(answer: dict[str, dict[str, PairedDifference]]) -> str:
+    """The verdicts alone, without sizes, for a recap: 'on the mixture foundation, Dopamine beats the frozen
+    foundation and threshold-only, ties with ... and loses to ...; on the upright foundation, it ...'.
+    answer: foundation -> rival -> Dopamine - rival (compare.dopamine_against)."""
+    from ..analysis.stats import verdict
+    from ..methods.names import display
+
+    def listed(names):
+        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+    sentences = []
+    for i, (kind, diffs) in enumerate(answer.items()):
+        groups = []
+        for words in ("beats", "ties with", "loses to"):
+            names = [f"the {display(m)}" if m == "frozen" else display(m) for m, d in diffs.items()
+                     if verdict(d) == words]
+            if names:
+                groups.append(f"{words} {listed(names)}")
+        verbs = groups[0] if len(groups) == 1 else ", ".join(groups[:-1]) + ", and " + groups[-1]  # lists hold "and"
+        sentences.append(f"on the {display(kind, 'foundation')}, {'Dopamine' if i == 0 else 'it'} {verbs}")
+    return "; ".join(sentences)

@@ -1,0 +1,54 @@
+import pytest
+
+from dopatut.analysis.stats import paired_difference
+from dopatut.study.report import alone_words, curve_words, findings, halves
+
+
+def _d(mean, spread=0.001, n=5):
+    """Dopamine - rival over n seeds, around `mean` (fractions)."""
+    a = [0.9 + mean + spread * (i - n // 2) for i in range(n)]
+    return paired_difference(a, [0.9] * n)
+
+
+def test_curve_words_says_what_each_curve_does():
+    words = curve_words([0.5, 0.3, 0.2], {"0": [0.95, 0.97, 0.96], "45": [0.90, 0.93, 0.94]})
+    assert words == ("the loss falls every epoch; the 0° accuracy peaks at epoch 2 (97.0%) and ends at 96.0%; "
+                     "the 45° accuracy rises every epoch, to 94.0% at epoch 3")
+
+
+def test_curve_words_a_dip_before_the_best_last_epoch_and_a_loss_that_rises():
+    words = curve_words([0.5, 0.3, 0.4], {"45": [0.90, 0.89, 0.95]})
+    assert words == "the loss is lowest after epoch 2; the 45° accuracy ends at its highest, 95.0% at epoch 3"
+
+
+def test_curve_words_a_peak_that_the_end_matches_at_its_precision_levels_off():
+    words = curve_words([0.5, 0.3, 0.2], {"0": [0.95, 0.9674, 0.9672]})
+    assert words.endswith("the 0° accuracy levels off at 96.7% from epoch 2")
+
+
+def test_curve_words_refuses_curves_of_other_lengths():
+    with pytest.raises(ValueError, match="one value per epoch"):
+        curve_words([0.5, 0.3], {"45": [0.9]})
+
+
+def test_alone_words_by_verdict():
+    assert alone_words("gain_only", _d(0.0001)) == "gain-only alone ties with Dopamine (0.01 points apart)"
+    assert alone_words("threshold_only", _d(0.0024, 0.0001)) == "threshold-only alone is 0.24 points behind"
+    assert alone_words("lora", _d(-0.003, 0.0001)) == "LoRA (r = 4) alone is 0.30 points ahead"
+
+
+def test_halves_names_the_half_whose_method_comes_closer():
+    said = halves({"gain_only": _d(0.0001), "threshold_only": _d(0.0024, 0.0001)})
+    assert said.startswith("The gain matters more: gain-only alone ties with Dopamine")
+    said = halves({"gain_only": _d(0.01, 0.0001), "threshold_only": _d(0.002, 0.0001)})
+    assert said.startswith("The threshold matters more")
+
+
+def test_findings_lists_the_verdicts_per_foundation():
+    answer = {"mixture": {"frozen": _d(0.01, 0.0001), "gain_only": _d(0.0), "lora": _d(-0.003, 0.0001)},
+              "upright": {"frozen": _d(0.4, 0.001), "gain_only": _d(0.0), "lora": _d(-0.05, 0.001)}}
+    assert findings(answer) == ("on the mixture foundation, Dopamine beats the frozen foundation, ties with "
+                                "gain-only, and loses to LoRA (r = 4); on the upright foundation, it beats the "
+                                "frozen foundation, ties with gain-only, and loses to LoRA (r = 4)")
+    one = {"mixture": {"frozen": _d(0.01, 0.0001), "bitfit": _d(0.01, 0.0001)}}
+    assert findings(one) == "on the mixture foundation, Dopamine beats the frozen foundation and BitFit"
