@@ -17,6 +17,14 @@ def test_mixed_slice_turns_each_image_by_its_own_mode():
     assert torch.equal(mixed_slice((0.0, 90.0), 200, seed=1)[2], mode)
 
 
+def test_mixed_slice_is_data_mixture_for_the_same_seed():
+    from dopatut.foundations.data import mixture
+
+    for angles, seed in (((0.0, 45.0), 0), ((0.0, 30.0, 60.0, 90.0), 3)):
+        got, want = mixed_slice(angles, 500, seed=seed), mixture("train", angles, seed=seed, limit=500)
+        assert all(torch.equal(a, b) for a, b in zip(got, want)), (angles, seed)
+
+
 def test_recovered_share():
     assert recovered(0.5, 0.5, 0.9) == 0 and recovered(0.9, 0.5, 0.9) == 1
     assert recovered(0.7, 0.5, 0.9) == pytest.approx(0.5)

@@ -28,13 +28,16 @@ from ..training.train import TrainConfig, seed_everything
 
 
 def mixed_slice(angles, limit: int | None = None, seed: int = 0, device=None):
-    """The first `limit` training images, each turned by one of `angles` drawn uniformly (seeded):
-    inputs, labels and each image's mode index. Like data.mixture, without rotating the whole split."""
+    """The first `limit` training images, each turned by one of `angles` drawn uniformly (seeded): inputs, labels
+    and each image's mode index, as data.mixture("train", angles, seed=seed, limit=limit) gives them, without
+    rotating the whole split."""
     check_seed(seed)
     check_limit(limit, "train")
     images, labels = load_mnist(verbose=False).split("train")
     images, labels = images[:limit].clone(), labels[:limit]
-    mode = torch.randint(len(angles), (len(labels),), generator=torch.Generator().manual_seed(seed))
+    # data.mixture's draw, so the same seed gives the same mixture (it rotates whole splits; this, only the slice)
+    uniform = torch.full((len(angles),), 1.0 / len(angles))
+    mode = torch.multinomial(uniform, len(labels), replacement=True, generator=torch.Generator().manual_seed(seed))
     for m, angle in enumerate(angles):
         images[mode == m] = rotate(images[mode == m], float(angle))
     device = resolve_device(device)  # None: device.default_device()
