@@ -127,3 +127,27 @@ def test_no_cell_ends_with_a_bare_glue_or_check(path):
             continue
         assert not ends_with_a_shown_glue_or_check(cell["source"]), \
             f"{path.name}: the cell ending {cell['source'].rstrip()[-60:]!r} would print its value; end it with ;"
+
+
+def glued_but_missing(nb: dict) -> list[str]:
+    """Names the prose reads ({glue:text}`name:...`, {glue:md}`name`) that no code cell of the notebook glues: the
+    book build (-W) fails on them, but executing the notebook does not notice."""
+    prose = "\n".join(c["source"] for c in nb["cells"] if c["cell_type"] == "markdown")
+    code = "\n".join(c["source"] for c in nb["cells"] if c["cell_type"] == "code")
+    read = set(re.findall(r"\{glue(?::\w+)?\}`([^`:]+)", prose))
+    literal = set(re.findall(r"[\"']([\w.-]+)[\"']", code))  # glue("name", ...) or a dict of names glued in a loop
+    patterns = [re.sub(r"\\\{[^}]*\\\}", r"[\\w.-]+", re.escape(m)) for m in
+                re.findall(r"glue\(\s*f[\"']([^\"']+)[\"']", code)]  # glue(f"s_short_{kind}", ...)
+    return sorted(n for n in read if n not in literal and not any(re.fullmatch(q, n) for q in patterns))
+
+
+def test_the_missing_glue_check_finds_a_name_no_cell_glues():
+    nb = {"cells": [{"cell_type": "markdown", "source": "{glue:text}`acc:.1%` and {glue:md}`words` and {glue:text}`s_a`"},
+                    {"cell_type": "code", "source": 'glue("acc", 0.9)\nfor k in "ab":\n    glue(f"s_{k}", 1)'}]}
+    assert glued_but_missing(nb) == ["words"]
+
+
+@pytest.mark.parametrize("path", sync.notebooks(), ids=lambda p: p.name)
+def test_every_glued_name_the_prose_reads_is_glued(path):
+    missing = glued_but_missing(json.loads(path.read_text()))
+    assert not missing, f"{path.name}: the prose reads {missing}, which no code cell glues"
