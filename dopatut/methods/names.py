@@ -83,3 +83,19 @@ def small_number(x: float, digits: int = 2) -> str:
         return "0"
     mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
     return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
+
+
+def in_points(x: float) -> str:
+    """A fraction in percentage points, as the book's sentences print them: 0.0123 -> '1.23'."""
+    return f"{100 * x:.2f}"
+
+
+def signed_points(x: float) -> str:
+    """Points with their sign and a true minus: '+0.85', '−1.20'."""
+    return f"{100 * x:+.2f}".replace("-", "−")
+
+
+def listed(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+

@@ -10,21 +10,12 @@ rival, per seed), so the prose stays true when the numbers move:
 """
 from __future__ import annotations
 
-from ..methods.names import display
+from ..methods.names import display, in_points, listed, signed_points
 from ..analysis.stats import PairedDifference, verdict
 from ..foundations.tables import Table
 
 
-def _points(x: float) -> str:
-    return f"{100 * x:.2f}"
 
-
-def _signed(x: float) -> str:
-    return f"{100 * x:+.2f}".replace("-", "−")
-
-
-def _listed(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _in_prose(method: str) -> str:
@@ -32,13 +23,13 @@ def _in_prose(method: str) -> str:
 
 
 def _group(words: str, diffs: dict[str, PairedDifference]) -> str:
-    names = _listed([_in_prose(m) for m in diffs])
+    names = listed([_in_prose(m) for m in diffs])
     if words == "ties with":
         reach = max(max(abs(d.ci_low), abs(d.ci_high)) for d in diffs.values())
         whose = "its interval" if len(diffs) == 1 else "every interval"
-        return f"ties with {names} ({whose} within ±{_points(reach)} points)"
+        return f"ties with {names} ({whose} within ±{in_points(reach)} points)"
     sizes = sorted(abs(d.mean) for d in diffs.values())
-    size = f"{_points(sizes[0])} points" if len(sizes) == 1 else f"{_points(sizes[0])} to {_points(sizes[-1])} points"
+    size = f"{in_points(sizes[0])} points" if len(sizes) == 1 else f"{in_points(sizes[0])} to {in_points(sizes[-1])} points"
     return f"{words} {names} by {size}"
 
 
@@ -48,12 +39,12 @@ def foundation_sentence(kind: str, diffs: dict[str, PairedDifference]) -> str:
         raise ValueError(f"foundation_sentence: no rivals for the {kind} foundation")
     groups = [_group(words, {m: d for m, d in diffs.items() if verdict(d) == words})
               for words in ("beats", "ties with", "loses to") if any(verdict(d) == words for d in diffs.values())]
-    return f"On the {display(kind, 'foundation')}, Dopamine {_listed(groups)}."
+    return f"On the {display(kind, 'foundation')}, Dopamine {listed(groups)}."
 
 
 def in_short(kind: str, diffs: dict[str, PairedDifference]) -> str:
     """The verdicts alone, for a recap: 'mixture foundation: Dopamine beats A; ties with B and C; loses to D'."""
-    groups = [f"{words} " + _listed([_in_prose(m) for m, d in diffs.items() if verdict(d) == words])
+    groups = [f"{words} " + listed([_in_prose(m) for m, d in diffs.items() if verdict(d) == words])
               for words in ("beats", "ties with", "loses to") if any(verdict(d) == words for d in diffs.values())]
     return f"{display(kind, 'foundation')}: Dopamine " + "; ".join(groups)
 
@@ -70,15 +61,15 @@ def thresholds(answer: dict[str, dict[str, PairedDifference]], against: str = "g
     parts = []
     if ties:
         top = max(d[k].ci_high for k in ties)
-        where = "either foundation" if len(ties) == len(d) == 2 else _listed([f"the {display(k, 'foundation')}" for k in ties])
-        parts.append(f"nothing we can detect on {where} (at most {_signed(top)} points, the top of the "
+        where = "either foundation" if len(ties) == len(d) == 2 else listed([f"the {display(k, 'foundation')}" for k in ties])
+        parts.append(f"nothing we can detect on {where} (at most {signed_points(top)} points, the top of the "
                      f"{'intervals' if len(ties) > 1 else 'interval'})")
     for kind, x in d.items():
         if kind not in ties:
             word = "gain" if x.mean > 0 else "loss"
-            parts.append(f"a {word} of {_points(abs(x.mean))} points on the {display(kind, 'foundation')} "
-                         f"(95% interval {_signed(x.ci_low)} to {_signed(x.ci_high)})")
-    return f"Over {display(against)}, the thresholds add {_listed(parts)}."
+            parts.append(f"a {word} of {in_points(abs(x.mean))} points on the {display(kind, 'foundation')} "
+                         f"(95% interval {signed_points(x.ci_low)} to {signed_points(x.ci_high)})")
+    return f"Over {display(against)}, the thresholds add {listed(parts)}."
 
 
 def versus(answer: dict[str, dict[str, PairedDifference]], rival: str) -> str:
@@ -88,13 +79,13 @@ def versus(answer: dict[str, dict[str, PairedDifference]], rival: str) -> str:
     for kind, diffs in answer.items():
         d = diffs[rival]
         words = verdict(d)
-        size = (f"within ±{_points(max(abs(d.ci_low), abs(d.ci_high)))} points" if words == "ties with"
-                else f"by {_points(abs(d.mean))} points")
+        size = (f"within ±{in_points(max(abs(d.ci_low), abs(d.ci_high)))} points" if words == "ties with"
+                else f"by {in_points(abs(d.mean))} points")
         parts.append((words, f"on the {display(kind, 'foundation')} {size}"))
     n = next(iter(answer.values()))[rival].n
     if len({w for w, _ in parts}) == 1:
-        return f"Over {n} seeds, Dopamine {parts[0][0]} {_in_prose(rival)} {_listed([p for _, p in parts])}."
-    return f"Over {n} seeds, Dopamine " + _listed([f"{w} {_in_prose(rival)} {p}" for w, p in parts]) + "."
+        return f"Over {n} seeds, Dopamine {parts[0][0]} {_in_prose(rival)} {listed([p for _, p in parts])}."
+    return f"Over {n} seeds, Dopamine " + listed([f"{w} {_in_prose(rival)} {p}" for w, p in parts]) + "."
 
 
 def answer_table(answer: dict[str, dict[str, PairedDifference]], sizes: dict[str, int] | None = None) -> Table:
@@ -105,7 +96,7 @@ def answer_table(answer: dict[str, dict[str, PairedDifference]], sizes: dict[str
               *(f"{display(k, 'foundation')}: Dopamine − it, points (95% interval)" for k in kinds)]
     body = []
     for m in rivals:
-        cells = [f"{_signed(answer[k][m].mean)} ({_signed(answer[k][m].ci_low)} to {_signed(answer[k][m].ci_high)}): "
+        cells = [f"{signed_points(answer[k][m].mean)} ({signed_points(answer[k][m].ci_low)} to {signed_points(answer[k][m].ci_high)}): "
                  f"{verdict(answer[k][m])}" for k in kinds]
         body.append([display(m), *([f"{sizes[m]:,}"] if sizes else []), *cells])
     return Table(header, body)

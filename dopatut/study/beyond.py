@@ -51,6 +51,7 @@ from ..foundations.tables import Table
 from ..training.train import TrainConfig, evaluate, fit, seed_everything
 from ..foundations.vit import ViTConfig
 from ..training.workers import run_jobs
+from ..methods.names import listed
 
 _GATE_LRS = (3e-2, 1e-1, 3e-1)  # a factor of 3 apart, centred on where a first, wider grid put each arm's best
 
@@ -403,7 +404,7 @@ def budget_sentence(curves: dict, margin: float | None = None) -> str:
     late = climbing(curves, epochs, margin)
     if late:
         last = min(len(c) for arms in by_kind.values() for c in arms.values())
-        said = _and([f"{name(kind, arm)} ({100 * gain:+.2f} points)" for gain, kind, arm in late])
+        said = listed([f"{name(kind, arm)} ({100 * gain:+.2f} points)" for gain, kind, arm in late])
         return (f"By the protocol's margin of {100 * margin:.1f} points, {len(late)} of the {n_curves} curves still "
                 f"climb{'s' * (len(late) == 1)} after epoch {epochs}: {said}. "
                 f"{'Its' if len(late) == 1 else 'Their'} own budget lies past the {last} epochs measured")
@@ -414,7 +415,7 @@ def budget_sentence(curves: dict, margin: float | None = None) -> str:
                 f"{100 * margin:.1f} points. Here {after}")
     setters = [(kind, arm, c[epochs - 1] - c[epochs - 2]) for kind, arms in by_kind.items()
                for arm, c in arms.items() if flat_epoch(c, margin) == epochs]
-    said = _and([f"{name(kind, arm)} ({100 * gain:+.2f} points)" for kind, arm, gain in setters])
+    said = listed([f"{name(kind, arm)} ({100 * gain:+.2f} points)" for kind, arm, gain in setters])
     return (f"In epoch {epochs}, {said} still gain{'s' * (len(setters) == 1)} the protocol's margin of "
             f"{100 * margin:.1f} points, and no curve does after it. Here {after}")
 
@@ -438,10 +439,10 @@ def climbing_sentence(curves: dict, runs: dict, against: str = "dopamine", margi
     own = (f"{display(against)}'s own curves are flat from epoch {max(flat)}" if None not in flat else
            f"{display(against)}'s own curves still climb")
     if all(w == "beats" for w in words.values()) and None not in flat:
-        named = _and([f"{display(arm)} on the {kind} foundation" for _, kind, arm in late])
+        named = listed([f"{display(arm)} on the {kind} foundation" for _, kind, arm in late])
         return (f"The arms still climbing, {named}, already beat {display(against)} after {epochs} epochs, and "
                 f"{own}. A longer budget would widen those gaps, not close them")
-    named = _and([f"{display(arm)} on the {kind} foundation, which {words[kind, arm]} {display(against)}"
+    named = listed([f"{display(arm)} on the {kind} foundation, which {words[kind, arm]} {display(against)}"
                   for _, kind, arm in late])
     return (f"The arms still climbing after epoch {epochs} are {named}. {own[0].upper()}{own[1:]}, so a longer "
             f"budget could move the verdicts of those not yet ahead")
@@ -477,9 +478,6 @@ def peft_words(check: dict) -> str:
     return (f"dopatut's LoRA reads {ours:.2%} at 45° and PEFT's {theirs:.2%}, "
             f"{100 * abs(ours - theirs):.2f} points apart")
 
-
-def _and(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def train_images(study: VitStudy = STUDY) -> int:

@@ -29,6 +29,7 @@ from .pipeline import FoundationSpec, Result, foundations, specialise_many
 from .protocol import PROTOCOL, Protocol, check_seeds
 from ..methods.registry import get_method
 from ..analysis.stats import PairedDifference, verdict
+from ..methods.names import in_points, listed, signed_points
 
 BUDGET_EPOCHS = 10
 BUDGET_SEEDS = PROTOCOL.seeds[:3]  # what the automated test run affords; each seed trains as it would among ten
@@ -164,9 +165,6 @@ def verdict_changes(study: dict[str, BudgetRun], runs: dict[str, list[Result]], 
     return [Change(m, d_short[m], d_long[m], (move(against), move(m))) for m in rivals]
 
 
-def _signed(x: float) -> str:
-    return f"{100 * x:+.2f}".replace("-", "−")
-
 
 def verdict_sentence(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int) -> str:
     """Chapter 5's sentence on the budget, chosen by the verdicts: kind -> verdict_changes(...). One sentence; the
@@ -181,7 +179,7 @@ def verdict_sentence(changes: dict[str, list[Change]], short_epochs: int, long_e
         return (f"Between {short_epochs} and {long_epochs} epochs, {where}, none of the {total} verdicts changes: "
                 f"Dopamine beats, ties with and loses to the same rivals on both foundations.")
     said = [f"on the {display(kind, 'foundation')}, against "
-            + _listed([f"{display(c.method)} ({verdict(c.short)} → {verdict(c.long)})" for k, c in moved if k == kind])
+            + listed([f"{display(c.method)} ({verdict(c.short)} → {verdict(c.long)})" for k, c in moved if k == kind])
             for kind in changes if any(k == kind for k, _ in moved)]
     return (f"Between {short_epochs} and {long_epochs} epochs, {where}, {len(moved)} of Dopamine's {total} verdicts "
             f"change{'s' * (len(moved) == 1)}: " + "; ".join(said) + ".")
@@ -197,8 +195,8 @@ def moves_sentence(changes: dict[str, list[Change]], short_epochs: int, long_epo
         moved = [c for c in rows if c.changed]
         if moved:
             parts.append(f"on the {display(kind, 'foundation')}, Dopamine's mean test accuracy at 45° moves "
-                         f"{_signed(moved[0].moves[0])} points, "
-                         + _listed([f"{display(c.method)}'s {_signed(c.moves[1])}" for c in moved]))
+                         f"{signed_points(moved[0].moves[0])} points, "
+                         + listed([f"{display(c.method)}'s {signed_points(c.moves[1])}" for c in moved]))
     if not parts:
         return ""
     return (f"From {short_epochs} to {long_epochs} epochs, {'; '.join(parts)}: a verdict moves when either side "
@@ -218,20 +216,14 @@ def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epoc
     body = []
     for kind, rows in changes.items():
         for c in rows:
-            row = [display(kind, "foundation"), display(c.method), f"{_signed(c.short.mean)}: {verdict(c.short)}",
-                   f"{_signed(c.long.mean)}: {verdict(c.long)}" + (" (changed)" if c.changed else "")]
+            row = [display(kind, "foundation"), display(c.method), f"{signed_points(c.short.mean)}: {verdict(c.short)}",
+                   f"{signed_points(c.long.mean)}: {verdict(c.long)}" + (" (changed)" if c.changed else "")]
             if answer is not None:
-                row.append(f"{_signed(answer[kind][c.method].mean)}: {verdict(answer[kind][c.method])}")
+                row.append(f"{signed_points(answer[kind][c.method].mean)}: {verdict(answer[kind][c.method])}")
             body.append(row)
-    return Table(header, body, caption=f"Dopamine − rival at 45°, test accuracy in points, and its verdict")
+    return Table(header, body, caption="Dopamine − rival at 45°, test accuracy in points, and its verdict")
 
 
-def _listed(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def _points(x: float) -> str:
-    return f"{100 * x:.2f}"
 
 
 def flat_sentence(studies: dict[str, dict[str, BudgetRun]], budget: int, margin: float = PROTOCOL.margin) -> str:
@@ -251,7 +243,7 @@ def flat_sentence(studies: dict[str, dict[str, BudgetRun]], budget: int, margin:
             continue
         last = max(e[-1] for e in late.values())
         parts.append(f"{name} {len(late)} of {len(curves)} curves still have an epoch after epoch {budget} that adds "
-                     f"{100 * margin:g} points or more (" + _listed([display(m) for m in late])
+                     f"{100 * margin:g} points or more (" + listed([display(m) for m in late])
                      + f"), the last at epoch {last}")
     return "; ".join(parts)
 
@@ -292,16 +284,14 @@ def slow_sentence(studies: dict[str, dict[str, BudgetRun]], budget: int, margin:
     if not slow:
         return (f"No curve that is flat epoch by epoch after epoch {budget} gains {100 * margin:g} points over "
                 f"several epochs either.")
-    said = [f"{display(s.method)}'s on the {display(s.kind, 'foundation')} is {_points(s.gain)} points higher by "
-            f"epoch {s.epoch}" for s in slow]
     text = (f"Flat epoch by epoch is not the same as finished: no epoch after epoch {budget} adds {100 * margin:g} "
-            f"points to " + _listed([f"{display(s.method)}'s curve on the {display(s.kind, 'foundation')}"
-                                     for s in slow]) + ", yet " + _listed(
-                [f"{'it' if len(slow) == 1 else display(s.method) + chr(39) + 's'} is {_points(s.gain)} points higher "
+            f"points to " + listed([f"{display(s.method)}'s curve on the {display(s.kind, 'foundation')}"
+                                     for s in slow]) + ", yet " + listed(
+                [f"{'it' if len(slow) == 1 else display(s.method) + chr(39) + 's'} is {in_points(s.gain)} points higher "
                  f"by epoch {s.epoch}" for s in slow]) + ".")
     moved = [s for s in slow if any(c.changed and c.method == s.method for c in (changes or {}).get(s.kind, []))]
     if moved:
-        text += (" Dopamine's verdict against " + _listed([f"{display(s.method)} on the "
+        text += (" Dopamine's verdict against " + listed([f"{display(s.method)} on the "
                                                            f"{display(s.kind, 'foundation')}" for s in moved])
                  + " moves with the budget.")
     return text
@@ -322,9 +312,9 @@ def seed0_sentence(seed0: dict[str, dict[str, tuple[float, ...]]], studies: dict
                 continue
             one, many = curve[budget - 1] - curve[budget - 2], mean[budget - 1] - mean[budget - 2]
             if (one >= margin) != (many >= margin):
-                differ.append(f"{display(method)} ({_signed(one)} and {_signed(many)})")
+                differ.append(f"{display(method)} ({signed_points(one)} and {signed_points(many)})")
         if differ:
-            parts.append(_listed(differ) + f" on the {display(kind, 'foundation')}")
+            parts.append(listed(differ) + f" on the {display(kind, 'foundation')}")
     n = len(next(iter(next(iter(studies.values())).values())).seeds)
     if not parts:
         return f"Seed 0 and the mean of {n} seeds agree on which curves epoch {budget} leaves flat."

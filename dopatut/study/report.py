@@ -21,6 +21,7 @@ from .pipeline import Result
 from .search import Selection
 from ..analysis.stats import PairedDifference, mean_std, paired_difference
 from ..foundations.tables import Table
+from ..methods.names import listed, signed_points
 
 
 def accuracies(runs: dict[str, list[Result]], method: str, angle: str = "45") -> list[float]:
@@ -146,10 +147,6 @@ def _fmt(value) -> str:
     return np.format_float_positional(value, trim="-") if isinstance(value, float) else f"{value:g}"
 
 
-def _signed(x: float) -> str:
-    """Points with their sign, as the book prints them: '+0.85', '−1.20' (a true minus, not a hyphen)."""
-    return f"{100 * x:+.2f}".replace("-", "−")
-
 
 def said(a: str, b: str, d: PairedDifference, angle: str = "45") -> str:
     """The comparison of `a` with `b` in words chosen by the interval of d = a - b (accuracies as fractions):
@@ -160,9 +157,9 @@ def said(a: str, b: str, d: PairedDifference, angle: str = "45") -> str:
     from ..analysis.stats import verdict
 
     words = verdict(d)
-    interval = f"{_signed(d.ci_low)} to {_signed(d.ci_high)}"
+    interval = f"{signed_points(d.ci_low)} to {signed_points(d.ci_high)}"
     if words == "ties with":
-        return (f"{a} ties with {b} at {angle}°: {a} − {b} is {_signed(d.mean)} points on average, and its "
+        return (f"{a} ties with {b} at {angle}°: {a} − {b} is {signed_points(d.mean)} points on average, and its "
                 f"{d.confidence:.0%} interval, {interval}, holds zero ({d.n} seeds)")
     return (f"{a} {words} {b} at {angle}° by {abs(100 * d.mean):.2f} points ({d.confidence:.0%} interval of "
             f"{a} − {b}: {interval}, {d.n} seeds)")
@@ -222,9 +219,6 @@ def findings(answer: dict[str, dict[str, PairedDifference]]) -> str:
     answer: foundation -> rival -> Dopamine - rival (compare.dopamine_against)."""
     from ..analysis.stats import verdict
     from ..methods.names import display
-
-    def listed(names):
-        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
     sentences = []
     for i, (kind, diffs) in enumerate(answer.items()):
