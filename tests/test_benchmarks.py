@@ -214,7 +214,7 @@ def test_tables_render_every_goal_and_row(bench):
     r["goals"], r["rows"] = bench.summarise(r)
     goals, measures = goals_table(r).markdown(), measures_table(r).markdown()
     assert goals.count("\n") == len(r["goals"]) + 1 and "**no**" in goals and "| yes |" in goals
-    assert measures.count("\n") == len(r["rows"]) + 1 and "10.00x" in measures
+    assert measures.count("\n") == len(r["rows"]) + 1 and "10.00×" in measures
     assert "2026-01-01" in bench.render(r)
 
 
@@ -270,19 +270,29 @@ def test_the_cold_table_shows_both_columns_and_the_goal(tmp_path):
 def test_a_bar_in_a_measure_stays_in_its_cell():
     from dopatut.study.perf import measures_table
     page = measures_table({"rows": [{"name": "|a - b| in points", "dopatut": "0.2"}]}).html()
-    assert page.count("<td") == 5 and "|a - b| in points</td>" in page, page
+    assert page.count("<td") == 4 and "|a - b| in points</td>" in page, page
 
 
-def test_the_measures_table_says_what_each_ratio_means_and_writes_degrees():
-    from dopatut.study.perf import measures_table
+def test_the_measures_tables_split_by_topic_and_read_every_ratio_one_way():
+    from dopatut.study.perf import RATIO_RULE, measures_tables
     rows = [{"name": "training samples/s (batch 128) vs usual", "dopatut": "9", "reference": "1", "ratio": 9.0},
-            {"name": "inference, 10,000 images: LoRA merged (ms)", "dopatut": "1", "reference": "1", "ratio": 1.0},
-            {"name": "transformer: MB kept for backward, Dopamine vs LoRA", "dopatut": "2", "reference": "1",
-             "ratio": 0.5},
+            {"name": "inference, 10,000 images: LoRA merged (ms)", "dopatut": "1", "reference": "2 (frozen base)",
+             "ratio": 2.0},
+            {"name": "transformer: MB kept for backward, Dopamine vs LoRA on attention", "dopatut": "2",
+             "reference": "1", "ratio": 0.5},
+            {"name": "transformer foundation, 3 epochs (s)", "dopatut": "44"},
             {"name": "full recipe, |fit_many - fit| accuracy at 45 deg", "dopatut": "0.1"}]
-    table = measures_table({"rows": rows}).markdown()
-    assert "above 1, dopatut is faster" in table and "below 1, slower than the base" in table
-    assert "below 1, Dopamine keeps more" in table and "45°" in table and "fit_many" not in table, table
+    tables = measures_tables({"rows": rows})
+    assert list(tables) == ["Training the MLP", "Transformer", "Inference on 10,000 images", "Whole runs"]
+    training = tables["Training the MLP"].markdown()
+    assert "45°" in training and "fit_many" not in training and "9.00×" in training, training
+    transformer = tables["Transformer"]
+    assert transformer.header[1:3] == ("Dopamine", "LoRA on attention (r=4)")
+    assert transformer.rows == (("MB kept for backward", "2", "1", "0.50×"),)  # the headers say who is compared
+    inference = tables["Inference on 10,000 images"]
+    assert inference.rows == (("LoRA merged", "1", "2", "2.00×"),)
+    assert all(RATIO_RULE in t.header[-1] for k, t in tables.items() if k != "Whole runs")
+    assert len(tables["Whole runs"].header) == 3  # no ratio there, so no ratio column
 
 
 def test_cold_words_tell_a_chapter_slowed_by_load_from_one_that_costs_more():

@@ -185,36 +185,62 @@ def goals_table(results: dict) -> Table:
     return Table(["goal", "measured", "target", "met"], rows, align=("left", "right", "right", "center"))
 
 
-def ratio_meaning(name: str) -> str:
-    """What the ratio of a row of bench.py's table means, read from the row's name."""
-    if "samples/s" in name:
-        return "dopatut's rate ÷ the reference's: above 1, dopatut is faster"
-    if "GFLOP/s vs" in name:
-        return "the share of the matmul peak the loop reaches"
-    if name.startswith("inference"):
-        return "the frozen base's time ÷ this one's: below 1, slower than the base"
-    if "MB kept" in name:
-        return "LoRA's memory ÷ Dopamine's: below 1, Dopamine keeps more"
-    if "Dopamine vs LoRA" in name:
-        return "LoRA's time ÷ Dopamine's: above 1, Dopamine is faster"
-    if " s" in name or "ms" in name:
-        return "the reference's time ÷ dopatut's: above 1, dopatut is faster"
-    return "-"
+RATIO_RULE = "above 1: first column better"  # every ratio of bench.py's table reads this way
+
+# The topics of bench.py's rows, in the page's order: (title, a test on the row's name, the two columns' headers,
+# the words each row's name loses in that table because the title and headers say them).
+TOPICS = (
+    ("Training the MLP", lambda n: n.startswith(("training ", "10 ", "full recipe")), ("dopatut", "reference"),
+     ()),
+    ("LoRA against PEFT", lambda n: n.startswith("LoRA"), ("dopatut", "PEFT"), (" vs PEFT",)),
+    ("Transformer", lambda n: n.startswith("transformer:"), ("Dopamine", "LoRA on attention (r=4)"),
+     ("transformer: ", ", Dopamine vs LoRA on attention (r=4)", ", Dopamine vs LoRA on attention")),
+    ("Inference on 10,000 images", lambda n: n.startswith("inference"), ("this model (ms)", "frozen base (ms)"),
+     ("inference, 10,000 images: ", " (ms)")),
+    ("Whole runs", lambda n: True, ("measured", "at the matmul peak"), ()),
+)
 
 
-def _readable_measure(name: str) -> str:
+def measure_topic(name: str) -> str:
+    """The title of the topic a row of bench.py's table belongs to (TOPICS, first match)."""
+    return next(title for title, test, _, _ in TOPICS if test(name))
+
+
+def _readable_measure(name: str, drop=()) -> str:
+    for words in drop:
+        name = name.replace(words, "")
     return name.replace(" deg", "°").replace("|fit_many - fit|", "stacked against one at a time, the difference in")
 
 
+def _ratio(row: dict) -> str:
+    return "-" if row.get("ratio") is None else f"{row['ratio']:.2f}×"
+
+
 def measures_table(results: dict) -> Table:
-    """Every side-by-side measurement as a table: what, dopatut, reference, ratio, and what the ratio means."""
-    rows = [[_readable_measure(row["name"]), row["dopatut"], row.get("reference") or "-",
-             "-" if row.get("ratio") is None else f"{row['ratio']:.2f}x",
-             ratio_meaning(row["name"]) if row.get("ratio") is not None else
-             "no ratio: the reference column is the seconds at the matmul peak" if "TFLOP" in row["name"] else "-"]
+    """Every side-by-side measurement as one table: what, dopatut, reference, ratio (RATIO_RULE), for
+    benchmarks/bench.py's own page."""
+    rows = [[_readable_measure(row["name"]), row["dopatut"], row.get("reference") or "-", _ratio(row)]
             for row in results["rows"]]
-    return Table(["measure", "dopatut", "reference", "ratio", "what the ratio means"], rows,
-                 align=("left", "right", "right", "right", "left"))
+    return Table(["measure", "dopatut", "reference", f"ratio ({RATIO_RULE})"], rows,
+                 align=("left", "right", "right", "right"))
+
+
+def measures_tables(results: dict) -> dict[str, Table]:
+    """bench.py's rows split by topic (TOPICS), each a table whose headers name its two sides, and whose ratio
+    column reads one way (RATIO_RULE); a topic without rows is left out, a topic without ratios has no ratio
+    column."""
+    tables = {}
+    for title, _, (first, second), drop in TOPICS:
+        rows = [row for row in results["rows"] if measure_topic(row["name"]) == title]
+        if not rows:
+            continue
+        ratios = any(row.get("ratio") is not None for row in rows)
+        cells = [[_readable_measure(row["name"], drop), row["dopatut"],
+                  (row.get("reference") or "-").replace(" (frozen base)", "")] + [_ratio(row)] * ratios
+                 for row in rows]
+        tables[title] = Table(["measure", first, second] + [f"ratio ({RATIO_RULE})"] * ratios, cells,
+                              align=("left", "right", "right") + ("right",) * ratios)
+    return tables
 
 
 def load_cold(path=None) -> dict:
