@@ -265,6 +265,9 @@ def test_the_cold_table_shows_both_columns_and_the_goal(tmp_path):
     assert "| 04_baselines | 500.0 | - | 70.2 | 30.0 | ✔ |" in table, table  # the CPU time decides where measured
     assert "| 05_seeds | - | - | 75.0 | - | ✘ |" in table, table
     assert load_cold(tmp_path / "none.json") == {}
+    after = cold_table(load_cold(path), goal_column=False, before=False)
+    assert after.header == ("chapter", "wall clock (s)", "CPU (s)")
+    assert ("04_baselines", "70.2", "30.0") in after.rows and ("05_seeds", "75.0", "-") in after.rows
 
 
 def test_a_bar_in_a_measure_stays_in_its_cell():

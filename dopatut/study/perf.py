@@ -238,7 +238,7 @@ def measures_tables(results: dict) -> dict[str, Table]:
         cells = [[_readable_measure(row["name"], drop), row["dopatut"],
                   (row.get("reference") or "-").replace(" (frozen base)", "")] + [_ratio(row)] * ratios
                  for row in rows]
-        tables[title] = Table(["measure", first, second] + [f"ratio ({RATIO_RULE})"] * ratios, cells,
+        tables[title] = Table(["measure", first, second] + [f"ratio ({RATIO_RULE})"] * ratios, cells, caption=title,
                               align=("left", "right", "right") + ("right",) * ratios)
     return tables
 
@@ -250,22 +250,25 @@ def load_cold(path=None) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def cold_table(record: dict, goal_column: bool = True) -> Table:
+def cold_table(record: dict, goal_column: bool = True, before: bool = True) -> Table:
     """A table of load_cold()'s record: each chapter's wall-clock and CPU seconds before and after, and
     whether it meets the goal. The CPU time (one thread: about the time on an idle core) decides where it was
-    measured, since other work on a shared machine inflates the wall clock; else the wall clock."""
+    measured, since other work on a shared machine inflates the wall clock; else the wall clock. With
+    before=False, the 'after' columns only (what a reader's first run costs), headed "wall clock" and "CPU"."""
     goal = record.get("goal_seconds", 60)
     cols = ("before", "before_cpu", "after", "after_cpu")
-    chapters = sorted(set().union(*(record.get(c, {}) for c in cols)))
+    shown = cols if before else cols[2:]
+    chapters = sorted(set().union(*(record.get(c, {}) for c in shown)))
     rows = []
     for chapter in chapters:
         values = [record.get(c, {}).get(chapter) for c in cols]
         decides = values[3] if values[3] is not None else values[2]
-        rows.append([chapter, *(_cell(v, ',.1f') for v in values)]
+        rows.append([chapter, *(_cell(v, ',.1f') for v in values[4 - len(shown):])]
                     + (["-" if decides is None else "✔" if decides < goal else "✘"] if goal_column else []))
-    header = ["chapter", "before (s)", "before, CPU (s)", "after (s)", "after, CPU (s)"]
+    header = (["chapter", "before (s)", "before, CPU (s)", "after (s)", "after, CPU (s)"] if before else
+              ["chapter", "wall clock (s)", "CPU (s)"])
     return Table(header + ["under the goal"] * goal_column, rows,
-                 align=("left", "right", "right", "right", "right") + ("center",) * goal_column)
+                 align=("left",) + ("right",) * len(shown) + ("center",) * goal_column)
 
 
 def cold_words(record: dict) -> str:
