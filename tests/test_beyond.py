@@ -158,6 +158,28 @@ def test_versus_thresholds_and_peft_words_are_short_and_say_agree_exactly_at_a_z
     assert beyond.peft_words({"dopatut": 0.9540, "peft": 0.9528}).endswith("0.12 points apart")
 
 
+def test_verdict_table_gives_each_arm_once_against_dopamine_with_true_minus_signs():
+    acc = {"frozen": [0.90, 0.90, 0.90], "dopamine": [0.951, 0.953, 0.952], "head": [0.960, 0.961, 0.962],
+           "gain_only": [0.951, 0.949, 0.950]}
+    table = beyond.verdict_table(acc, {"dopamine": 768, "head": 490, "gain_only": 384})
+    assert [row[0] for row in table.rows] == ["frozen foundation", "head-only", "gain-only"]  # not Dopamine itself
+    frozen, head, gain = table.rows
+    assert frozen[1] == "0" and frozen[2] == "−5.20" and frozen[4] == "loses to Dopamine"
+    assert head[1] == "490" and head[2] == "+0.90" and head[4] == "beats Dopamine"
+    assert gain[3].startswith("[−") and gain[4] == "ties with Dopamine", gain
+    assert "-" not in "".join(c for row in table.rows for c in row[2:4])  # minus signs, not hyphens
+
+
+def test_head_words_follow_the_verdict_and_the_count():
+    from dopatut.analysis.stats import paired_difference
+    ahead = paired_difference([0.960, 0.961, 0.962], [0.951, 0.953, 0.952])
+    assert beyond.head_words(ahead, 490, 768) == (
+        "Retraining only the output layer, with fewer numbers than the gates, does better than Dopamine here")
+    behind = paired_difference([0.951, 0.953, 0.952], [0.960, 0.961, 0.962])
+    assert beyond.head_words(behind, 1000, 768).endswith("with more numbers than the gates, does worse than "
+                                                         "Dopamine here")
+
+
 def test_plot_blocks_draws_each_gate_arm_in_its_own_colour():
     from matplotlib.colors import to_rgba
     from dopatut.methods.names import colour
@@ -168,6 +190,8 @@ def test_plot_blocks_draws_each_gate_arm_in_its_own_colour():
     for ax in fig.axes:
         colours = [p.get_facecolor() for p in ax.patches]
         assert colours == [to_rgba(colour(arm)) for arm in firing for _ in range(2)]
+    assert "mixture foundation" in fig._suptitle.get_text()
+    assert "upright" in beyond.plot_blocks(firing, moved, "upright")._suptitle.get_text()
 
 
 def test_a_curve_is_seed_0s_validation_accuracy_after_each_epoch_and_is_cached(monkeypatch, tmp_path):

@@ -470,6 +470,36 @@ def thresholds_words(d) -> tuple[str, str]:
             "loses to": ("Gains alone do better than Dopamine", "and there gains alone do better")}[verdict(d)]
 
 
+def verdict_table(acc: dict[str, list[float]], n_trainable: dict[str, int], against: str = "dopamine"):
+    """Every arm against `against` once, paired by seed, as a foundations.tables.Table: the arm, the numbers it
+    trains, the mean of arm - against in points, its 95% interval and the verdict ("beats Dopamine"). acc: each
+    arm's test accuracies, seed by seed; the frozen foundation, with 0 numbers, is an arm like the others."""
+    from ..analysis.stats import paired_difference, verdict
+    from ..foundations.tables import Table
+    from ..methods.names import display, signed_points
+
+    rows = []
+    for arm, accs in acc.items():
+        if arm == against:
+            continue
+        d = paired_difference(accs, acc[against])
+        rows.append([display(arm), f"{n_trainable.get(arm, 0):,}", signed_points(d.mean),
+                     f"[{signed_points(d.ci_low)}, {signed_points(d.ci_high)}]", f"{verdict(d)} {display(against)}"])
+    header = ["arm", "numbers trained", f"arm − {display(against)} (points)", "95% interval", "verdict"]
+    return Table(header, rows, align=("left", "right", "right", "right", "left"))
+
+
+def head_words(d, n_head: int, n_gates: int) -> str:
+    """What retraining only the output layer says against Dopamine, from d = head-only - Dopamine (paired by seed)
+    and the numbers each trains: a sentence without numbers and without a final stop, for the conclusions."""
+    from ..analysis.stats import verdict
+
+    fewer = "with fewer numbers than the gates" if n_head < n_gates else "with more numbers than the gates"
+    return {"beats": f"Retraining only the output layer, {fewer}, does better than Dopamine here",
+            "ties with": f"Retraining only the output layer, {fewer}, does as well as Dopamine here",
+            "loses to": f"Retraining only the output layer, {fewer}, does worse than Dopamine here"}[verdict(d)]
+
+
 def peft_words(check: dict) -> str:
     """peft_cross_check's answer in words, no final stop: 'agree exactly' where the two accuracies are equal."""
     ours, theirs = check["dopatut"], check["peft"]
@@ -535,9 +565,11 @@ def plot_curves(curves: dict, epochs: int | None = None, study: VitStudy = STUDY
     return fig
 
 
-def plot_blocks(firing: dict[str, dict[str, float]], moved: dict[str, dict[str, dict[str, float]]]):
+def plot_blocks(firing: dict[str, dict[str, float]], moved: dict[str, dict[str, dict[str, float]]],
+                foundation: str = "mixture"):
     """Per block, for each gate arm: the share of open gates (firing_by_block) and how far its thresholds moved
-    (gate_movement), two panels, each arm in its one colour (dopatut.methods.names.style)."""
+    (gate_movement), two panels apart, each arm in its one colour (dopatut.methods.names.style), the foundation
+    named in the title."""
     import matplotlib.pyplot as plt
 
     from ..methods.names import colour, display
@@ -554,6 +586,8 @@ def plot_blocks(firing: dict[str, dict[str, float]], moved: dict[str, dict[str, 
         ax.set(xticks=[b + width * (len(arms) - 1) / 2 for b in range(len(blocks))], title=title,
                xticklabels=[n.split(".mlp")[0] for n in blocks])
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(arms), fontsize=8)
+    fig.suptitle(f"Gates per block, on the {foundation} foundation", fontsize=11)
+    fig.get_layout_engine().set(wspace=0.12)  # the right panel's ticks clear of the left panel
     return fig
 
 
