@@ -119,7 +119,10 @@ def test_the_words_say_what_moves_what_does_not_and_why():
     studies = {"mixture": flat, "upright": climbing}
     moved = {"mixture": [_change("lora", 0.0, -0.02, (-0.002, 0.003)), _change("frozen", 0.01, 0.011)],
              "upright": [_change("head", -0.05, -0.052), _change("frozen", 0.4, 0.403)]}
-    text = budget_words(studies, moved, 2, 4, margin=0.002)
+    words = budget_words(studies, moved, 2, 4, margin=0.002)
+    assert list(words) == ["moved", "mixture", "upright"]
+    assert all(paragraph.count(". ") <= 1 for paragraph in words.values())  # two sentences at most
+    text = " ".join(words.values())
     assert text.startswith("Between 2 and 4 epochs, 1 of the 4 verdicts changes: on the mixture foundation, "
                            "against LoRA (ties with → loses to). "), text
     assert "(r = 4)" not in text  # "LoRA's", not "LoRA (r = 4)'s"
@@ -131,7 +134,7 @@ def test_the_words_say_what_moves_what_does_not_and_why():
                          "4.92 points or more."), text
     assert all(len(sentence) < 200 for sentence in text.split(". "))
     same = {"mixture": [_change("lora", -0.01, -0.02)], "upright": [_change("head", 0.01, 0.02)]}
-    text = budget_words(studies, same, 2, 4, margin=0.002)
+    text = " ".join(budget_words(studies, same, 2, 4, margin=0.002).values())
     assert text == ("Between 2 and 4 epochs none of the 2 verdicts changes. On the mixture foundation the longer "
                     "budget moves each gap by 1.00 points or less, and the clear gaps are 0.92 points or more. On the "
                     "upright foundation 1 of 2 mean curves still climb after epoch 2, but the longer budget moves "
@@ -143,23 +146,21 @@ def test_the_table_gives_each_rival_its_numbers():
     short = {"dopamine": (0.970, 0.971, 0.972), "lora": (0.969, 0.9722, 0.9712), "frozen": (0.96,) * 3}
     runs = {m: [Result(m, 0, {"45": a}) for a in accs] for m, accs in short.items()}
     long = {"dopamine": (0.968, 0.969, 0.970), "lora": (0.978, 0.979, 0.9785), "frozen": (0.96,) * 3}
-    curves = {"dopamine": ((0.9, 0.95, 0.951, 0.952),) * 3, "lora": ((0.9, 0.95, 0.951, 0.96),) * 3,
-              "frozen": ((),) * 3}
-    study = {m: BudgetRun(m, (0, 1, 2), curves[m], accs, 0.0) for m, accs in long.items()}
+    study = {m: BudgetRun(m, (0, 1, 2), ((),) * 3, accs, 0.0) for m, accs in long.items()}
     (lora, frozen) = verdict_changes(study, runs, protocol)
     assert lora.changed and lora.moves == pytest.approx((-0.002, (0.978 + 0.979 + 0.9785 - 0.969 - 0.9722
                                                                   - 0.9712) / 3))
     table = budget.verdict_table({"mixture": [lora, frozen]}, 2, 4).markdown()
-    assert "| mixture foundation | LoRA (r = 4) |" in table and "loses to (changed)" in table
+    assert "| mixture | LoRA\u00a0(r\u00a0=\u00a04) |" in table and "loses to (changed)" in table
     assert "move from" not in table
-    rows = budget.verdict_table({"mixture": [lora, frozen]}, 2, 4, studies={"mixture": study}, margin=0.002).rows
-    assert rows[0][-2:] == ("−0.20, +0.77", "to epoch 4") and rows[1][-2:] == ("−0.20, +0.00", "—")
+    rows = budget.verdict_table({"mixture": [lora, frozen]}, 2, 4, moves=True).rows
+    assert rows[0][-1] == "−0.20, +0.77" and rows[1][-1] == "−0.20, +0.00"
 
 
 def test_the_noise_words_compare_the_wiggle_with_one_scores_noise():
     studies = {"mixture": {"head": _run((0.9, 0.901, 0.9), (0.9, 0.901, 0.9)), "frozen": FROZEN}}
     text = budget.noise_words(studies, "mixture", 0.0015)
     assert text == ("On the mixture foundation a mean of 2 seeds still moves by 0.10 points from one epoch to the "
-                    "next on average, and one validation score by about 0.15 from noise alone: much of the wiggle "
-                    "there is noise."), text
+                    "next on average, and one validation score by about 0.15 points from noise alone: much of the "
+                    "wiggle there is noise."), text
     assert budget.noise_words(studies, "mixture", 0.0005).endswith("from noise alone.")

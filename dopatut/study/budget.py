@@ -186,23 +186,23 @@ def still_climbing(study: dict[str, BudgetRun], budget: int, margin: float = PRO
 
 
 def budget_words(studies: dict[str, dict[str, BudgetRun]], changes: dict[str, list[Change]], short_epochs: int,
-                 long_epochs: int, margin: float = PROTOCOL.margin) -> str:
-    """Chapter 5's answer to "does the budget decide the verdicts?" in a few short sentences: which verdicts
-    change, on which foundation none does, and why (the size of the gaps against how far the longer budget
-    moves them). The numbers per rival are in verdict_table."""
+                 long_epochs: int, margin: float = PROTOCOL.margin) -> dict[str, str]:
+    """Chapter 5's answer to "does the budget decide the verdicts?" in short paragraphs of one or two sentences:
+    "moved", which verdicts change; then, per foundation, why they change there or why none does (the size of
+    the gaps against how far the longer budget moves them). The numbers per rival are in verdict_table."""
     from ..methods.names import display
 
     moved = [(kind, c) for kind, rows in changes.items() for c in rows if c.changed]
     total = sum(len(rows) for rows in changes.values())
     span = f"Between {short_epochs} and {long_epochs} epochs"
     if not moved:
-        out = [f"{span} none of the {total} verdicts changes."]
+        out = {"moved": f"{span} none of the {total} verdicts changes."}
     else:
         kinds = [k for k in changes if any(k == kind for kind, _ in moved)]
         said = "; ".join(f"on the {display(k, 'foundation')}, against "
                          + listed([f"{_name(c.method)} ({verdict(c.short)} → {verdict(c.long)})"
                                    for kind, c in moved if kind == k]) for k in kinds)
-        out = [f"{span}, {len(moved)} of the {total} verdicts change{'s' * (len(moved) == 1)}: {said}."]
+        out = {"moved": f"{span}, {len(moved)} of the {total} verdicts change{'s' * (len(moved) == 1)}: {said}."}
     for kind, rows in changes.items():
         name = display(kind, "foundation")
         climbing = still_climbing(studies[kind], short_epochs, margin)
@@ -216,25 +216,23 @@ def budget_words(studies: dict[str, dict[str, BudgetRun]], changes: dict[str, li
                 start = f"On the {name} no verdict changes" + (f", though {climb}:" if climbing else ":")
             else:
                 start = f"On the {name}" + (f" {climb}, but" if climbing else "")
-            out.append(f"{start} the longer budget moves each gap by {in_points(most)} points or less"
-                       + (f", and the clear gaps are {in_points(min(decided))} points or more." if decided else "."))
+            out[kind] = (f"{start} the longer budget moves each gap by {in_points(most)} points or less"
+                         + (f", and the clear gaps are {in_points(min(decided))} points or more." if decided else "."))
             continue
         gap = max(abs(c.short.mean) for c in shifted)
         flat = f"no later epoch adds {100 * margin:g} points to any mean curve"
-        out.append(f"On the {name} {climb if climbing else flat}, but the gaps that change were "
-                   f"{in_points(gap)} points or less at {short_epochs} epochs.")
-        out.append(f"The longer budget moves both sides of them: Dopamine's test accuracy by "
-                   f"{signed_points(shifted[0].moves[0])} points, "
-                   + listed([f"{_name(c.method)}'s by {signed_points(c.moves[1])}" for c in shifted]) + ".")
-    return " ".join(out)
+        out[kind] = (f"On the {name} {climb if climbing else flat}, but the gaps that change were "
+                     f"{in_points(gap)} points or less at {short_epochs} epochs. The longer budget moves both "
+                     f"sides of them: Dopamine's test accuracy by {signed_points(shifted[0].moves[0])} points, "
+                     + listed([f"{_name(c.method)}'s by {signed_points(c.moves[1])}" for c in shifted]) + ".")
+    return out
 
 
 def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, answer=None,
-                  studies: dict[str, dict[str, BudgetRun]] | None = None, margin: float = PROTOCOL.margin):
+                  moves: bool = False):
     """Dopamine - rival and the verdict at both budgets, one row per foundation and rival (a dopatut Table);
-    `answer` (compare.dopamine_against()): the protocol's verdict over all its seeds, as a column; `studies`
-    (budget_study per foundation): how far each side's test accuracy moves between the budgets, and the last
-    epoch after `short_epochs` that still adds `margin` to the rival's mean curve."""
+    `answer` (compare.dopamine_against()): the protocol's verdict over all its seeds, as a column; `moves`: how
+    far each side's mean test accuracy moves between the budgets (Change.moves), as a last column."""
     from ..foundations.tables import Table
     from ..methods.names import display
 
@@ -242,21 +240,18 @@ def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epoc
     header = ["foundation", "Dopamine against", f"{short_epochs} epochs, {n} seeds", f"{long_epochs} epochs, {n} seeds"]
     if answer is not None:
         header.append(f"{short_epochs} epochs, {next(iter(next(iter(answer.values())).values())).n} seeds")
-    if studies is not None:
-        header += [f"move from {short_epochs} to {long_epochs} epochs: Dopamine, rival",
-                   f"rival still climbs after epoch {short_epochs}"]
+    if moves:
+        header.append(f"move, {short_epochs} → {long_epochs} epochs: Dopamine, rival")
     body = []
     for kind, rows in changes.items():
-        climbing = still_climbing(studies[kind], short_epochs, margin) if studies is not None else {}
         for c in rows:
-            row = [display(kind, "foundation"), display(c.method), f"{signed_points(c.short.mean)}: {verdict(c.short)}",
+            row = [kind, display(c.method).replace(" ", "\u00a0"),  # a name on one line
+                   f"{signed_points(c.short.mean)}: {verdict(c.short)}",
                    f"{signed_points(c.long.mean)}: {verdict(c.long)}" + (" (changed)" if c.changed else "")]
             if answer is not None:
                 row.append(f"{signed_points(answer[kind][c.method].mean)}: {verdict(answer[kind][c.method])}")
-            if studies is not None:
-                trains = any(studies[kind][c.method].curves)
-                row += [f"{signed_points(c.moves[0])}, {signed_points(c.moves[1])}",
-                        (f"to epoch {climbing[c.method]}" if c.method in climbing else "no") if trains else "—"]
+            if moves:
+                row.append(f"{signed_points(c.moves[0])}, {signed_points(c.moves[1])}")
             body.append(row)
     return Table(header, body, caption="Dopamine − rival at 45°, test accuracy in points, and its verdict")
 
@@ -270,5 +265,5 @@ def noise_words(studies: dict[str, dict[str, BudgetRun]], kind: str, noise: floa
     wiggle = sum(steps) / len(steps)
     n = len(next(iter(studies[kind].values())).seeds)
     return (f"On the {display(kind, 'foundation')} a mean of {n} seeds still moves by {in_points(wiggle)} points "
-            f"from one epoch to the next on average, and one validation score by about {in_points(noise)} from "
-            f"noise alone" + (": much of the wiggle there is noise." if wiggle < noise else "."))
+            f"from one epoch to the next on average, and one validation score by about {in_points(noise)} points "
+            f"from noise alone" + (": much of the wiggle there is noise." if wiggle < noise else "."))
