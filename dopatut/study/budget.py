@@ -11,8 +11,8 @@ later epoch that is not flat). `budget_words` says in a few sentences what the l
 
 The protocol gives every method `PROTOCOL.epochs` epochs. Here each method trains, with the setting `compare.select`
 chose for that budget, for `epochs` (10), on the first seeds of the protocol (`BUDGET_SEEDS`: ten seeds for ten
-epochs would cost more than the book's automated test run allows), recording the validation accuracy at 45° after every epoch (soft gates for
-the gate methods, as `select`'s curves) and the test accuracy at 45° at the end (hard gates, as `compare`). The
+epochs would cost more than the book's automated test run allows), recording the validation accuracy at 45°
+after every epoch (soft gates for the gate methods, as `select`'s curves) and the test accuracy at 45° at the end (hard gates, as `compare`). The
 verdicts at the longer budget come from `compare.dopamine_minus`, the function the protocol's verdicts come from,
 paired over the same seeds as the protocol's runs they are set against. The learning rate is constant but the
 gates' temperature anneals over all steps, so a longer run's epoch-3 point is not the 3-epoch run's result.
