@@ -34,7 +34,7 @@ def test_summary_is_mean_and_sample_std_per_method():
     assert mean == pytest.approx((0.97 + 0.975 + 0.972) / 3)
     assert std == pytest.approx(math.sqrt(sum((x - mean) ** 2 for x in (0.97, 0.975, 0.972)) / 2))
     assert table.row("lora").n_trainable == 7272
-    assert "97.23 ± 0.25" in table._repr_html_() and "7,272" in str(table)
+    assert "97.23 ± 0.25" in table.html() == table._repr_html_() and "7,272" in str(table)
     with pytest.raises(KeyError, match="no row for 'full'"):
         table.row("full")
     with pytest.raises(KeyError, match="no runs of 'full'"):
@@ -161,7 +161,12 @@ def test_the_choices_table_and_the_edge_sentence_say_what_each_grid_chose():
     assert list(table.rows[0]) == ["LoRA (r = 4)", "lr 0.03 (97.00%)", "lr 0.03 (85.00%)"], table.rows
     assert list(table.rows[1][1:]) == ["lr 0.1 (93.00%)", "lr 0.01 (93.00%)"]
     said = edges_sentence({"mixture": [inside, edge], "upright": [upright_lora, tied]})
-    assert said == ("Chosen at an edge of its grid: head-only on the mixture foundation and head-only on the upright "
-                    "foundation (tied with 1 other setting, the tie going to the first in the grid, which has the "
-                    "smallest rate of them)."), said
+    assert said == ("Head-only on the mixture foundation won at the largest rate of its grid (0.1): a larger rate "
+                    "might score higher. Head-only on the upright foundation won at the smallest rate of its grid "
+                    "(0.01): a smaller rate might score higher."), said
+    grid4 = [{"lr": 0.001, "alpha": 4}, {"lr": 0.001, "alpha": 16}, {"lr": 0.003, "alpha": 4}, {"lr": 0.01, "alpha": 4}]
+    shared = Selection("lora", "mixture", grid4, [0.97, 0.97, 0.97, 0.96], [[]] * 4)  # one tie inside the grid
+    assert edges_sentence({"mixture": [shared]}) == ("LoRA's best score on the mixture foundation is shared by three "
+                                                     "settings, one of them inside the grid, so the edge does not "
+                                                     "matter there.")
     assert edges_sentence({"mixture": [inside]}) == "No winner lies at an edge of its grid."

@@ -34,6 +34,9 @@ def test_the_main_figure_gives_true_counts_and_reads():
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert "gain-only: 512" in labels and "BitFit: 522" in labels and "full fine-tuning: 269,322" in labels
     assert "nearly equal sizes drawn side by side" in fig.axes[3].artists[0].get_title().get_text()
+    bottom = fig.axes[2].get_ylim()[0]  # the bars' axis: a round number, and said in the title when it is not 0
+    assert bottom % 10 == 0 and (f"(axis from {bottom:g}%)" in fig.axes[2].get_title()) == (bottom > 0)
+    assert fig.axes[3].artists[0].get_texts()[0].get_fontsize() >= 9  # readable at the book's text width
     assert figure_problems(fig) == []
     plt.close(fig)
 

@@ -52,3 +52,22 @@ def test_findings_lists_the_verdicts_per_foundation():
                                 "frozen foundation, ties with gain-only, and loses to LoRA (r = 4)")
     one = {"mixture": {"frozen": _d(0.01, 0.0001), "bitfit": _d(0.01, 0.0001)}}
     assert findings(one) == "on the mixture foundation, Dopamine beats the frozen foundation and BitFit"
+
+
+def test_pairing_narrows_the_interval_only_where_the_two_move_together():
+    from scipy import stats
+
+    from dopatut.study.report import pairing
+
+    base = [0.90, 0.93, 0.91, 0.95, 0.92]
+    together = pairing(base, [x - 0.01 + 0.001 * (i % 2) for i, x in enumerate(base)])
+    assert together.correlation > 0.9 and together.narrower
+    assert together.paired_width == pytest.approx(
+        100 * (lambda ci: ci.high - ci.low)(stats.ttest_rel(base, [x - 0.01 + 0.001 * (i % 2)
+                                                                   for i, x in enumerate(base)]).confidence_interval()))
+    assert together.words().startswith("they move together (correlation 1.00)")
+    apart = pairing(base, [0.93, 0.90, 0.92, 0.90, 0.93])  # high where base is low
+    assert apart.correlation < 0 and not apart.narrower
+    assert apart.words().startswith("their accuracies do not move together (correlation −")
+    with pytest.raises(ValueError, match="one value per seed"):
+        pairing(base, base[:4])

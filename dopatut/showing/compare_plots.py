@@ -136,7 +136,7 @@ def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0
     seeds), one panel per foundation, and each method's accuracy at `cost_angle` (what specialising costs).
     Nearly equal sizes are drawn side by side (`side_by_side`); the legend gives each method's true count."""
     kinds = list(runs_by_kind)
-    fig, axes = plt.subplots(2, 2, figsize=(7.5, 6.4), constrained_layout=True)
+    fig, axes = plt.subplots(2, 2, figsize=(7.5, 7.2), constrained_layout=True)
     panels = list(axes.flat)
     for ax, kind in zip(panels, kinds):
         runs = runs_by_kind[kind]
@@ -163,23 +163,24 @@ def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0
         ax.bar([j + k * width for j in range(len(methods))], [m for m, _ in stats], width,
                yerr=[s for _, s in stats], capsize=2, label=f"{kind} foundation", color=("0.25", "0.65", "0.85")[k % 3], edgecolor="k", lw=0.5)
     ax.set_xticks([j + width * (len(kinds) - 1) / 2 for j in range(len(methods))], [_label(m) for m in methods],
-                  rotation=45, ha="right", fontsize=8)
+                  rotation=45, ha="right", fontsize=9)
     low = min(100 * r.accuracy[cost_angle] for kind in kinds for rs in runs_by_kind[kind].values() for r in rs)
-    ax.set(title=f"the same models at {cost_angle}°", ylabel=f"test accuracy at {cost_angle}° (%)",
-           ylim=(max(0, low - 2), 100))
+    bottom = max(0, 10 * math.floor((low - 2) / 10))  # a round number below the lowest bar's error bar
+    ax.set(title=f"the same models at {cost_angle}°" + (f" (axis from {bottom}%)" if bottom else ""),
+           ylabel=f"test accuracy at {cost_angle}° (%)", ylim=(bottom, 100))
     cost_handles = ax.get_legend_handles_labels()
     legend_ax = panels[-1] if len(panels) > len(kinds) + 1 else None
-    if legend_ax is not None:
+    if legend_ax is not None:  # 9.5-point text: about 8 px high where the book shows the figure (688 px)
         handles, labels = panels[0].get_legend_handles_labels()
-        legend_ax.add_artist(legend_ax.legend(handles, labels, loc="upper center", fontsize=7.5, title_fontsize=7.5,
-                                              ncol=1, borderaxespad=0, labelspacing=0.3,
-                                              title=f"method: trainable parameters (error bar: ± 1 std\nover "
-                                              f"seeds; {SIDE_BY_SIDE_NOTE})"))
-        legend_ax.legend(*cost_handles, loc="lower center", fontsize=7.5, ncol=2, title=f"bars at {cost_angle}°",
-                         title_fontsize=7.5, borderaxespad=0)
+        legend_ax.add_artist(legend_ax.legend(handles, labels, loc="upper center", fontsize=9.5, title_fontsize=9.5,
+                                              ncol=1, borderaxespad=0, labelspacing=0.25, handletextpad=0.4,
+                                              title=f"method: trainable parameters\n(error bar: ± 1 std over seeds;"
+                                              f"\n{SIDE_BY_SIDE_NOTE})"))
+        legend_ax.legend(*cost_handles, loc="lower center", fontsize=9.5, ncol=2, title=f"bars at {cost_angle}°",
+                         title_fontsize=9.5, borderaxespad=0, columnspacing=1.0, handletextpad=0.4)
         legend_ax.axis("off")
     else:
-        ax.legend(*cost_handles, fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+        ax.legend(*cost_handles, fontsize=9, loc="upper left", bbox_to_anchor=(1, 1))
     return fig
 
 

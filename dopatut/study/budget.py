@@ -5,13 +5,14 @@
     flat_epoch(mean_curve(study["lora"]), PROTOCOL.margin)   # the last epoch that adds the margin or more
 
 One definition of flat, the protocol's (`PROTOCOL.margin`): an epoch that adds less validation accuracy than the
-margin is flat, and a curve is flat at the budget when its last epoch is. A curve flat epoch by epoch can still
-gain over several epochs (`slow_climbs`): flatness is read one epoch at a time, a slow climb is not.
+margin is flat, and a curve is flat at the budget when its last epoch is (`still_climbing`: the curves with a
+later epoch that is not flat). `budget_words` says in a few sentences what the longer budget changes, and
+`verdict_table` gives the numbers per rival.
 
 The protocol gives every method `PROTOCOL.epochs` epochs. Here each method trains, with the setting `compare.select`
 chose for that budget, for `epochs` (10), on the first seeds of the protocol (`BUDGET_SEEDS`: ten seeds for ten
-epochs would cost more than the book's automated test run allows), recording the validation accuracy at 45° after every epoch (soft gates for
-the gate methods, as `select`'s curves) and the test accuracy at 45° at the end (hard gates, as `compare`). The
+epochs would cost more than the book's automated test run allows), recording the validation accuracy at 45°
+after every epoch (soft gates for the gate methods, as `select`'s curves) and the test accuracy at 45° at the end (hard gates, as `compare`). The
 verdicts at the longer budget come from `compare.dopamine_minus`, the function the protocol's verdicts come from,
 paired over the same seeds as the protocol's runs they are set against. The learning rate is constant but the
 gates' temperature anneals over all steps, so a longer run's epoch-3 point is not the 3-epoch run's result.
@@ -166,46 +167,72 @@ def verdict_changes(study: dict[str, BudgetRun], runs: dict[str, list[Result]], 
 
 
 
-def verdict_sentence(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int) -> str:
-    """Chapter 5's sentence on the budget, chosen by the verdicts: kind -> verdict_changes(...). One sentence; the
-    numbers are in verdict_table."""
+def _name(method: str) -> str:
+    """A method's name for a possessive in prose: 'LoRA', not 'LoRA (r = 4)' (the tables keep the rank)."""
     from ..methods.names import display
 
-    n = next(c.long.n for rows in changes.values() for c in rows)
+    return display(method).split(" (")[0]
+
+
+def still_climbing(study: dict[str, BudgetRun], budget: int, margin: float = PROTOCOL.margin) -> dict[str, int]:
+    """method -> the last epoch after `budget` that adds `margin` or more to its mean curve, for the methods
+    whose mean curve has one (by the protocol's one rule for a flat epoch)."""
+    out = {}
+    for method, run in study.items():
+        late = climbing_epochs(mean_curve(run), budget, margin) if any(run.curves) else []
+        if late:
+            out[method] = late[-1]
+    return out
+
+
+def budget_words(studies: dict[str, dict[str, BudgetRun]], changes: dict[str, list[Change]], short_epochs: int,
+                 long_epochs: int, margin: float = PROTOCOL.margin) -> dict[str, str]:
+    """Chapter 5's answer to "does the budget decide the verdicts?" in short paragraphs of one or two sentences:
+    "moved", which verdicts change; then, per foundation, why they change there or why none does (the size of
+    the gaps against how far the longer budget moves them). The numbers per rival are in verdict_table."""
+    from ..methods.names import display
+
     moved = [(kind, c) for kind, rows in changes.items() for c in rows if c.changed]
     total = sum(len(rows) for rows in changes.values())
-    where = f"on the first {n} seeds"
+    span = f"Between {short_epochs} and {long_epochs} epochs"
     if not moved:
-        return (f"Between {short_epochs} and {long_epochs} epochs, {where}, none of the {total} verdicts changes: "
-                f"Dopamine beats, ties with and loses to the same rivals on both foundations.")
-    said = [f"on the {display(kind, 'foundation')}, against "
-            + listed([f"{display(c.method)} ({verdict(c.short)} → {verdict(c.long)})" for k, c in moved if k == kind])
-            for kind in changes if any(k == kind for k, _ in moved)]
-    return (f"Between {short_epochs} and {long_epochs} epochs, {where}, {len(moved)} of Dopamine's {total} verdicts "
-            f"change{'s' * (len(moved) == 1)}: " + "; ".join(said) + ".")
-
-
-def moves_sentence(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int) -> str:
-    """One sentence on the two sides of each verdict that moved: how Dopamine's and the rival's mean test
-    accuracy change from `short_epochs` to `long_epochs` ('' when none moved)."""
-    from ..methods.names import display
-
-    parts = []
+        out = {"moved": f"{span} none of the {total} verdicts changes."}
+    else:
+        kinds = [k for k in changes if any(k == kind for kind, _ in moved)]
+        said = "; ".join(f"on the {display(k, 'foundation')}, against "
+                         + listed([f"{_name(c.method)} ({verdict(c.short)} → {verdict(c.long)})"
+                                   for kind, c in moved if kind == k]) for k in kinds)
+        out = {"moved": f"{span}, {len(moved)} of the {total} verdicts change{'s' * (len(moved) == 1)}: {said}."}
     for kind, rows in changes.items():
-        moved = [c for c in rows if c.changed]
-        if moved:
-            parts.append(f"on the {display(kind, 'foundation')}, Dopamine's mean test accuracy at 45° moves "
-                         f"{signed_points(moved[0].moves[0])} points, "
-                         + listed([f"{display(c.method)}'s {signed_points(c.moves[1])}" for c in moved]))
-    if not parts:
-        return ""
-    return (f"From {short_epochs} to {long_epochs} epochs, {'; '.join(parts)}: a verdict moves when either side "
-            f"does.")
+        name = display(kind, "foundation")
+        climbing = still_climbing(studies[kind], short_epochs, margin)
+        n_curves = sum(any(run.curves) for run in studies[kind].values())
+        climb = f"{len(climbing)} of {n_curves} mean curves still climb after epoch {short_epochs}"
+        shifted = [c for c in rows if c.changed]
+        if not shifted:
+            decided = [abs(c.short.mean) for c in rows if verdict(c.short) != "ties with"]
+            most = max(abs(c.long.mean - c.short.mean) for c in rows)
+            if moved:
+                start = f"On the {name} no verdict changes" + (f", though {climb}:" if climbing else ":")
+            else:
+                start = f"On the {name}" + (f" {climb}, but" if climbing else "")
+            out[kind] = (f"{start} the longer budget moves each gap by {in_points(most)} points or less"
+                         + (f", and the clear gaps are {in_points(min(decided))} points or more." if decided else "."))
+            continue
+        gap = max(abs(c.short.mean) for c in shifted)
+        flat = f"no later epoch adds {100 * margin:g} points to any mean curve"
+        out[kind] = (f"On the {name} {climb if climbing else flat}, but the gaps that change were "
+                     f"{in_points(gap)} points or less at {short_epochs} epochs. The longer budget moves both "
+                     f"sides of them: Dopamine's test accuracy by {signed_points(shifted[0].moves[0])} points, "
+                     + listed([f"{_name(c.method)}'s by {signed_points(c.moves[1])}" for c in shifted]) + ".")
+    return out
 
 
-def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, answer=None):
+def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, answer=None,
+                  moves: bool = False):
     """Dopamine - rival and the verdict at both budgets, one row per foundation and rival (a dopatut Table);
-    `answer` (compare.dopamine_against()): the protocol's verdict over all its seeds, as a last column."""
+    `answer` (compare.dopamine_against()): the protocol's verdict over all its seeds, as a column; `moves`: how
+    far each side's mean test accuracy moves between the budgets (Change.moves), as a last column."""
     from ..foundations.tables import Table
     from ..methods.names import display
 
@@ -213,110 +240,30 @@ def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epoc
     header = ["foundation", "Dopamine against", f"{short_epochs} epochs, {n} seeds", f"{long_epochs} epochs, {n} seeds"]
     if answer is not None:
         header.append(f"{short_epochs} epochs, {next(iter(next(iter(answer.values())).values())).n} seeds")
+    if moves:
+        header.append(f"move, {short_epochs} → {long_epochs} epochs: Dopamine, rival")
     body = []
     for kind, rows in changes.items():
         for c in rows:
-            row = [display(kind, "foundation"), display(c.method), f"{signed_points(c.short.mean)}: {verdict(c.short)}",
+            row = [kind, display(c.method).replace(" ", "\u00a0"),  # a name on one line
+                   f"{signed_points(c.short.mean)}: {verdict(c.short)}",
                    f"{signed_points(c.long.mean)}: {verdict(c.long)}" + (" (changed)" if c.changed else "")]
             if answer is not None:
                 row.append(f"{signed_points(answer[kind][c.method].mean)}: {verdict(answer[kind][c.method])}")
+            if moves:
+                row.append(f"{signed_points(c.moves[0])}, {signed_points(c.moves[1])}")
             body.append(row)
     return Table(header, body, caption="Dopamine − rival at 45°, test accuracy in points, and its verdict")
 
 
-
-
-def flat_sentence(studies: dict[str, dict[str, BudgetRun]], budget: int, margin: float = PROTOCOL.margin) -> str:
-    """One sentence, by the protocol's one definition: on each foundation, which mean curves still have an epoch
-    after `budget` that adds `margin` or more (an epoch that is not flat), and the last such epoch."""
+def noise_words(studies: dict[str, dict[str, BudgetRun]], kind: str, noise: float) -> str:
+    """One sentence on how far a mean curve of `kind` moves from one epoch to the next, against `noise` (one
+    validation score's standard error): where the two are alike, a flat or climbing call is itself noisy."""
     from ..methods.names import display
 
-    parts = []
-    for kind, study in studies.items():
-        curves = {m: mean_curve(run) for m, run in study.items() if any(run.curves)}
-        late = {m: climbing_epochs(c, budget, margin) for m, c in curves.items()}
-        late = {m: e for m, e in late.items() if e}
-        name = f"on the {display(kind, 'foundation')}"
-        if not late:
-            parts.append(f"{name} no epoch after epoch {budget} adds {100 * margin:g} points or more to any of the "
-                         f"{len(curves)} curves")
-            continue
-        last = max(e[-1] for e in late.values())
-        parts.append(f"{name} {len(late)} of {len(curves)} curves still have an epoch after epoch {budget} that adds "
-                     f"{100 * margin:g} points or more (" + listed([display(m) for m in late])
-                     + f"), the last at epoch {last}")
-    return "; ".join(parts)
-
-
-@dataclass(frozen=True)
-class SlowClimb:
-    """A mean curve flat at every epoch after the budget that still ends up `margin` or more above it."""
-
-    kind: str
-    method: str
-    gain: float  # its best later epoch minus the budget's epoch
-    epoch: int  # that best later epoch
-
-
-def slow_climbs(studies: dict[str, dict[str, BudgetRun]], budget: int,
-                margin: float = PROTOCOL.margin) -> list[SlowClimb]:
-    """The curves that flatness misses: no epoch after `budget` adds `margin`, yet a later epoch is `margin` or
-    more above the budget's (a climb spread over several epochs)."""
-    out = []
-    for kind, study in studies.items():
-        for method, run in study.items():
-            curve = mean_curve(run)
-            if len(curve) <= budget or climbing_epochs(curve, budget, margin):
-                continue
-            best = max(range(budget, len(curve)), key=lambda i: curve[i])
-            if curve[best] - curve[budget - 1] >= margin:
-                out.append(SlowClimb(kind, method, curve[best] - curve[budget - 1], best + 1))
-    return out
-
-
-def slow_sentence(studies: dict[str, dict[str, BudgetRun]], budget: int, margin: float = PROTOCOL.margin,
-                  changes: dict[str, list[Change]] | None = None) -> str:
-    """One sentence on what flatness misses: the curves flat epoch by epoch that gain `margin` or more over several
-    epochs (slow_climbs), and, given `changes`, whether the verdict against such a rival moves."""
-    from ..methods.names import display
-
-    slow = slow_climbs(studies, budget, margin)
-    if not slow:
-        return (f"No curve that is flat epoch by epoch after epoch {budget} gains {100 * margin:g} points over "
-                f"several epochs either.")
-    text = (f"Flat epoch by epoch is not the same as finished: no epoch after epoch {budget} adds {100 * margin:g} "
-            f"points to " + listed([f"{display(s.method)}'s curve on the {display(s.kind, 'foundation')}"
-                                     for s in slow]) + ", yet " + listed(
-                [f"{'it' if len(slow) == 1 else display(s.method) + chr(39) + 's'} is {in_points(s.gain)} points higher "
-                 f"by epoch {s.epoch}" for s in slow]) + ".")
-    moved = [s for s in slow if any(c.changed and c.method == s.method for c in (changes or {}).get(s.kind, []))]
-    if moved:
-        text += (" Dopamine's verdict against " + listed([f"{display(s.method)} on the "
-                                                           f"{display(s.kind, 'foundation')}" for s in moved])
-                 + " moves with the budget.")
-    return text
-
-
-def seed0_sentence(seed0: dict[str, dict[str, tuple[float, ...]]], studies: dict[str, dict[str, BudgetRun]],
-                   budget: int, margin: float = PROTOCOL.margin) -> str:
-    """Where seed 0's own curves (kind -> method -> its validation curve at the protocol's budget, as select
-    records it) and the study's mean over its seeds judge epoch `budget` differently, in one sentence."""
-    from ..methods.names import display
-
-    parts = []
-    for kind, curves in seed0.items():
-        differ = []
-        for method, curve in curves.items():
-            mean = mean_curve(studies[kind][method])
-            if len(curve) < budget or len(mean) < budget:
-                continue
-            one, many = curve[budget - 1] - curve[budget - 2], mean[budget - 1] - mean[budget - 2]
-            if (one >= margin) != (many >= margin):
-                differ.append(f"{display(method)} ({signed_points(one)} and {signed_points(many)})")
-        if differ:
-            parts.append(listed(differ) + f" on the {display(kind, 'foundation')}")
-    n = len(next(iter(next(iter(studies.values())).values())).seeds)
-    if not parts:
-        return f"Seed 0 and the mean of {n} seeds agree on which curves epoch {budget} leaves flat."
-    return (f"Seed 0 and the mean of {n} seeds judge epoch {budget} differently for " + "; ".join(parts)
-            + f" (what epoch {budget} adds to seed 0's curve and to the mean, in points).")
+    steps = [abs(g) for run in studies[kind].values() for g in epoch_gains(mean_curve(run))]
+    wiggle = sum(steps) / len(steps)
+    n = len(next(iter(studies[kind].values())).seeds)
+    return (f"On the {display(kind, 'foundation')} a mean of {n} seeds still moves by {in_points(wiggle)} points "
+            f"from one epoch to the next on average, and one validation score by about {in_points(noise)} points "
+            f"from noise alone" + (": much of the wiggle there is noise." if wiggle < noise else "."))

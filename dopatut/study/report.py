@@ -6,7 +6,7 @@
     summarise(runs)                       # mean +- std per method and mode, an HTML table in a notebook
     said("Dopamine", "LoRA", d)           # the comparison in words chosen by the interval
     choices_table({kind: [Selection]})    # each grid's choice on each foundation, one row a method
-    edges_sentence({kind: [Selection]})   # which grids chose at an edge, in one sentence
+    edges_sentence({kind: [Selection]})   # which grids chose at an edge, and whether it matters
 
 `runs` is method -> [pipeline.Result, one per seed], as compare.compare and beyond.run_arms give them.
 """
@@ -75,8 +75,12 @@ class Summary(list):
         widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
         return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [header, *body])
 
-    def _repr_html_(self) -> str:
+    def html(self) -> str:
+        """The table as HTML, to set beside a heading in a notebook's HTML output."""
         return Table(*self._cells()).html()
+
+    def _repr_html_(self) -> str:
+        return self.html()
 
 
 
@@ -113,21 +117,30 @@ def choices_table(selections: dict[str, list[Selection]]) -> Table:
                  [[_readable(m), *(_chosen_words(by_kind[kind][m]) for kind in selections)] for m in methods])
 
 
+_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
 def edges_sentence(selections: dict[str, list[Selection]]) -> str:
-    """One sentence naming the grids whose choice lies at an edge of their rates (where a wider grid might score
-    higher), with the settings it tied with: a tie goes to the first in the grid."""
-    edges = []
+    """A sentence for each grid whose choice lies at an edge of its rates (where a wider grid might score higher);
+    a choice tied with a setting inside the grid is said not to matter (the tie goes to the first in the grid)."""
+    said = []
     for kind, sels in selections.items():
         for sel in (s for s in sels if s.at_edge):
+            name = _readable(sel.method).split(" (")[0]  # "LoRA", not "LoRA (r = 4)"
             top = sel.val_accuracy[sel.best]
-            tied = [st for st, acc in zip(sel.settings, sel.val_accuracy) if acc == top and st != sel.chosen]
-            text = f"{_readable(sel.method)} on the {kind} foundation"
-            if tied:
-                smallest = all(sel.chosen["lr"] <= st["lr"] for st in tied)
-                text += (f" (tied with {len(tied)} other setting{'s' * (len(tied) > 1)}, the tie going to the first "
-                         f"in the grid{', which has the smallest rate of them' if smallest else ''})")
-            edges.append(text)
-    return f"Chosen at an edge of its grid: {' and '.join(edges)}." if edges else "No winner lies at an edge of its grid."
+            rates = sorted({st["lr"] for st in sel.settings})
+            tied = [st for st, acc in zip(sel.settings, sel.val_accuracy) if acc == top]
+            inside = [st for st in tied if rates[0] < st["lr"] < rates[-1]]
+            if inside:
+                n = len(inside)
+                said.append(f"{name}'s best score on the {kind} foundation is shared by "
+                            f"{_WORDS.get(len(tied), len(tied))} settings, {_WORDS.get(n, n) if n > 1 else 'one'} "
+                            f"of them inside the grid, so the edge does not matter there.")
+            else:
+                end, beyond = ("largest", "larger") if sel.chosen["lr"] == rates[-1] else ("smallest", "smaller")
+                said.append(f"{name[0].upper() + name[1:]} on the {kind} foundation won at the {end} rate of its "
+                            f"grid ({_fmt(sel.chosen['lr'])}): a {beyond} rate might score higher.")
+    return " ".join(said) if said else "No winner lies at an edge of its grid."
 
 
 def _readable(name: str) -> str:
@@ -231,3 +244,40 @@ def findings(answer: dict[str, dict[str, PairedDifference]]) -> str:
         verbs = groups[0] if len(groups) == 1 else ", ".join(groups[:-1]) + ", and " + groups[-1]  # lists hold "and"
         sentences.append(f"on the {display(kind, 'foundation')}, {'Dopamine' if i == 0 else 'it'} {verbs}")
     return "; ".join(sentences)
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """What pairing by seed does to the interval of a - b: its width unpaired (Welch) and paired, in points, and
+    how closely the two methods' accuracies move together across seeds (Pearson's r)."""
+
+    unpaired_width: float
+    paired_width: float
+    correlation: float
+
+    @property
+    def narrower(self) -> bool:
+        return self.paired_width < self.unpaired_width
+
+    def words(self) -> str:
+        """Why pairing helps or not, chosen by the numbers: 'they move together (correlation 0.90), so pairing
+        narrows the interval' or 'they do not move together (correlation −0.37), so there is nothing shared to
+        cancel'."""
+        corr = f"{self.correlation:.2f}".replace("-", "−")
+        if self.narrower:
+            return (f"they move together (correlation {corr}), so pairing cancels a shared part and narrows the "
+                    f"interval")
+        return f"their accuracies do not move together (correlation {corr}), so there is nothing shared to cancel"
+
+
+def pairing(a, b, confidence: float = 0.95) -> Pairing:
+    """The paired and the unpaired (Welch's t) `confidence` interval of a - b, one value per seed in each, and the
+    correlation of a and b: pairing helps as much as the two move together."""
+    from scipy import stats
+
+    if len(a) != len(b) or len(a) < 3:
+        raise ValueError(f"pairing needs one value per seed in each, at least 3; got {len(a)} and {len(b)}")
+    unpaired = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
+    paired = stats.ttest_rel(a, b).confidence_interval(confidence)
+    return Pairing(float(100 * (unpaired.high - unpaired.low)), float(100 * (paired.high - paired.low)),
+                   float(stats.pearsonr(a, b).statistic))
