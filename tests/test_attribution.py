@@ -135,3 +135,19 @@ def test_logit_margins_of_right_and_wrong_answers():
     assert torch.equal(right, torch.tensor([2.0, 3.0])) and torch.equal(wrong, torch.tensor([0.5]))
     with pytest.raises(ValueError, match=r"labels \(N,\), got \(3, 3\) and \(2,\)"):
         logit_margins(logits, torch.tensor([0, 1]))
+
+
+def test_balance_words_follow_the_signs_and_sizes():
+    from dopatut.analysis.attribution import balance_words
+
+    assert balance_words(-0.5, 1.0, 8, 3).startswith("the strongest neurons, on balance, favour the true 3")
+    assert balance_words(2.0, 0.5, 8, 3) == "the strongest neurons carry the wrong answer"
+    assert balance_words(0.2, 0.5, 8, 3) == "the strongest neurons and the rest both push towards 8"
+    assert balance_words(-0.2, -0.1, 8, 3).endswith("the head's bias decides")
+
+
+def test_flip_words_say_the_count_or_that_it_did_not_turn():
+    from dopatut.analysis.attribution import flip_words
+
+    assert flip_words(3, True, 5, 9) == "the count is 3: then it reads 5"
+    assert flip_words(50, False, 5, 9) == "even the top 50 do not turn it: it still reads 9"

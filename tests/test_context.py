@@ -79,3 +79,10 @@ def test_the_context_gates_train_with_the_gate_settings_they_are_given():
     assert all(g.temperature == pytest.approx(0.05, rel=1e-12) for g in annealed.gates.values())
     with pytest.raises(ValueError, match="DopamineConfig.sparsity must be >= 0"):
         train_conditioned(base, (0.0, 90.0), config=config, limit=1000, sparsity=-1.0)
+
+
+def test_above_or_below_reads_the_sign():
+    from dopatut.study.context import above_or_below
+
+    assert above_or_below(0.34) == "0.3 points above"
+    assert above_or_below(-1.26) == "1.3 points below"

@@ -1,7 +1,7 @@
 """The explorer's pictures."""
 import torch
 
-from dopatut.showing.drawing import layer_picture, render
+from dopatut.showing.drawing import a_digit, field_picture, layer_picture, render
 from explorer_models import explorer, models  # noqa: F401  (fixtures)
 
 
@@ -13,3 +13,16 @@ def test_layer_picture_marks_gated_and_silenced_neurons(explorer):
     off = torch.nonzero(view.gated_off).flatten().tolist()
     assert off and all(tuple(rgb[i]) == (0.35, 0.55, 0.95) for i in off if i != 2)
     assert render(explorer)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_digit_takes_an_before_eight():
+    assert [a_digit(k) for k in (1, 8, 3)] == ["a 1", "an 8", "a 3"]
+    assert a_digit(torch.tensor(8)) == "an 8"
+
+
+def test_field_picture_is_green_for_raise_and_purple_for_lower_never_red_or_blue():
+    rgb = field_picture(torch.tensor([[1.0, -1.0, 0.0]]))[0]
+    up, down, zero = rgb
+    assert up[1] > up[0] and up[1] > up[2]  # green
+    assert down[0] > down[1] and down[2] > down[1]  # purple
+    assert (zero == 1).all()  # no ink, no colour

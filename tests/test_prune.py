@@ -125,3 +125,11 @@ def test_a_mode_switch_restores_exactly_the_earlier_outputs(small_model, inputs)
     assert not torch.equal(first, other)
     modes.off()
     assert torch.equal(modes.use("a")(inputs), first)
+
+
+def test_same_logits_words_say_exact_or_rounding():
+    from dopatut.analysis.prune import same_logits_words
+
+    assert same_logits_words(0.0) == "the logits are exactly equal"
+    words = same_logits_words(3e-7)
+    assert words.startswith("the logits differ only by float rounding (at most ") and "3" in words

@@ -101,3 +101,47 @@ def test_a_variant_changes_the_training_or_the_method_s_settings(monkeypatch, tm
     with pytest.raises(Trained) as trained:
         sweeps.variant("dopamine", changes)
     assert trained.value.args == (replace(chosen, **config), options)
+
+
+def test_width_gains_lists_each_methods_gain_over_frozen_per_width():
+    from dopatut.study.sweeps import width_gains
+
+    acc = {"frozen": [0.80, 0.85, 0.90], "dopamine": [0.82, 0.86, 0.89], "lora": [0.81, 0.87, 0.93]}
+    assert width_gains((64, 256, 1024), acc) == (
+        "Over the frozen foundation, Dopamine gains +2.0, +1.0 and −1.0 points at widths 64, 256 and 1024; "
+        "LoRA (r = 4) +1.0, +2.0 and +3.0.")
+
+
+def test_width_order_follows_who_leads():
+    from dopatut.study.sweeps import width_order
+
+    lr = {"dopamine": 0.01, "lora": 0.001}
+    both = {"dopamine": [0.9, 0.9], "lora": [0.8, 0.95]}
+    assert width_order({"dopamine": [0.8, 0.8], "lora": [0.9, 0.9]}, lr, 3) == (
+        "LoRA leads at every width, as in chapter 5.")
+    ahead = width_order({"dopamine": [0.9, 0.9], "lora": [0.8, 0.9]}, lr, 3)
+    assert ahead.startswith("Under this shortcut Dopamine matches or edges LoRA at every width")
+    assert "3 epochs" in ahead and "(0.001, against Dopamine's 0.01)" in ahead
+    assert "changes with the width" in width_order(both, {"dopamine": 0.001, "lora": 0.01}, 3)
+    assert "moves fastest" in width_order(both, {"dopamine": 0.001, "lora": 0.01}, 3)
+
+
+def test_anneal_words_compare_the_gain_with_the_seed_spread():
+    from dopatut.study.sweeps import anneal_words
+
+    assert anneal_words(0.002, 0.005).startswith("what annealing adds over a fixed T = 0.1 (+0.2 points")
+    assert anneal_words(-0.02, 0.005).startswith("annealing adds -2.0 points over a fixed T = 0.1")
+
+
+def test_sparsity_words_find_the_largest_free_penalty():
+    import pytest
+
+    from dopatut.study.sweeps import sparsity_words
+
+    lambdas = (0, 0.5, 2, 10)
+    assert sparsity_words(lambdas, [0.90, 0.899, 0.897, 0.80], [0.5, 0.4, 0.3, 0.1]) == (
+        "Up to λ = 2 silence is nearly free: 30% of the neurons fire, at 89.7%")
+    assert sparsity_words(lambdas, [0.90, 0.88, 0.85, 0.80], [0.5, 0.4, 0.3, 0.1]) == (
+        "Even the smallest penalty, λ = 0.5, costs 2.0 points on this hard case")
+    with pytest.raises(ValueError):
+        sparsity_words((0.5, 2), [0.9, 0.8], [0.4, 0.3])

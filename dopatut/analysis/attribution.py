@@ -178,3 +178,25 @@ def logit_margins(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
     first, second = logits.topk(2, dim=1).values.unbind(1)
     wrong_gap = logits.gather(1, pred[:, None]) - logits.gather(1, labels[:, None])
     return (first - second)[right], wrong_gap.squeeze(1)[~right]
+
+
+def balance_words(named: float, rest: float, predicted: int, rival: int) -> str:
+    """Who carries a margin of `predicted` over `rival`, in words: `named` is what the strongest neurons add to
+    it together, `rest` what all the other neurons add (the head's bias is the remainder). Chapter 6 quotes it
+    for a wrong answer, where `rival` is the true class."""
+    if named < 0 < rest:
+        return (f"the strongest neurons, on balance, favour the true {rival}, and the many small pushes of the "
+                "rest decide")
+    if named <= 0 and rest <= 0:
+        return f"neither the strongest neurons nor the rest favour {predicted}: the head's bias decides"
+    if named >= rest:
+        return "the strongest neurons carry the wrong answer"
+    return f"the strongest neurons and the rest both push towards {predicted}"
+
+
+def flip_words(k: int, flipped: bool, label: int, wrong: int) -> str:
+    """Chapter 6's exercise 1 in words: silencing the top `k` neurons for the `wrong` class turned the digit
+    to its true `label` (`flipped`), or did not."""
+    if flipped:
+        return f"the count is {k}: then it reads {label}"
+    return f"even the top {k} do not turn it: it still reads {wrong}"

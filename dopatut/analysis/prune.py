@@ -127,3 +127,13 @@ def prune(model: FoundationMLP, silent: dict[str, torch.Tensor], multiple_of: in
     small.head.weight.copy_(model.head.weight[:, rows_in])
     small.head.bias.copy_(model.head.bias)
     return small.requires_grad_(False).eval()
+
+
+def same_logits_words(max_diff: float) -> str:
+    """How the pruned network's logits compare with the gated one's, from their largest absolute difference:
+    'the logits are exactly equal', or that they differ only by float rounding (and by how much)."""
+    from ..methods.names import small_number
+
+    if max_diff == 0:
+        return "the logits are exactly equal"
+    return f"the logits differ only by float rounding (at most {small_number(max_diff)})"

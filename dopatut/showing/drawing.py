@@ -39,10 +39,16 @@ def layer_picture(view: LayerView) -> np.ndarray:
 
 
 def field_picture(field: torch.Tensor) -> np.ndarray:
-    """A receptive field as RGB: red where input ink raises the neuron's drive, blue where it lowers it."""
+    """A receptive field as RGB: green where input ink raises the neuron's drive, purple where it lowers it
+    (not red and blue, which the layer grids beside it use for a silenced neuron and a closed gate)."""
     f = (field / field.abs().max().clamp_min(1e-12)).cpu().numpy()
     pos, neg = np.clip(f, 0, 1)[..., None], np.clip(-f, 0, 1)[..., None]
-    return 1 - pos * np.array([0.0, 0.8, 0.8]) - neg * np.array([0.8, 0.8, 0.0])
+    return 1 - pos * np.array([0.8, 0.3, 0.8]) - neg * np.array([0.3, 0.8, 0.3])
+
+
+def a_digit(label: int) -> str:
+    """'a 3', 'an 8': the article a digit's name takes."""
+    return f"{'an' if int(label) == 8 else 'a'} {int(label)}"
 
 
 def render(explorer: AttributionExplorer, top_k: int = 3) -> bytes:
@@ -60,7 +66,7 @@ def render(explorer: AttributionExplorer, top_k: int = 3) -> bytes:
     canvas = Image.new("RGB", (WIDTH_PX, row2 + line + PANEL_PX + 8), "white")
     draw, x0 = ImageDraw.Draw(canvas), 10
     digit = 1 - explorer.image().float().cpu().numpy() / 255
-    draw.text((x0, 4), f"digit #{explorer.digit_index}: a {explorer.label}, turned {explorer.angle_deg:g}°", "black", font)
+    draw.text((x0, 4), f"digit #{explorer.digit_index}: {a_digit(explorer.label)}, turned {explorer.angle_deg:g}°", "black", font)
     canvas.paste(_to_pil(np.repeat(digit[..., None], 3, 2), digit_px), (x0, line))
     x0 += PANEL_PX + gap
     draw.text((x0, 4), f"{explorer.model_name} reads {prediction} (p = {float(probs.max()):.2f})", "black", font)

@@ -133,3 +133,8 @@ def train_conditioned(base: FoundationMLP, angles_deg, seed: int = 0, config: Tr
     model = ConditionedModel(base, gates)
     history = fit(model, with_angle(x, angle), y, config, progress=progress, desc="context gates")
     return model, history
+
+
+def above_or_below(points: float) -> str:
+    """A difference in points as words, to go before 'the ...': '0.3 points above', '1.2 points below'."""
+    return f"{abs(points):.1f} points {'above' if points > 0 else 'below'}"
