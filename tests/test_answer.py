@@ -23,7 +23,7 @@ def test_one_sentence_per_foundation_with_readable_names_and_verdicts_from_the_i
     assert text.count(". ") == 1 and text.endswith("."), text  # two sentences
     assert foundation_sentence("mixture", ANSWER["mixture"]) == (
         "On the mixture foundation, Dopamine beats the frozen foundation by 1.00 points, ties with gain-only (its "
-        "interval within ±0.06 points) and loses to LoRA (r = 4) and full fine-tuning by 0.20 to 0.30 points.")
+        "interval within ±0.06 points) and loses to full fine-tuning by 0.20 and LoRA (r = 4) by 0.30 points.")
     assert "_" not in text and "lora" not in text
 
 

@@ -104,6 +104,21 @@ def test_comparison_runs_every_seed_and_is_cached(tiny, monkeypatch):
     assert [r.accuracy for r in again["head"]] == [r.accuracy for r in runs["head"]]
 
 
+def test_lora_ranks_train_once_then_come_from_the_cache(tiny, monkeypatch):
+    proto = replace(tiny, grids={**tiny.grids, "lora": {"lr": (1e-2,), "alpha": (4.0,)}})
+    ranks = compare.lora_ranks((1, 2), protocol=proto)
+    assert list(ranks) == [1, 2]
+    assert [r.n_trainable for r in ranks.values()] == [r * ((784 + 16) + (16 + 16) + (16 + 10)) for r in (1, 2)]
+    assert all(r.method == "lora" and set(r.accuracy) == {"0", "45"} for r in ranks.values())
+    monkeypatch.setattr(compare, "specialise", lambda *a, **k: pytest.fail("should come from the cache"))
+    assert {r: x.accuracy for r, x in compare.lora_ranks((1, 2), protocol=proto).items()} == \
+        {r: x.accuracy for r, x in ranks.items()}
+    with pytest.raises(pytest.fail.Exception):  # other ranks, another key: trained
+        compare.lora_ranks((1, 3), protocol=proto)
+    with pytest.raises(ValueError, match="ranks must be ints >= 1"):
+        compare.lora_ranks((0,), protocol=proto)
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda: Protocol(seeds=()), "at least one seed"),
     (lambda: Protocol(seeds=(0, 1, 1)), "distinct, got \\[0, 1, 1\\]"),

@@ -72,6 +72,7 @@ def test_layer_histograms_one_panel_per_layer_with_mean():
     assert [ax.get_title() for ax in fig.axes] == ["hidden1 (mean 1.00)", "hidden2 (mean 2.00)"]
     assert fig.axes[1].get_lines()[0].get_xdata()[0] == pytest.approx(2.0)  # the mean line
     assert fig.axes[0].get_xlabel() == "gain g"
+    assert not fig.legends and [t.get_text() for t in fig.axes[0].texts] == [" mean"]  # named on the line
 
 
 def test_mode_schematic_two_panels_and_prints_the_counts_it_is_given():

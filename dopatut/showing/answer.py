@@ -28,9 +28,10 @@ def _group(words: str, diffs: dict[str, PairedDifference]) -> str:
         reach = max(max(abs(d.ci_low), abs(d.ci_high)) for d in diffs.values())
         whose = "its interval" if len(diffs) == 1 else "every interval"
         return f"ties with {names} ({whose} within ±{in_points(reach)} points)"
-    sizes = sorted(abs(d.mean) for d in diffs.values())
-    size = f"{in_points(sizes[0])} points" if len(sizes) == 1 else f"{in_points(sizes[0])} to {in_points(sizes[-1])} points"
-    return f"{words} {names} by {size}"
+    # each rival with its own gap, smallest first: 'beats threshold-only by 0.24 and the frozen foundation by
+    # 0.89 points' (a range over several rivals would leave the reader to match numbers to names)
+    gaps = sorted(diffs.items(), key=lambda item: abs(item[1].mean))
+    return f"{words} " + listed([f"{_in_prose(m)} by {in_points(abs(d.mean))}" for m, d in gaps]) + " points"
 
 
 def foundation_sentence(kind: str, diffs: dict[str, PairedDifference]) -> str:

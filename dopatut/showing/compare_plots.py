@@ -60,7 +60,8 @@ def _with_size(name: str, n: int | str) -> str:
 
 def plot_tradeoff(results: dict[str, Result], frozen: Result, angle: str = "45", ax=None, annotate: bool = True,
                   floor: float | None = None):
-    """Test accuracy at `angle` against trainable parameters (log x); LoRA ranks joined by a line.
+    """Test accuracy at `angle` against trainable parameters (log x); LoRA ranks joined by a line, each point
+    labelled with its rank where annotate=False (annotate=True labels every point with its name).
 
     The frozen foundation, which trains nothing, is the dashed horizontal line. `floor` (percent): a point below
     it is drawn on the floor as a downward triangle with its value, so one outlier does not squash the rest.
@@ -94,11 +95,15 @@ def plot_tradeoff(results: dict[str, Result], frozen: Result, angle: str = "45",
             text = label.split(" ", 1)[1] if _method(label) == "lora" and " " in label else _label(label)
             ax.annotate(text, (x[label], 100 * r.accuracy[angle]), textcoords="offset points",
                         xytext=(5, 5), fontsize=8)
+        elif _method(label) == "lora" and len(lora) > 1:  # the legend gives the ranks' span; each point its own
+            ax.annotate(label.split("r=")[-1], (x[label], 100 * r.accuracy[angle]), textcoords="offset points",
+                        xytext=(0, 6), ha="center", fontsize=8, color=color)
     ax.axhline(100 * frozen.accuracy[angle], color="k", linestyle="--", linewidth=1, label="frozen foundation")
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel(f"test accuracy at {angle}° (%)")
     ax.grid(True, which="major", alpha=0.3)
+    ax.margins(x=0.08, y=0.12)  # no marker on the frame
     if floor is not None:
         ax.set_ylim(bottom=floor - 0.1)
     return ax
@@ -247,4 +252,4 @@ def plot_budget(studies: dict, budget: int, skip=("frozen",)) -> plt.Figure:
         ax.set(xlabel="epoch", ylabel="validation accuracy at 45° (%)")
         ax.set_xticks(range(1, len(curve) + 1))
         ax.grid(True, alpha=0.3)
-    return figure_legend(fig, ncol=3)
+    return figure_legend(fig, ncol=3, fontsize=8)  # chapter 5's, as it was

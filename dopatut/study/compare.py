@@ -21,7 +21,8 @@ from ..foundations.device import device_key, resolve_device
 from ..methods.builtin import METHODS
 from ..methods.registry import get_method
 from ..training.workers import run_jobs
-from .pipeline import FoundationSpec, Result, foundation, foundations, specialise_many  # noqa: F401
+from .pipeline import (FoundationSpec, Result, foundation, foundations, specialise,  # noqa: F401
+                       specialise_many)
 from .protocol import PROTOCOL, Protocol, check_seeds
 from ..foundations.cache import cache_dir  # noqa: F401  (re-exported: tests point it elsewhere)
 from .result_cache import RESULTS_VERSION, cached as _cached, read_json as _read_json, result_name  # noqa: F401
@@ -86,6 +87,32 @@ def seeds_job(method: str, spec: FoundationSpec, seeds: list[int], setting: dict
     pairs = specialise_many(bases, method, seeds, config, angle_deg=ANGLE, eval_angles=(0.0, ANGLE), progress=progress,
                             train_limit=train_limit, **kwargs)
     return [asdict(result) for _, result in pairs]
+
+
+def lora_ranks(ranks=(1, 2, 8, 16), kind: str = "mixture", seed: int = 0, protocol: Protocol = PROTOCOL,
+               device=None, recompute: bool | None = None) -> dict[int, Result]:
+    """LoRA at other ranks on one seed's foundation, each with the settings chosen for rank 4 (its learning rate
+    and alpha, so each rank trains at its own scale alpha / r). Returns rank -> Result (test accuracy at 0° and
+    45°). Cached like compare(): trained on the first call only, keyed by the ranks, seed, foundation, protocol,
+    the rank-4 setting and the device."""
+    check_seed(seed)
+    ranks = [int(r) for r in ranks]
+    if not ranks or any(r < 1 for r in ranks):
+        raise ValueError(f"lora_ranks: ranks must be ints >= 1, got {ranks}")
+    device = resolve_device(device)
+    setting = select("lora", kind, protocol, device=device, recompute=recompute).chosen
+    name, key = _compare_key("lora", kind, setting, protocol, device)
+    key = {**key, "spec": _spec(kind).to_dict(seed), "seed": seed, "ranks": ranks}
+
+    def train() -> list[dict]:
+        base = foundation(seed, _spec(kind), progress=False, device=device, recompute=recompute)
+        config, kwargs = protocol.config("lora", setting, seed)
+        kwargs = {k: v for k, v in kwargs.items() if k != "rank"}
+        return [asdict(specialise(base, "lora", ANGLE, seed, config, progress=False, rank=r, **kwargs)[1])
+                for r in ranks]
+
+    rows = _cached(f"ranks-{kind}-lora", key, train, recompute)
+    return {r: Result(**row) for r, row in zip(ranks, rows)}
 
 
 def dopamine_against(baselines=("frozen", "gain_only", "threshold_only", "bitfit", "head", "lora", "full"),
