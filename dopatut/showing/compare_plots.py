@@ -252,4 +252,4 @@ def plot_budget(studies: dict, budget: int, skip=("frozen",)) -> plt.Figure:
         ax.set(xlabel="epoch", ylabel="validation accuracy at 45° (%)")
         ax.set_xticks(range(1, len(curve) + 1))
         ax.grid(True, alpha=0.3)
-    return figure_legend(fig, ncol=3, fontsize=8)  # chapter 5's, as it was
+    return figure_legend(fig, ncol=3)
