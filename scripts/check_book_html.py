@@ -30,6 +30,7 @@ RAW_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{7,}(?![\w.])")  # a float's repr: 0
 DECIMAL = re.compile(r"(?<![\w.,])\d[\d,]*\.\d+(?![\w]|\.\d)")
 SCIENTIFIC = re.compile(r"(?<![\w.])\d+(?:\.\d+)?[eE][-+]?\d+(?![\w.])")
 ARXIV = re.compile(r"arxiv\S{0,12}?\s*\d{4}\.\d{4,5}", re.IGNORECASE)  # an arXiv number is a name
+DOI_OR_URL = re.compile(r"\b(?:doi:\s*|https?://)\S+", re.IGNORECASE)  # so is a DOI, or an address
 CODE_NAME = re.compile(r"(?<![\w.`/-])(" + "|".join(map(re.escape, CODE_NAMES)) + r")(?![\w-])")
 # "the next cell(s)", "the figure below", "as follows below:"; not "below zero" or "below its threshold"
 DOPAMINE_VERDICT = re.compile(r"\bdopamine (?:beats|ties with|loses to)\b|\b(?:beats|ties with|loses to) dopamine\b")
@@ -84,7 +85,7 @@ def output_texts(soup):
 def prose_problems(soup, name: str) -> list[str]:
     found = []
     for text in prose_texts(soup):
-        clean = ARXIV.sub("", text)
+        clean = DOI_OR_URL.sub("", ARXIV.sub("", text))
         found += [f"{name}: a number with more than 4 significant digits in prose or a table: {m.group(0)!r} "
                   f"in {text.strip()[:80]!r}" for m in DECIMAL.finditer(clean) if significant_digits(m.group(0)) > 4]
         found += [f"{name}: scientific notation in prose: {m.group(0)!r} in {text.strip()[:80]!r}"

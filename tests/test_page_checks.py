@@ -38,6 +38,7 @@ def found(body: str) -> list[str]:
 
 
 CLEAN = page("<p>Dopamine reaches 97.72% with 1,024 numbers, 0.1 s (arXiv 2602.11726); gain-only ties.</p>"
+             "<p>LeCun et al. 1998, doi:10.1109/5.726791, https://doi.org/10.1109/5.726791.</p>"
              "<p>The next cell counts them:</p>" + cell("n = count()", "1,024 numbers")
              + "<table><tr><td>97.72 ± 0.05</td></tr></table>"
              + "<p>A drive below its threshold is silenced; the figure below shows it.</p>"
