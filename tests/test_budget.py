@@ -164,3 +164,27 @@ def test_the_noise_words_compare_the_wiggle_with_one_scores_noise():
                     "next on average, and one validation score by about 0.15 points from noise alone: much of the "
                     "wiggle there is noise."), text
     assert budget.noise_words(studies, "mixture", 0.0005).endswith("from noise alone.")
+
+
+def test_the_caveat_names_the_verdicts_that_the_longer_budget_changes():
+    moved = {"mixture": [_change("lora", 0.0, -0.02), _change("threshold_only", 0.02, 0.001),
+                         _change("frozen", 0.01, 0.011)],
+             "upright": [_change("head", -0.05, -0.052)]}
+    text = budget.caveat(moved, 3, 10, "chapter 5")
+    assert text == ("These verdicts are at the protocol's budget of 3 epochs: at 10 epochs (3 seeds), on the "
+                    "mixture foundation, Dopamine loses to LoRA and ties with threshold-only (chapter 5)."), text
+    moved["upright"] = [_change("frozen", -0.05, 0.0)]
+    assert "; on the upright foundation, Dopamine ties with the frozen foundation." in budget.caveat(moved, 3, 10)
+    same = {"mixture": [_change("lora", -0.01, -0.02)], "upright": [_change("head", 0.01, 0.02)]}
+    assert budget.caveat(same, 2, 4) == ("These verdicts are at the protocol's budget of 2 epochs; at 4 epochs "
+                                         "(3 seeds) none of them changes.")
+
+
+def test_the_drift_words_appear_only_where_dopamine_falls():
+    study = {"dopamine": _run((0.90, 0.95, 0.96, 0.958, 0.955), (0.90, 0.95, 0.96, 0.956, 0.955))}
+    falls = [_change("lora", 0.0, -0.02, (-0.002, 0.003))]
+    text = budget.drift_words(study, falls, 3)
+    assert "why Dopamine's test accuracy falls" in text
+    assert "peaks at epoch 3 and ends 0.50 points below its epoch-3 value" in text, text
+    assert text.count(". ") <= 1
+    assert budget.drift_words(study, [_change("lora", 0.0, -0.02, (0.002, 0.003))], 3) == ""

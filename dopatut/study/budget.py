@@ -228,6 +228,45 @@ def budget_words(studies: dict[str, dict[str, BudgetRun]], changes: dict[str, li
     return out
 
 
+def caveat(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, where: str = "") -> str:
+    """One sentence that carries the budget study into a headline: the verdicts hold at the protocol's budget,
+    and which of them the longer one changes, e.g. "These verdicts are at the protocol's budget of 3 epochs: at
+    10 epochs (3 seeds), on the mixture foundation, Dopamine ties with threshold-only and loses to LoRA."
+    `where`: a pointer appended in brackets ("chapter 5")."""
+    from ..methods.names import display
+
+    n = next(c.long.n for rows in changes.values() for c in rows)
+    start = f"These verdicts are at the protocol's budget of {short_epochs} epochs"
+    longer = f"at {long_epochs} epochs ({n} seeds)"
+    ref = f" ({where})" if where else ""
+    moved = {kind: [c for c in rows if c.changed] for kind, rows in changes.items()}
+    if not any(moved.values()):
+        return f"{start}; {longer} none of them changes{ref}."
+    parts = [f"on the {display(kind, 'foundation')}, Dopamine "
+             + listed([f"{verdict(c.long)} {'the ' * (c.method == 'frozen')}{_name(c.method)}" for c in rows])
+             for kind, rows in moved.items() if rows]
+    return f"{start}: {longer}, " + "; ".join(parts) + f"{ref}."
+
+
+def drift_words(study: dict[str, BudgetRun], changes: list[Change], short_epochs: int,
+                method: str = "dopamine") -> str:
+    """Where `method`'s test accuracy falls with the longer budget: one sentence on what its mean validation
+    curve does after the protocol's budget, and that the study does not say why; "" where it does not fall."""
+    if not changes or changes[0].moves[0] >= 0:
+        return ""
+    from ..methods.names import display
+
+    curve = mean_curve(study[method])
+    peak = max(range(len(curve)), key=curve.__getitem__)
+    end = curve[-1] - curve[short_epochs - 1]
+    name = display(method)
+    shape = (f"peaks at epoch {peak + 1} and ends {in_points(abs(end))} points "
+             f"{'below' if end < 0 else 'above'} its epoch-{short_epochs} value")
+    return (f"This study does not explain why {name}'s test accuracy falls with the longer budget. Its mean "
+            f"validation curve {shape}: gates that overfit, or the temperature annealing over more steps, could "
+            f"explain it, but neither is tested here.")
+
+
 def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, answer=None,
                   moves: bool = False):
     """Dopamine - rival and the verdict at both budgets, one row per foundation and rival (a dopatut Table);
