@@ -228,10 +228,12 @@ def foundations(seeds, spec: FoundationSpec | list[FoundationSpec] = FoundationS
     return [found[i].to(device) for i in keys]  # loaded ones come from the cache on the CPU
 
 
-def foundation(seed: int = 0, spec: FoundationSpec = FoundationSpec(), cache: bool = True,
-               progress: bool = True, device=None, recompute: bool | None = None) -> FoundationMLP:
-    """The frozen foundation for (spec, seed): loaded from the cache (or the shipped bundle) if there, else
-    trained and cached. device None: the reader's (device.default_device())."""
+def foundation(seed: int = 0, spec: FoundationSpec = FoundationSpec(),
+               cache: bool = True, progress: bool = True, device=None,
+               recompute: bool | None = None) -> FoundationMLP:
+    """The frozen foundation for (spec, seed): loaded from the cache, or the shipped
+    bundle, if there; else trained and cached.
+    device None: the reader's (device.default_device())."""
     return foundations([check_seed(seed)], spec, cache, progress, device, recompute)[0]
 
 
