@@ -296,6 +296,8 @@ def test_the_measures_tables_split_by_topic_and_read_every_ratio_one_way():
     assert inference.rows == (("LoRA merged", "1", "2", "2.00×"),)
     assert all(RATIO_RULE in t.header[-1] for k, t in tables.items() if k != "Whole runs")
     assert len(tables["Whole runs"].header) == 3  # no ratio there, so no ratio column
+    # the long labels wrap, so a table fits the text width (the stylesheet keeps other first columns whole)
+    assert all('<td style="text-align:left;white-space:normal">' in t.html() for t in tables.values())
 
 
 def test_cold_words_tell_a_chapter_slowed_by_load_from_one_that_costs_more():
@@ -316,3 +318,19 @@ def test_lora_agreement_says_exactly_at_a_zero_gap():
     from dopatut.study.perf import lora_agreement
     assert lora_agreement(0.0) == "dopatut's LoRA and PEFT's agree exactly at both angles"
     assert lora_agreement(0.12).endswith("agree within 0.12 points at both angles")
+
+
+def test_lora_full_words_say_what_the_clock_shows_and_name_load_where_foundations_disagree():
+    from dopatut.study.perf import lora_full_words
+    names = {"mixture": "mixture foundation", "upright": "upright foundation"}
+    agree = {"mixture": {"lora": 20.0, "full": 25.0}, "upright": {"lora": 21.0, "full": 28.0}}
+    assert lora_full_words(0.59, agree, names) == ""
+    split = {"mixture": {"lora": 36.6, "full": 24.7}, "upright": {"lora": 20.8, "full": 27.8}}
+    words = lora_full_words(0.59, split, names)
+    assert "59%" in words and "longer on the mixture foundation" in words
+    assert "on the upright foundation it took less" in words and "1.8 times as long on the mixture foundation as on the upright" in words and "load" in words
+    assert words.count(". ") == 1  # two sentences
+    both = {"mixture": {"lora": 30.0, "full": 25.0}, "upright": {"lora": 31.0, "full": 28.0}}
+    words = lora_full_words(0.59, both, names)
+    assert "mixture foundation and upright foundation" in words and "thin products" in words
+    assert words.count(". ") == 1  # two sentences

@@ -154,7 +154,7 @@ def test_versus_thresholds_and_peft_words_are_short_and_say_agree_exactly_at_a_z
     assert "CI [−" in beyond.versus("Dopamine", "gain-only", tie)  # a minus sign, not a hyphen
     assert beyond.thresholds_words(tie)[0] == "Dopamine's thresholds move, but add nothing measurable to its gains"
     assert beyond.peft_words({"dopatut": 0.954, "peft": 0.954}) == (
-        "dopatut's LoRA and PEFT's agree exactly: both read 95.40% at 45°")
+        "dopatut's LoRA and PEFT's agree to the printed precision: both read 95.40% at 45°")
     assert beyond.peft_words({"dopatut": 0.9540, "peft": 0.9528}).endswith("0.12 points apart")
 
 
@@ -163,7 +163,8 @@ def test_verdict_table_gives_each_arm_once_against_dopamine_with_true_minus_sign
            "gain_only": [0.951, 0.949, 0.950]}
     table = beyond.verdict_table(acc, {"dopamine": 768, "head": 490, "gain_only": 384})
     assert [row[0] for row in table.rows] == ["frozen foundation", "head-only", "gain-only"]  # not Dopamine itself
-    frozen, head, gain = table.rows
+    assert all(" " not in row[3] + row[4] for row in table.rows)  # no-break spaces: each stays on one line
+    frozen, head, gain = ([c.replace("\u00a0", " ") for c in row] for row in table.rows)
     assert frozen[1] == "0" and frozen[2] == "−5.20" and frozen[4] == "loses to Dopamine"
     assert head[1] == "490" and head[2] == "+0.90" and head[4] == "beats Dopamine"
     assert gain[3].startswith("[−") and gain[4] == "ties with Dopamine", gain
@@ -255,7 +256,9 @@ def test_choose_lrs_widens_a_grid_past_its_edge_until_the_best_is_inside_or_wide
     assert lrs["head"][1] == pytest.approx({0.001: -0.029, 0.003: -0.027, 0.01: -0.02, 0.03: 0.0, 0.09: -0.06})
     assert list(lrs["full"][1]) == [0.001, 0.003, 0.01, 0.03, 0.09] and lrs["full"][0] == 0.09  # widen = 2: stops
     assert len(calls) == 3 + 3 + 2 + 2
-    assert "rate 5" in beyond.grid_table(lrs) and "0.09: 9.00%" in beyond.grid_table(lrs)
+    table = beyond.grid_table(lrs)
+    assert "0.09\u00a0(9.00%)" in table and "<b>0.09\u00a0(9.00%)</b>" in table  # full's choice, in bold
+    assert "<b>0.03\u00a0(" in table and "0.001\u00a0(-2.90%) · 0.003" in table  # head's
 
 
 def test_widened_and_at_edge_name_the_grids_widened_and_the_choices_left_at_an_edge():

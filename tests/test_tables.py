@@ -29,3 +29,12 @@ def test_rows_and_alignments_that_do_not_fit_the_header_are_refused():
         Table(["a", "b"], [[1, 2]], align=("left",))
     with pytest.raises(ValueError, match="must give one of"):
         Table(["a"], [[1]], align=("middle",))
+
+
+def test_wrap_first_lets_only_the_first_column_wrap():
+    from dopatut.foundations.tables import Table
+    plain = Table(["a", "b"], [["x", "1"]], align=("left", "right")).html()
+    wrapped = Table(["a", "b"], [["x", "1"]], align=("left", "right"), wrap_first=True).html()
+    assert "white-space" not in plain
+    assert '<td style="text-align:left;white-space:normal">x</td><td style="text-align:right">1</td>' in wrapped
+    assert '<td style="white-space:normal">x</td><td>1</td>' in Table(["a", "b"], [["x", "1"]], wrap_first=True).html()

@@ -23,12 +23,15 @@ def _cell_html(cell) -> str:
 @dataclass(frozen=True)
 class Table:
     """header: the column names; rows: one sequence of cells per row, as long as the header; align: one of
-    "left", "right", "center" per column (None: the page's default, and no style on the cells)."""
+    "left", "right", "center" per column (None: the page's default, and no style on the cells); wrap_first:
+    let the first column's cells wrap, where the book's stylesheet keeps a first column on one line (for long
+    labels, which would otherwise push the table past the text width)."""
 
     header: tuple
     rows: tuple
     caption: str | None = None
     align: tuple | None = None
+    wrap_first: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "header", tuple(self.header))
@@ -46,7 +49,10 @@ class Table:
                                  f"of the {width} columns")
 
     def html(self) -> str:
-        styles = [""] * len(self.header) if self.align is None else [f' style="text-align:{a}"' for a in self.align]
+        rules = [[] if self.align is None else [f"text-align:{a}"] for a in (self.align or self.header)]
+        if self.wrap_first:
+            rules[0].append("white-space:normal")
+        styles = [f' style="{";".join(r)}"' if r else "" for r in rules]
 
         def tr(cells, tag):
             return "<tr>" + "".join(f"<{tag}{s}>{_cell_html(c)}</{tag}>" for c, s in zip(cells, styles)) + "</tr>"

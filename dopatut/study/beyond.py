@@ -300,14 +300,17 @@ def choose_lrs(base, arms=None, study: VitStudy = STUDY, progress: bool = True,
 
 
 def grid_table(lrs: dict) -> str:
-    """An HTML table of choose_lrs's answer: each arm's rates tried with their validation accuracy, and its choice."""
+    """An HTML table of choose_lrs's answer: each arm's rates tried, ascending, each with its validation accuracy
+    and the chosen one in bold, in one cell per arm that wraps only between rates (so it fits the text width)."""
     from .report import _fmt
     from ..methods.names import display
 
-    width = max(len(scores) for _, scores in lrs.values())
-    rows = [[display(arm), *(f"{_fmt(lr)}: {100 * acc:.2f}%" for lr, acc in scores.items()),
-             *[""] * (width - len(scores)), _fmt(best)] for arm, (best, scores) in lrs.items()]
-    return Table(["arm", *(f"rate {i + 1}" for i in range(width)), "chosen"], rows).html()
+    def tried(lr, acc, best):
+        said = f"{_fmt(lr)}\u00a0({100 * acc:.2f}%)"  # a no-break space: a rate stays with its accuracy
+        return f"**{said}**" if lr == best else said
+    rows = [[display(arm), " · ".join(tried(lr, acc, best) for lr, acc in scores.items())]
+            for arm, (best, scores) in lrs.items()]
+    return Table(["arm", "rates tried (validation accuracy); the chosen rate in bold"], rows).html()
 
 
 def widened_and_at_edge(chosen: dict[str, dict], study: VitStudy = STUDY) -> tuple[list[str], list[str]]:
@@ -484,7 +487,9 @@ def verdict_table(acc: dict[str, list[float]], n_trainable: dict[str, int], agai
             continue
         d = paired_difference(accs, acc[against])
         rows.append([display(arm), f"{n_trainable.get(arm, 0):,}", signed_points(d.mean),
-                     f"[{signed_points(d.ci_low)}, {signed_points(d.ci_high)}]", f"{verdict(d)} {display(against)}"])
+                     # no-break spaces: an interval and a verdict each stay on one line
+                     f"[{signed_points(d.ci_low)},\u00a0{signed_points(d.ci_high)}]",
+                     f"{verdict(d)} {display(against)}".replace(" ", "\u00a0")])
     header = ["arm", "numbers trained", f"arm − {display(against)} (points)", "95% interval", "verdict"]
     return Table(header, rows, align=("left", "right", "right", "right", "left"))
 
@@ -501,10 +506,11 @@ def head_words(d, n_head: int, n_gates: int) -> str:
 
 
 def peft_words(check: dict) -> str:
-    """peft_cross_check's answer in words, no final stop: 'agree exactly' where the two accuracies are equal."""
+    """peft_cross_check's answer in words, no final stop: 'agree to the printed precision' where the two
+    accuracies print the same."""
     ours, theirs = check["dopatut"], check["peft"]
     if f"{ours:.2%}" == f"{theirs:.2%}":
-        return f"dopatut's LoRA and PEFT's agree exactly: both read {ours:.2%} at 45°"
+        return f"dopatut's LoRA and PEFT's agree to the printed precision: both read {ours:.2%} at 45°"
     return (f"dopatut's LoRA reads {ours:.2%} at 45° and PEFT's {theirs:.2%}, "
             f"{100 * abs(ours - theirs):.2f} points apart")
 

@@ -228,7 +228,7 @@ def measures_table(results: dict) -> Table:
 def measures_tables(results: dict) -> dict[str, Table]:
     """bench.py's rows split by topic (TOPICS), each a table whose headers name its two sides, and whose ratio
     column reads one way (RATIO_RULE); a topic without rows is left out, a topic without ratios has no ratio
-    column."""
+    column. The measures' long labels wrap, so each table fits the page's text width."""
     tables = {}
     for title, _, (first, second), drop in TOPICS:
         rows = [row for row in results["rows"] if measure_topic(row["name"]) == title]
@@ -239,7 +239,7 @@ def measures_tables(results: dict) -> dict[str, Table]:
                   (row.get("reference") or "-").replace(" (frozen base)", "")] + [_ratio(row)] * ratios
                  for row in rows]
         tables[title] = Table(["measure", first, second] + [f"ratio ({RATIO_RULE})"] * ratios, cells, caption=title,
-                              align=("left", "right", "right") + ("right",) * ratios)
+                              align=("left", "right", "right") + ("right",) * ratios, wrap_first=True)
     return tables
 
 
@@ -291,6 +291,32 @@ def cold_words(record: dict) -> str:
     if costs_more:
         said.append(f"{', '.join(costs_more)} took more CPU time after than before: reading the bundle cost more "
                     "there than it saved.")
+    return " ".join(said)
+
+
+def lora_full_words(share: float, seconds: dict, names: dict) -> str:
+    """What chapter 5's stacks' wall times say about LoRA against full fine-tuning, given that LoRA computes
+    `share` of full fine-tuning's FLOPs. seconds: {foundation: {"lora": s, "full": s}}; names: each foundation's
+    readable name. "" where LoRA's stack was the faster on every foundation (the FLOPs and the clock agree).
+    Each stack was timed once, so where the clock and the FLOPs disagree the words name load as a cause."""
+    slower = [k for k in seconds if seconds[k]["lora"] > seconds[k]["full"]]
+    if not slower:
+        return ""
+    faster = [k for k in seconds if k not in slower]
+    said = [f"LoRA computes {share:.0%} of full fine-tuning's arithmetic, yet its stack took longer on the "
+            f"{' and '.join(names[k] for k in slower)}"]
+    if faster:
+        most, least = (f(seconds, key=lambda k: seconds[k]["lora"]) for f in (max, min))
+        said[0] += (f"; on the {' and '.join(names[k] for k in faster)} it took less, and LoRA itself took "
+                    f"{seconds[most]['lora'] / seconds[least]['lora']:.1f} times as long on the {names[most]} as "
+                    f"on the {names[least]}, for the same arithmetic.")
+        said.append("Each stack was timed once, under the load of its moment, so the machine's load may explain "
+                    "much of it; LoRA's thin rank-4 products, which run far below the peak (section 2), may add "
+                    "to it.")
+    else:
+        said[0] += "."
+        said.append("Its rank-4 factors add six thin products per layer and step, which run far below the peak "
+                    "(section 2), and each stack was timed once, so the load of its moment may add to it.")
     return " ".join(said)
 
 
