@@ -134,9 +134,14 @@ def test_the_climbing_sentence_says_whether_a_longer_budget_could_move_a_verdict
     runs = lambda full: {"mixture": {"dopamine": [Result("dopamine", 1, {"45": a}) for a in (0.95, 0.951, 0.952)],
                                      "full": [Result("full", 1, {"45": a}) for a in full]}}
     said = beyond.climbing_sentence(curves, runs((0.97, 0.972, 0.971)))
-    assert said == ("The arms still climbing, full fine-tuning on the mixture foundation, already beat Dopamine after "
-                    "3 epochs, and Dopamine's own curves are flat from epoch 2. A longer budget would widen those gaps, "
-                    "not close them"), said
+    assert said == ("The one still climbing already beats Dopamine after 3 epochs, and Dopamine's own curves are "
+                    "flat from epoch 2. A longer budget would widen that gap, not close it"), said
+    two = {"mixture": {**curves["mixture"], "lora": [0.95, 0.96, 0.965, 0.97]}}
+    with_lora = runs((0.97, 0.972, 0.971))
+    with_lora["mixture"]["lora"] = [Result("lora", 1, {"45": a}) for a in (0.97, 0.972, 0.971)]
+    said = beyond.climbing_sentence(two, with_lora)
+    assert said.startswith("The two still climbing already beat Dopamine after 3 epochs") and said.endswith(
+        "widen those gaps, not close them"), said
     said = beyond.climbing_sentence(curves, runs((0.96, 0.94, 0.952)))  # a tie: more epochs could move it
     assert said == ("The arms still climbing after epoch 3 are full fine-tuning on the mixture foundation, which ties "
                     "with Dopamine. Dopamine's own curves are flat from epoch 2, so a longer budget could move the "
@@ -276,3 +281,5 @@ def test_foundations_words_say_trained_here_or_loaded_with_their_training_second
     said = beyond.foundations_words(bases, 0.5)
     assert said.startswith("here they were loaded from ") and said.endswith("they trained in 40 s and 30 s on "
                                                                           + said.rsplit(" on ", 1)[1]), said
+    bases["upright"].meta["seconds"] = 39.8
+    assert " they trained in 40 s each on " in beyond.foundations_words(bases, 0.5)

@@ -146,3 +146,14 @@ def test_factored_computes_the_unmerged_layer_from_its_factors_without_gradients
         unmerged = lora(inputs)
     assert torch.allclose(unmerged, merged, atol=1e-5) and not torch.allclose(unmerged, small_model(inputs))
     assert not any(m.force_factored for m in lora_layers(lora))  # only inside the block
+
+
+@pytest.mark.parametrize("groups, n_left", [((1, 8), 1), ((1, 8, 8), 2)])
+def test_the_note_on_layers_left_out_agrees_in_number(groups, n_left):
+    from dopatut.methods.builtin import add_lora
+    model = nn.Sequential(*(nn.Conv2d(8, 8, 3, groups=g) for g in groups))
+    notes = []
+    add_lora(model, LoRAConfig(), notes=notes)
+    layers, verb = ("layer", "is") if n_left == 1 else ("layers", "are")
+    assert len(notes) == 1 and notes[0].startswith(
+        f"LoRA left out {n_left} {layers} it cannot wrap or that {verb} tied: ")

@@ -68,8 +68,8 @@ def add_lora(model: nn.Module, config: LoRAConfig, targets=None, notes: list | N
         skipped = [n for n in names if cannot_wrap(model.get_submodule(n)) or n in ties]
         names = [n for n in names if n not in skipped]
         if skipped and notes is not None:
-            layers = "layer" if len(skipped) == 1 else "layers"
-            notes.append(f"LoRA left out {len(skipped)} {layers} it cannot wrap or that are tied: "
+            layers, are = ("layer", "is") if len(skipped) == 1 else ("layers", "are")
+            notes.append(f"LoRA left out {len(skipped)} {layers} it cannot wrap or that {are} tied: "
                          f"{', '.join(skipped[:4])}{', ...' if len(skipped) > 4 else ''}")
     else:
         names = find_targets(model, targets, (nn.Module,), "LoRA layers", listed=lora_kinds())

@@ -143,7 +143,7 @@ def vit_foundations(seed: int = 0, study: VitStudy = STUDY, device=None, recompu
 
 def foundations_words(bases: dict, elapsed_s: float) -> str:
     """Where vit_foundations's answer came from, in words: trained here (in `elapsed_s`), or loaded, with the
-    seconds each took to train where it was trained."""
+    seconds each took to train where it was trained (once, with "each", where the two round alike)."""
     from ..foundations import bundle
 
     trained = [b.meta["seconds"] for b in bases.values()]
@@ -151,7 +151,9 @@ def foundations_words(bases: dict, elapsed_s: float) -> str:
         return f"here the two trained side by side in {elapsed_s:.0f} s"
     where, machine = (("the shipped bundle", "the machine that built it") if bundle.was_read("foundations") else
                       ("this machine's cache", "this machine"))
-    return f"here they were loaded from {where}; they trained in {trained[0]:.0f} s and {trained[1]:.0f} s on {machine}"
+    took = (f"{trained[0]:.0f} s each" if f"{trained[0]:.0f}" == f"{trained[1]:.0f}" else
+            f"{trained[0]:.0f} s and {trained[1]:.0f} s")
+    return f"here they were loaded from {where}; they trained in {took} on {machine}"
 
 
 def _checked(arms, study: VitStudy) -> list[str]:
@@ -426,7 +428,8 @@ def budget_sentence(curves: dict, margin: float | None = None) -> str:
 def climbing_sentence(curves: dict, runs: dict, against: str = "dopamine", margin: float | None = None) -> str:
     """Which verdicts a longer budget could move, in at most two short sentences, from {foundation: arm_curves's
     answer} and {foundation: run_arms's runs}: an arm still climbing that already beats `against` (paired by seed)
-    while `against`'s own curves are flat can only widen its gap; any other arm still climbing could move."""
+    while `against`'s own curves are flat can only widen its gap; any other arm still climbing could move. Arms that
+    all beat `against` are counted, not named again: budget_sentence, read just before, names them."""
     from ..analysis.stats import paired_difference, verdict
     from ..methods.names import display
     from .budget import flat_epoch
@@ -441,10 +444,12 @@ def climbing_sentence(curves: dict, runs: dict, against: str = "dopamine", margi
     flat = [flat_epoch(c, margin) for kind, arms in _curves(curves).items() for arm, c in arms.items() if arm == against]
     own = (f"{display(against)}'s own curves are flat from epoch {max(flat)}" if None not in flat else
            f"{display(against)}'s own curves still climb")
-    if all(w == "beats" for w in words.values()) and None not in flat:
-        named = listed([f"{display(arm)} on the {kind} foundation" for _, kind, arm in late])
-        return (f"The arms still climbing, {named}, already beat {display(against)} after {epochs} epochs, and "
-                f"{own}. A longer budget would widen those gaps, not close them")
+    if all(w == "beats" for w in words.values()) and None not in flat:  # budget_sentence has named them
+        count = {1: "one", 2: "two", 3: "three", 4: "four"}.get(len(late), str(len(late)))
+        beat = "beats" if len(late) == 1 else "beat"
+        return (f"The {count} still climbing already {beat} {display(against)} after {epochs} epochs, and "
+                f"{own}. A longer budget would widen {'that gap' if len(late) == 1 else 'those gaps'}, "
+                f"not close {'it' if len(late) == 1 else 'them'}")
     named = listed([f"{display(arm)} on the {kind} foundation, which {words[kind, arm]} {display(against)}"
                   for _, kind, arm in late])
     return (f"The arms still climbing after epoch {epochs} are {named}. {own[0].upper()}{own[1:]}, so a longer "
@@ -567,7 +572,7 @@ def plot_curves(curves: dict, epochs: int | None = None, study: VitStudy = STUDY
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"validation accuracy at {study.angle_deg:g}° (%)")
     labelled = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
-    fig.legend(list(labelled.values()), list(labelled), loc="outside lower center", ncol=4, fontsize=8)
+    fig.legend(list(labelled.values()), list(labelled), loc="outside lower center", ncol=4, fontsize=9)
     return fig
 
 
@@ -591,7 +596,7 @@ def plot_blocks(firing: dict[str, dict[str, float]], moved: dict[str, dict[str, 
     for ax, title in zip(axes, ("open gates (%)", "mean |τ − τ₀|")):
         ax.set(xticks=[b + width * (len(arms) - 1) / 2 for b in range(len(blocks))], title=title,
                xticklabels=[n.split(".mlp")[0] for n in blocks])
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(arms), fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(arms), fontsize=9)
     fig.suptitle(f"Gates per block, on the {foundation} foundation", fontsize=11)
     fig.get_layout_engine().set(wspace=0.12)  # the right panel's ticks clear of the left panel
     return fig
@@ -717,7 +722,7 @@ def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"test accuracy at {angle}° (%)")
     labelled = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
-    fig.legend(list(labelled.values()), list(labelled), loc="outside lower center", ncol=4, fontsize=8)  # every arm
+    fig.legend(list(labelled.values()), list(labelled), loc="outside lower center", ncol=4, fontsize=9)  # every arm
     return fig
 
 
