@@ -476,7 +476,7 @@ def summarise(r: dict) -> tuple[list[dict], list[dict]]:
         rows.append({"name": "transformer: ms per training step, Dopamine vs LoRA on attention (r=4)",
                      "dopatut": f"{1e3 * step['dopamine']:.2f}", "reference": f"{1e3 * step['lora_attn']:.2f}",
                      "ratio": step["lora_attn"] / step["dopamine"]})
-        rows.append({"name": f"transformer: MB kept for backward per batch of {BATCH}, Dopamine vs LoRA on attention",
+        rows.append({"name": f"transformer: MiB kept for backward per batch of {BATCH}, Dopamine vs LoRA on attention",
                      "dopatut": f"{mem['dopamine']:.1f}", "reference": f"{mem['lora_attn']:.1f}",
                      "ratio": mem["lora_attn"] / mem["dopamine"]})
         rows.append({"name": "transformer: trainable parameters (Adam state, kB), Dopamine vs LoRA on attention",
@@ -491,7 +491,7 @@ def summarise(r: dict) -> tuple[list[dict], list[dict]]:
         note += (f"; the protocol's training products alone (perf.protocol_flops: {flops / 1e12:.1f} TFLOP) would "
                  f"take {at_peak:.0f} s at this run's matmul peak, {at_peak / 0.7:.0f} s at 70% of it")
         rows.append({"name": "the protocol's training matrix products (foundations, grids, ten seeds; two foundations): "
-                             "TFLOP, and s at the matmul peak", "dopatut": f"{flops / 1e12:.1f}",
+                             "work, and time at the matmul peak", "dopatut": f"{flops / 1e12:.1f} TFLOP",
                      "reference": f"{at_peak:.0f} s"})
     goals.append(goal("whole book execution, empty cache (pytest --nbmake book)", book and book["seconds"], "<", 300,
                       ",.0f", " s", note=note))

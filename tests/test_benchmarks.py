@@ -279,6 +279,8 @@ def test_a_bar_in_a_measure_stays_in_its_cell():
 def test_the_measures_tables_split_by_topic_and_read_every_ratio_one_way():
     from dopatut.study.perf import RATIO_RULE, measures_tables
     rows = [{"name": "training samples/s (batch 128) vs usual", "dopatut": "9", "reference": "1", "ratio": 9.0},
+            {"name": "inference, 10,000 images: frozen base (ms)", "dopatut": "2", "reference": "2 (frozen base)",
+             "ratio": 1.0},  # the base against itself: left out
             {"name": "inference, 10,000 images: LoRA merged (ms)", "dopatut": "1", "reference": "2 (frozen base)",
              "ratio": 2.0},
             {"name": "transformer: MB kept for backward, Dopamine vs LoRA on attention", "dopatut": "2",
@@ -334,3 +336,14 @@ def test_lora_full_words_say_what_the_clock_shows_and_name_load_where_foundation
     words = lora_full_words(0.59, both, names)
     assert "mixture foundation and upright foundation" in words and "thin products" in words
     assert words.count(". ") == 1  # two sentences
+
+
+def test_saved_shapes_counts_what_backward_keeps_and_nothing_when_all_is_frozen():
+    from dopatut.study.perf import saved_shapes
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    counts = saved_shapes(model, x, y)
+    assert counts[(5, 8)] >= 2  # the ReLU's output, and the second layer's input
+    for p in model.parameters():
+        p.requires_grad_(False)
+    assert saved_shapes(model, x, y) == {}

@@ -13,6 +13,7 @@ benchmarks/bench.py uses these; the book's appendix reads the table it writes wi
 from __future__ import annotations
 
 import json
+import re
 import time
 from importlib import resources
 from pathlib import Path
@@ -89,6 +90,22 @@ def protocol_flops(protocol=None, shapes=None, n_samples: int = 50_000) -> dict:
     return {"foundations": kinds * seeds * run_flops("full", shapes, n_samples, protocol.foundation_epochs),
             "settings grids": kinds * sum(len(protocol.grid(m)) * run(m) for m in methods),
             "ten-seed comparison": kinds * seeds * sum(run(m) for m in methods)}
+
+
+def saved_shapes(model: nn.Module, x, y) -> dict[tuple, int]:
+    """How many tensors of each shape autograd keeps for the backward pass of one training step (cross-entropy
+    of model(x) against y), as benchmarks/bench.py's saved_bytes counts their bytes. Nothing is trained."""
+    import torch
+    import torch.nn.functional as F
+
+    counts: dict[tuple, int] = {}
+
+    def pack(t):
+        counts[tuple(t.shape)] = counts.get(tuple(t.shape), 0) + 1
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        F.cross_entropy(model(x), y)
+    return counts
 
 
 def best_seconds(fn, repeats: int = 3, warmup: int = 1) -> float:
@@ -197,7 +214,7 @@ TOPICS = (
      ("transformer: ", ", Dopamine vs LoRA on attention (r=4)", ", Dopamine vs LoRA on attention")),
     ("Inference on 10,000 images", lambda n: n.startswith("inference"), ("this model (ms)", "frozen base (ms)"),
      ("inference, 10,000 images: ", " (ms)")),
-    ("Whole runs", lambda n: True, ("measured", "at the matmul peak"), ()),
+    ("Whole runs", lambda n: True, ("this run", "at the matmul peak"), ()),
 )
 
 
@@ -216,6 +233,12 @@ def _ratio(row: dict) -> str:
     return "-" if row.get("ratio") is None else f"{row['ratio']:.2f}×"
 
 
+def _with_itself(row: dict) -> bool:
+    """Whether a row compares a side with itself ("inference: frozen base (ms)" against "43.6 (frozen base)")."""
+    side = re.search(r"\((.+)\)$", row.get("reference") or "")
+    return bool(side) and f": {side.group(1)} (" in row["name"]
+
+
 def measures_table(results: dict) -> Table:
     """Every side-by-side measurement as one table: what, dopatut, reference, ratio (RATIO_RULE), for
     benchmarks/bench.py's own page."""
@@ -228,10 +251,11 @@ def measures_table(results: dict) -> Table:
 def measures_tables(results: dict) -> dict[str, Table]:
     """bench.py's rows split by topic (TOPICS), each a table whose headers name its two sides, and whose ratio
     column reads one way (RATIO_RULE); a topic without rows is left out, a topic without ratios has no ratio
-    column. The measures' long labels wrap, so each table fits the page's text width."""
+    column; a row that compares a side with itself is left out. The measures' long labels wrap, so each table fits
+    the page's text width."""
     tables = {}
     for title, _, (first, second), drop in TOPICS:
-        rows = [row for row in results["rows"] if measure_topic(row["name"]) == title]
+        rows = [row for row in results["rows"] if measure_topic(row["name"]) == title and not _with_itself(row)]
         if not rows:
             continue
         ratios = any(row.get("ratio") is not None for row in rows)
