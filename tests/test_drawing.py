@@ -1,7 +1,7 @@
 """The explorer's pictures."""
 import torch
 
-from dopatut.showing.drawing import a_digit, field_picture, layer_picture, render
+from dopatut.showing.drawing import a_digit, field_picture, layer_picture, legend_entries, render
 from explorer_models import explorer, models  # noqa: F401  (fixtures)
 
 
@@ -26,3 +26,13 @@ def test_field_picture_is_green_for_raise_and_purple_for_lower_never_red_or_blue
     assert up[1] > up[0] and up[1] > up[2]  # green
     assert down[0] > down[1] and down[2] > down[1]  # purple
     assert (zero == 1).all()  # no ink, no colour
+
+
+def test_legend_names_silenced_only_while_a_neuron_is_silenced(explorer):
+    explorer.clear_silenced()
+    assert [word for _, word in legend_entries(explorer)] == ["output", "gate: no"]
+    explorer.silence("hidden1", 2)
+    assert [word for _, word in legend_entries(explorer)][-1] == "silenced"
+    silenced = render(explorer)
+    explorer.clear_silenced()
+    assert render(explorer) != silenced

@@ -145,3 +145,18 @@ def test_sparsity_words_find_the_largest_free_penalty():
         "Even the smallest penalty, λ = 0.5, costs 2.0 points on this hard case")
     with pytest.raises(ValueError):
         sparsity_words((0.5, 2), [0.9, 0.8], [0.4, 0.3])
+
+
+def test_shortcut_costs_gives_each_methods_cost_and_whether_the_order_flips():
+    from dopatut.methods.names import display
+    from dopatut.study.sweeps import shortcut_costs
+
+    full, quick = {"dopamine": 0.975, "lora": 0.976}, {"dopamine": 0.890, "lora": 0.883}
+    words = shortcut_costs(full, quick)
+    lora = display("lora")
+    assert words.startswith(f"The shortcut costs Dopamine 8.5 points and {lora} 9.3.")
+    assert f"flips: {lora} leads at the full recipe, Dopamine under the shortcut" in words
+    kept = shortcut_costs(full, {"dopamine": 0.880, "lora": 0.883})
+    assert f"The order stays: {lora} leads under both." in kept and "Dopamine 9.5 points" in kept
+    tied = shortcut_costs(full, {"dopamine": 0.883, "lora": 0.883})
+    assert f"not settled: at the full recipe {lora} leads, under the shortcut Dopamine and {lora} tie." in tied

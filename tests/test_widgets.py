@@ -21,6 +21,9 @@ def test_static_explorer_links_sliders_to_precomputed_pictures(explorer):
     assert links == {("ToggleButtons", "index", "Stack"), ("IntSlider", "value", "Stack"),
                      ("SelectionSlider", "index", "Stack")}
     assert len(box.links) == 1 + 2 + 2 * 3
+    assert digit.description == "digit"
+    by_class = static_explorer(explorer, [0], [0], ["frozen"], digit_label="class")
+    assert by_class.children[1].children[0].description == "class"
 
 
 def test_live_view_ticks_silence_neurons(explorer):

@@ -51,6 +51,18 @@ def a_digit(label: int) -> str:
     return f"{'an' if int(label) == 8 else 'a'} {int(label)}"
 
 
+def legend_entries(explorer: AttributionExplorer) -> list[tuple[tuple[int, int, int], str]]:
+    """The grids' colours and their words, as layer_picture draws them: "silenced" only while a neuron is
+    silenced (a precomputed page can silence nothing)."""
+    entries = [((230, 120, 20), "output"), ((89, 140, 242), "gate: no")]
+    if any(len(neurons) for neurons in explorer.silenced.values()):
+        entries.append(((217, 26, 26), "silenced"))
+    return entries
+
+
+FIELD_PX = 96  # a receptive field's tile: three of them run a little below the grids
+
+
 def render(explorer: AttributionExplorer, top_k: int = 3) -> bytes:
     """One PNG of the explorer's state, WIDTH_PX wide, on two rows: the input and the class probabilities above,
     each hidden layer and the top neurons of the last layer (receptive field and contribution) below."""
@@ -63,7 +75,9 @@ def render(explorer: AttributionExplorer, top_k: int = 3) -> bytes:
     line, gap = FONT_PX + 8, 16
     digit_px, bar_px = 5 * line, line // 2  # row 1: the digit as tall as five probability bars
     row2 = line + digit_px + gap  # below the titles, the digit and a gap
-    canvas = Image.new("RGB", (WIDTH_PX, row2 + line + PANEL_PX + 8), "white")
+    size = FIELD_PX
+    fields_px = top_k * (size + 6) - 6
+    canvas = Image.new("RGB", (WIDTH_PX, row2 + line + max(PANEL_PX + line + 8, fields_px) + 8), "white")
     draw, x0 = ImageDraw.Draw(canvas), 10
     digit = 1 - explorer.image().float().cpu().numpy() / 255
     draw.text((x0, 4), f"digit #{explorer.digit_index}: {a_digit(explorer.label)}, turned {explorer.angle_deg:g}°", "black", font)
@@ -83,17 +97,16 @@ def render(explorer: AttributionExplorer, top_k: int = 3) -> bytes:
         canvas.paste(_to_pil(layer_picture(view), PANEL_PX), (x0, row2 + line))
         x0 += PANEL_PX + gap
     draw.text((x0, row2), f"top {explorer.last_layer} for {prediction}", "black", font)
-    size = (PANEL_PX - (top_k - 1) * 6) // top_k
     for row, ((neuron, value), field) in enumerate(zip(top, fields)):
         y = row2 + line + row * (size + 6)
         canvas.paste(_to_pil(field_picture(field), size), (x0, y))
         draw.text((x0 + size + 8, y + size // 2 - FONT_PX), f"#{neuron}", "black", font)
         draw.text((x0 + size + 8, y + size // 2 + 2), f"{value:+.2f}", "black", font)
-    for row, (colour, word) in enumerate((((230, 120, 20), "output"), ((89, 140, 242), "gate: no"),
-                                          ((217, 26, 26), "silenced"))):  # the grids' colours, as layer_picture
-        y = row2 + line + PANEL_PX - (3 - row) * line
-        draw.rectangle((WIDTH_PX - 96, y + 4, WIDTH_PX - 84, y + 16), fill=colour)
-        draw.text((WIDTH_PX - 80, y), word, "black", font)
+    x, y = 10, row2 + line + PANEL_PX + 6  # the legend on one line under the grids
+    for colour, word in legend_entries(explorer):
+        draw.rectangle((x, y + 4, x + 12, y + 16), fill=colour)
+        draw.text((x + 16, y), word, "black", font)
+        x += 16 + int(draw.textlength(word, font=font)) + 18
     buffer = io.BytesIO()
     canvas.quantize(64, method=Image.Quantize.FASTOCTREE).save(buffer, "PNG", optimize=True)
     return buffer.getvalue()

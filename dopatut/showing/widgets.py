@@ -57,16 +57,19 @@ def explorer_view(explorer: AttributionExplorer, top_k: int = 8):
     return w.VBox([w.HBox([digit, label, next_label, mistake]), angle, model, picture, status, ticks])
 
 
-def static_explorer(explorer: AttributionExplorer, digit_indices, angles_deg, model_names=None):
+def static_explorer(explorer: AttributionExplorer, digit_indices, angles_deg, model_names=None,
+                    digit_label: str = "digit"):
     """A kernel-free explorer: one picture per (model, digit, angle), precomputed, in nested `Stack`s
-    whose selected child follows the sliders through `jslink`, so the page's JavaScript switches them."""
+    whose selected child follows the sliders through `jslink`, so the page's JavaScript switches them.
+    The digit slider indexes `digit_indices` and is labelled `digit_label` (say "class" where the k-th
+    digit is the first test digit of class k)."""
     import ipywidgets as w
 
     model_names = list(model_names or explorer.models)
     state = (explorer.digit_index, explorer.angle_deg, explorer.model_name, explorer.silenced)
     explorer.silenced = {}
     model = w.ToggleButtons(options=model_names, description="model")
-    digit = w.IntSlider(0, min=0, max=len(digit_indices) - 1, description="digit")
+    digit = w.IntSlider(0, min=0, max=len(digit_indices) - 1, description=digit_label)
     angle = w.SelectionSlider(options=[f"{a:g}°" for a in angles_deg], description="angle")
     links, per_model, threads = [], [], torch.get_num_threads()
     torch.set_num_threads(1)  # one input at a time: threads only add overhead, the more so on a busy machine

@@ -246,6 +246,34 @@ def width_order(accuracy: dict[str, list[float]], lr: dict[str, float], epochs: 
             f"{epochs} epochs on 50,000 images, and {why}.")
 
 
+def shortcut_costs(full: dict[str, float], quick: dict[str, float]) -> str:
+    """Two sentences for chapter 7's exercise 2: how many points the shortcut costs each method (`full` and
+    `quick`: method -> accuracy, as fractions, in the order to name them), and whether the methods' order flips.
+    Pass the accuracies as printed (rounded), so the points add up for the reader."""
+    from ..methods.names import display, listed
+
+    first, *rest = full
+    costs = [f"{100 * (full[m] - quick[m]):.1f}" for m in full]
+    cost = f"The shortcut costs {display(first)} {costs[0]} points" + "".join(
+        f" and {display(m)} {c}" for m, c in zip(rest, costs[1:])) + "."
+
+    def leader(acc):
+        best = max(acc.values())
+        return [m for m in acc if acc[m] == best]
+    lead_full, lead_quick = leader(full), leader(quick)
+    names = lambda ms: listed([display(m) for m in ms])
+    if len(lead_full) > 1 or len(lead_quick) > 1:
+        where = lambda ms: f"{names(ms)} leads" if len(ms) == 1 else f"{names(ms)} tie"
+        order = (f"The order is not settled: at the full recipe {where(lead_full)}, under the shortcut "
+                 f"{where(lead_quick)}.")
+    elif lead_full == lead_quick:
+        order = f"The order stays: {names(lead_full)} leads under both."
+    else:
+        order = (f"The order flips: {names(lead_full)} leads at the full recipe, {names(lead_quick)} under the "
+                 "shortcut.")
+    return f"{cost} {order}"
+
+
 def anneal_words(gain: float, seed_std: float) -> str:
     """What annealing adds over a fixed low temperature (`gain`, one seed) set against Dopamine's seed-to-seed
     standard deviation `seed_std` (both fractions): within the spread, or more than it."""
