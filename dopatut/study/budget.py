@@ -185,6 +185,23 @@ def still_climbing(study: dict[str, BudgetRun], budget: int, margin: float = PRO
     return out
 
 
+def _climb_words(study: dict[str, BudgetRun], budget: int, margin: float) -> str:
+    """Which mean curves still climb after `budget`, with the rule and the exceptions named: "6 of 7 mean curves
+    (all but BitFit's) still gain 0.2 points or more in some epoch after epoch 3"; "" if none does."""
+    climbing = still_climbing(study, budget, margin)
+    trained = [m for m, run in study.items() if any(run.curves)]
+    rest = [m for m in trained if m not in climbing]
+    if not climbing:
+        return ""
+    if not rest:
+        which = f"all {len(trained)} mean curves"
+    else:
+        names = listed([f"{_name(m)}'s" for m in (rest if len(rest) < len(climbing) else climbing)])
+        which = (f"{len(climbing)} of {len(trained)} mean curves ("
+                 + (f"all but {names}" if len(rest) < len(climbing) else names) + ")")
+    return f"{which} still gain {100 * margin:g} points or more in some epoch after epoch {budget}"
+
+
 def budget_words(studies: dict[str, dict[str, BudgetRun]], changes: dict[str, list[Change]], short_epochs: int,
                  long_epochs: int, margin: float = PROTOCOL.margin) -> dict[str, str]:
     """Chapter 5's answer to "does the budget decide the verdicts?" in short paragraphs of one or two sentences:
@@ -205,23 +222,19 @@ def budget_words(studies: dict[str, dict[str, BudgetRun]], changes: dict[str, li
         out = {"moved": f"{span}, {len(moved)} of the {total} verdicts change{'s' * (len(moved) == 1)}: {said}."}
     for kind, rows in changes.items():
         name = display(kind, "foundation")
-        climbing = still_climbing(studies[kind], short_epochs, margin)
-        n_curves = sum(any(run.curves) for run in studies[kind].values())
-        climb = f"{len(climbing)} of {n_curves} mean curves still climb after epoch {short_epochs}"
+        climb = _climb_words(studies[kind], short_epochs, margin)
         shifted = [c for c in rows if c.changed]
         if not shifted:
             decided = [abs(c.short.mean) for c in rows if verdict(c.short) != "ties with"]
             most = max(abs(c.long.mean - c.short.mean) for c in rows)
-            if moved:
-                start = f"On the {name} no verdict changes" + (f", though {climb}:" if climbing else ":")
-            else:
-                start = f"On the {name}" + (f" {climb}, but" if climbing else "")
+            start = f"On the {name} no verdict changes:" if moved else f"On the {name}"
             out[kind] = (f"{start} the longer budget moves each gap by {in_points(most)} points or less"
-                         + (f", and the clear gaps are {in_points(min(decided))} points or more." if decided else "."))
+                         + (f", and the clear gaps are {in_points(min(decided))} points or more." if decided else ".")
+                         + (f" Yet {climb}." if climb else ""))
             continue
         gap = max(abs(c.short.mean) for c in shifted)
         flat = f"no later epoch adds {100 * margin:g} points to any mean curve"
-        out[kind] = (f"On the {name} {climb if climbing else flat}, but the gaps that change were "
+        out[kind] = (f"On the {name} {climb or flat}, but the gaps that change were "
                      f"{in_points(gap)} points or less at {short_epochs} epochs. The longer budget moves both "
                      f"sides of them: Dopamine's test accuracy by {signed_points(shifted[0].moves[0])} points, "
                      + listed([f"{_name(c.method)}'s by {signed_points(c.moves[1])}" for c in shifted]) + ".")
@@ -269,9 +282,10 @@ def drift_words(study: dict[str, BudgetRun], changes: list[Change], short_epochs
 
 def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, answer=None,
                   moves: bool = False):
-    """Dopamine - rival and the verdict at both budgets, one row per foundation and rival (a dopatut Table);
-    `answer` (compare.dopamine_against()): the protocol's verdict over all its seeds, as a column; `moves`: how
-    far each side's mean test accuracy moves between the budgets (Change.moves), as a last column."""
+    """Dopamine - rival and the verdict at both budgets, one row per foundation and rival (a dopatut Table), a
+    verdict that the longer budget changes in bold; `answer` (compare.dopamine_against()): the protocol's verdict
+    over all its seeds, as a column; `moves`: how far the rival's mean test accuracy moves between the budgets
+    (Change.moves), as a last column, and Dopamine's own move per foundation in the caption (one number each)."""
     from ..foundations.tables import Table
     from ..methods.names import display
 
@@ -280,19 +294,25 @@ def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epoc
     if answer is not None:
         header.append(f"{short_epochs} epochs, {next(iter(next(iter(answer.values())).values())).n} seeds")
     if moves:
-        header.append(f"move, {short_epochs} → {long_epochs} epochs: Dopamine, rival")
+        header.append("rival's move")
     body = []
     for kind, rows in changes.items():
         for c in rows:
+            long = f"{signed_points(c.long.mean)}: {verdict(c.long)}"
             row = [kind, display(c.method).replace(" ", "\u00a0"),  # a name on one line
-                   f"{signed_points(c.short.mean)}: {verdict(c.short)}",
-                   f"{signed_points(c.long.mean)}: {verdict(c.long)}" + (" (changed)" if c.changed else "")]
+                   f"{signed_points(c.short.mean)}: {verdict(c.short)}", f"**{long}**" if c.changed else long]
             if answer is not None:
                 row.append(f"{signed_points(answer[kind][c.method].mean)}: {verdict(answer[kind][c.method])}")
             if moves:
-                row.append(f"{signed_points(c.moves[0])}, {signed_points(c.moves[1])}")
+                row.append(signed_points(c.moves[1]))
             body.append(row)
-    return Table(header, body, caption="Dopamine − rival at 45°, test accuracy in points, and its verdict")
+    caption = "Dopamine − rival at 45°, test accuracy in points, and its verdict (bold: changed by the longer budget)"
+    if moves:
+        own = listed([f"{signed_points(rows[0].moves[0])} on the {kind} foundation"
+                      for kind, rows in changes.items() if rows])
+        caption += (f". The rival's move: its mean test accuracy at {long_epochs} epochs minus at {short_epochs}, "
+                    f"in points; Dopamine's own moves by {own}")
+    return Table(header, body, caption=caption)
 
 
 def noise_words(studies: dict[str, dict[str, BudgetRun]], kind: str, noise: float) -> str:
