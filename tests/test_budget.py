@@ -159,11 +159,15 @@ def test_the_table_gives_each_rival_its_numbers():
     assert lora.changed and lora.moves == pytest.approx((-0.002, (0.978 + 0.979 + 0.9785 - 0.969 - 0.9722
                                                                   - 0.9712) / 3))
     table = budget.verdict_table({"mixture": [lora, frozen]}, 2, 4).markdown()
-    assert "| mixture | LoRA\u00a0(r\u00a0=\u00a04) |" in table and "**−0.95: loses to**" in table
-    assert "move" not in table and "| +0.02: ties with |" in table  # unchanged verdicts not bold
+    assert "| LoRA\u00a0(r\u00a0=\u00a04) |" in table and "**−0.95:\u00a0loses\u00a0to**" in table
+    assert "move" not in table and "| +0.02:\u00a0ties\u00a0with |" in table  # unchanged verdicts not bold
     moved = budget.verdict_table({"mixture": [lora, frozen]}, 2, 4, moves=True)
     assert moved.rows[0][-1] == "+0.77" and moved.rows[1][-1] == "+0.00"
     assert moved.caption.endswith("Dopamine's own moves by −0.20 on the mixture foundation"), moved.caption
+    assert moved.header[0] == "Dopamine against" and moved.rows[0][0].startswith("LoRA")  # one foundation: no column
+    assert "at 45° on the mixture foundation," in moved.caption
+    two = budget.verdict_table({"mixture": [lora], "upright": [frozen]}, 2, 4)
+    assert two.header[0] == "foundation" and [r[0] for r in two.rows] == ["mixture", "upright"]
 
 
 def test_the_noise_words_compare_the_wiggle_with_one_scores_noise():

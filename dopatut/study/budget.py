@@ -282,7 +282,8 @@ def drift_words(study: dict[str, BudgetRun], changes: list[Change], short_epochs
 
 def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, answer=None,
                   moves: bool = False):
-    """Dopamine - rival and the verdict at both budgets, one row per foundation and rival (a dopatut Table), a
+    """Dopamine - rival and the verdict at both budgets, one row per foundation and rival (a dopatut Table; for
+    one foundation, named in the caption, a table narrow enough for the page), a
     verdict that the longer budget changes in bold; `answer` (compare.dopamine_against()): the protocol's verdict
     over all its seeds, as a column; `moves`: how far the rival's mean test accuracy moves between the budgets
     (Change.moves), as a last column, and Dopamine's own move per foundation in the caption (one number each)."""
@@ -290,29 +291,34 @@ def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epoc
     from ..methods.names import display
 
     n = next(c.long.n for rows in changes.values() for c in rows)
+    one = len(changes) == 1  # one foundation: named in the caption, not in a column of its own
     header = ["foundation", "Dopamine against", f"{short_epochs} epochs, {n} seeds", f"{long_epochs} epochs, {n} seeds"]
     if answer is not None:
         header.append(f"{short_epochs} epochs, {next(iter(next(iter(answer.values())).values())).n} seeds")
     if moves:
         header.append("rival's move")
+    def said(d):  # a number and its verdict on one line
+        return f"{signed_points(d.mean)}: {verdict(d)}".replace(" ", "\u00a0")
+
     body = []
     for kind, rows in changes.items():
         for c in rows:
-            long = f"{signed_points(c.long.mean)}: {verdict(c.long)}"
             row = [kind, display(c.method).replace(" ", "\u00a0"),  # a name on one line
-                   f"{signed_points(c.short.mean)}: {verdict(c.short)}", f"**{long}**" if c.changed else long]
+                   said(c.short), f"**{said(c.long)}**" if c.changed else said(c.long)]
             if answer is not None:
-                row.append(f"{signed_points(answer[kind][c.method].mean)}: {verdict(answer[kind][c.method])}")
+                row.append(said(answer[kind][c.method]))
             if moves:
                 row.append(signed_points(c.moves[1]))
-            body.append(row)
-    caption = "Dopamine − rival at 45°, test accuracy in points, and its verdict (bold: changed by the longer budget)"
+            body.append(row[1:] if one else row)
+    where = f" on the {display(next(iter(changes)), 'foundation')}" if one else ""
+    caption = (f"Dopamine − rival at 45°{where}, test accuracy in points, and its verdict (bold: changed by the "
+               "longer budget)")
     if moves:
         own = listed([f"{signed_points(rows[0].moves[0])} on the {kind} foundation"
                       for kind, rows in changes.items() if rows])
         caption += (f". The rival's move: its mean test accuracy at {long_epochs} epochs minus at {short_epochs}, "
                     f"in points; Dopamine's own moves by {own}")
-    return Table(header, body, caption=caption)
+    return Table(header[1:] if one else header, body, caption=caption)
 
 
 def noise_words(studies: dict[str, dict[str, BudgetRun]], kind: str, noise: float) -> str:
