@@ -163,10 +163,11 @@ def test_the_table_gives_each_rival_its_numbers():
     assert "move" not in table and "| +0.02:\u00a0ties\u00a0with |" in table  # unchanged verdicts not bold
     moved = budget.verdict_table({"mixture": [lora, frozen]}, 2, 4, moves=True)
     assert moved.rows[0][-1] == "+0.77" and moved.rows[1][-1] == "+0.00"
-    assert moved.caption.endswith("Dopamine's own moves by −0.20 on the mixture foundation"), moved.caption
+    assert moved.caption.endswith("Dopamine's own moves by −0.20"), moved.caption
     assert moved.header[0] == "Dopamine against" and moved.rows[0][0].startswith("LoRA")  # one foundation: no column
     assert "at 45° on the mixture foundation," in moved.caption
-    two = budget.verdict_table({"mixture": [lora], "upright": [frozen]}, 2, 4)
+    two = budget.verdict_table({"mixture": [lora], "upright": [frozen]}, 2, 4, moves=True)
+    assert two.caption.endswith("by −0.20 on the mixture foundation and −0.20 on the upright foundation"), two.caption
     assert two.header[0] == "foundation" and [r[0] for r in two.rows] == ["mixture", "upright"]
 
 

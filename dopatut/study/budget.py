@@ -314,10 +314,10 @@ def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epoc
     caption = (f"Dopamine − rival at 45°{where}, test accuracy in points, and its verdict (bold: changed by the "
                "longer budget)")
     if moves:
-        own = listed([f"{signed_points(rows[0].moves[0])} on the {kind} foundation"
+        own = listed([signed_points(rows[0].moves[0]) + ("" if one else f" on the {kind} foundation")
                       for kind, rows in changes.items() if rows])
-        caption += (f". The rival's move: its mean test accuracy at {long_epochs} epochs minus at {short_epochs}, "
-                    f"in points; Dopamine's own moves by {own}")
+        caption += (f". Rival's move: its mean test accuracy at {long_epochs} epochs minus at {short_epochs}; "
+                    f"Dopamine's own moves by {own}")
     return Table(header[1:] if one else header, body, caption=caption)
 
 
