@@ -23,7 +23,7 @@ def test_one_sentence_per_foundation_with_readable_names_and_verdicts_from_the_i
     assert text.count(". ") == 1 and text.endswith("."), text  # two sentences
     assert foundation_sentence("mixture", ANSWER["mixture"]) == (
         "On the mixture foundation, Dopamine beats the frozen foundation by 1.00 points, ties with gain-only (its "
-        "interval within ±0.06 points) and loses to full fine-tuning by 0.20 and LoRA (r = 4) by 0.30 points.")
+        "interval −0.02 to +0.06 points) and loses to full fine-tuning by 0.20 and LoRA (r = 4) by 0.30 points.")
     assert "_" not in text and "lora" not in text
 
 
@@ -52,11 +52,24 @@ def test_versus_one_rival_on_every_foundation():
     from dopatut.showing.answer import versus
     assert versus(ANSWER, "frozen") == ("Over 10 seeds, Dopamine beats the frozen foundation on the mixture foundation "
                                         "by 1.00 points and on the upright foundation by 40.00 points.")
-    assert versus(ANSWER, "gain_only") == ("Over 10 seeds, Dopamine ties with gain-only on the mixture foundation within "
-                                           "±0.06 points and beats gain-only on the upright foundation by 2.00 points.")
+    assert versus(ANSWER, "gain_only") == ("Over 10 seeds, Dopamine ties with gain-only on the mixture foundation (its "
+                                           "interval −0.02 to +0.06 points) and beats gain-only on the upright foundation by 2.00 points.")
 
 
 def test_in_short_gives_the_verdicts_alone():
     from dopatut.showing.answer import in_short
     assert in_short("mixture", ANSWER["mixture"]) == ("mixture foundation: Dopamine beats the frozen foundation; ties "
                                                       "with gain-only; loses to LoRA (r = 4) and full fine-tuning")
+
+
+def test_verdicts_table_one_row_per_foundation_groups_from_the_intervals():
+    from dopatut.showing.answer import verdicts_table
+    two_ties = {**ANSWER["mixture"], "bitfit": d(-0.0005, 0.0010)}
+    table = verdicts_table({"mixture": two_ties, "upright": ANSWER["upright"]})
+    assert list(table.header) == ["foundation", "Dopamine beats", "ties with", "loses to"]
+    assert list(table.rows[0]) == ["mixture", "frozen foundation by 1.00",
+                                   "BitFit, gain-only (intervals −0.15 to +0.06)",
+                                   "LoRA (r = 4) by 0.30, full fine-tuning by 0.20"], table.rows[0]
+    assert list(table.rows[1]) == ["upright", "frozen foundation by 40.00, gain-only by 2.00", "none",
+                                   "full fine-tuning by 10.00, LoRA (r = 4) by 5.00"], table.rows[1]
+    assert "10 seeds" in table.caption

@@ -108,6 +108,13 @@ def test_still_climbing_is_the_protocols_one_rule_after_the_budget():
     assert still_climbing(study, 2, margin=0.002) == {"head": 4, "bitfit": 4}
     assert still_climbing(study, 4, margin=0.002) == {}
     assert still_climbing(study, 2, margin=0.02) == {}
+    # the words name the rule and the exceptions, whichever side is shorter
+    assert budget._climb_words(study, 2, 0.002) == ("2 of 3 mean curves (all but LoRA's) still gain 0.2 points or "
+                                                    "more in some epoch after epoch 2")
+    assert budget._climb_words({"lora": study["lora"], "head": study["head"]}, 2, 0.002).startswith(
+        "1 of 2 mean curves (head-only's)")
+    assert budget._climb_words({"head": study["head"]}, 2, 0.002).startswith("all 1 mean curves")
+    assert budget._climb_words(study, 2, 0.02) == ""
     curve = (0.970, 0.975, 0.976, 0.977, 0.978, 0.979)  # after epoch 2 each epoch adds 0.1 points: all flat
     assert budget.climbing_epochs(curve, margin=0.002) == [2] and budget.climbing_epochs(curve, 2) == []
     assert budget.epoch_gains((0.9, 0.91, 0.905)) == pytest.approx([0.01, -0.005])
@@ -129,16 +136,17 @@ def test_the_words_say_what_moves_what_does_not_and_why():
     assert ("On the mixture foundation no later epoch adds 0.2 points to any mean curve, but the gaps that change "
             "were 0.08 points or less at 2 epochs.") in text
     assert "Dopamine's test accuracy by −0.20 points, LoRA's by +0.30." in text
-    assert text.endswith("On the upright foundation no verdict changes, though 1 of 2 mean curves still climb after "
-                         "epoch 2: the longer budget moves each gap by 0.30 points or less, and the clear gaps are "
-                         "4.92 points or more."), text
+    assert text.endswith("On the upright foundation no verdict changes: the longer budget moves each gap by 0.30 "
+                         "points or less, and the clear gaps are 4.92 points or more. Yet 1 of 2 mean curves "
+                         "(head-only's) still gain 0.2 points or more in some epoch after epoch 2."), text
     assert all(len(sentence) < 200 for sentence in text.split(". "))
     same = {"mixture": [_change("lora", -0.01, -0.02)], "upright": [_change("head", 0.01, 0.02)]}
     text = " ".join(budget_words(studies, same, 2, 4, margin=0.002).values())
     assert text == ("Between 2 and 4 epochs none of the 2 verdicts changes. On the mixture foundation the longer "
                     "budget moves each gap by 1.00 points or less, and the clear gaps are 0.92 points or more. On the "
-                    "upright foundation 1 of 2 mean curves still climb after epoch 2, but the longer budget moves "
-                    "each gap by 1.00 points or less, and the clear gaps are 1.08 points or more."), text
+                    "upright foundation the longer budget moves each gap by 1.00 points or less, and the clear gaps are "
+                    "1.08 points or more. Yet 1 of 2 mean curves (head-only's) still gain 0.2 points or more in "
+                    "some epoch after epoch 2."), text
 
 
 def test_the_table_gives_each_rival_its_numbers():
@@ -151,10 +159,16 @@ def test_the_table_gives_each_rival_its_numbers():
     assert lora.changed and lora.moves == pytest.approx((-0.002, (0.978 + 0.979 + 0.9785 - 0.969 - 0.9722
                                                                   - 0.9712) / 3))
     table = budget.verdict_table({"mixture": [lora, frozen]}, 2, 4).markdown()
-    assert "| mixture | LoRA\u00a0(r\u00a0=\u00a04) |" in table and "loses to (changed)" in table
-    assert "move from" not in table
-    rows = budget.verdict_table({"mixture": [lora, frozen]}, 2, 4, moves=True).rows
-    assert rows[0][-1] == "−0.20, +0.77" and rows[1][-1] == "−0.20, +0.00"
+    assert "| LoRA\u00a0(r\u00a0=\u00a04) |" in table and "**−0.95:\u00a0loses\u00a0to**" in table
+    assert "move" not in table and "| +0.02:\u00a0ties\u00a0with |" in table  # unchanged verdicts not bold
+    moved = budget.verdict_table({"mixture": [lora, frozen]}, 2, 4, moves=True)
+    assert moved.rows[0][-1] == "+0.77" and moved.rows[1][-1] == "+0.00"
+    assert moved.caption.endswith("Dopamine's own moves by −0.20"), moved.caption
+    assert moved.header[0] == "Dopamine against" and moved.rows[0][0].startswith("LoRA")  # one foundation: no column
+    assert "at 45° on the mixture foundation," in moved.caption
+    two = budget.verdict_table({"mixture": [lora], "upright": [frozen]}, 2, 4, moves=True)
+    assert two.caption.endswith("by −0.20 on the mixture foundation and −0.20 on the upright foundation"), two.caption
+    assert two.header[0] == "foundation" and [r[0] for r in two.rows] == ["mixture", "upright"]
 
 
 def test_the_noise_words_compare_the_wiggle_with_one_scores_noise():

@@ -165,6 +165,7 @@ def test_settings_are_written_out_for_readers():
 
 
 def test_the_choices_table_and_the_edge_sentence_say_what_each_grid_chose():
+    from dopatut.analysis.stats import paired_difference
     from dopatut.study.report import choices_table, edges_sentence
 
     grid = [{"lr": 0.01}, {"lr": 0.03}, {"lr": 0.1}]
@@ -185,3 +186,10 @@ def test_the_choices_table_and_the_edge_sentence_say_what_each_grid_chose():
                                                      "settings, one of them inside the grid, so the edge does not "
                                                      "matter there.")
     assert edges_sentence({"mixture": [inside]}) == "No winner lies at an edge of its grid."
+    # with the verdicts: a grid-edge winner that already beats Dopamine can only widen its lead
+    a, b = [0.90, 0.91, 0.92, 0.93], [0.93, 0.941, 0.949, 0.962]
+    ahead, behind = paired_difference(a, b), paired_difference(b, a)
+    said = edges_sentence({"mixture": [edge]}, {"mixture": {"head": ahead}})
+    assert said.endswith("could only widen its lead over Dopamine, so the verdict \"loses to\" stands."), said
+    said = edges_sentence({"mixture": [edge]}, {"mixture": {"head": behind}})
+    assert said.endswith("That could change Dopamine's verdict against it (\"beats\")."), said

@@ -47,6 +47,9 @@ def test_gate_response_figure_one_meaning_per_colour():
     colours = [c for panel in by_label for label, c in panel.items() if label.startswith(("τ", "g"))]
     assert len(colours) == len(set(colours)) == 7, by_label  # thresholds and gains: no colour twice
     assert "g = −1" in by_label[3]  # a negative gain inverts the output, as the chapter says
+    # the temperature panel shows every T of the gate-value panel, T = 0.1 (where training ends) included
+    assert {k for k in by_label[0] if k.startswith("soft")} == {k for k in by_label[1] if k.startswith("soft")}
+    assert all(text.get_fontsize() >= 9 for ax in fig.axes for text in ax.get_legend().get_texts())
 
 
 def test_layer_histograms_negative_mean_with_a_real_minus():

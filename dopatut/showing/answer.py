@@ -7,6 +7,7 @@ rival, per seed), so the prose stays true when the numbers move:
     headline(answer)          # two sentences, one per foundation
     thresholds(answer)        # one sentence: what the thresholds add over gain-only
     answer_table(answer)      # HTML: each rival's difference with Dopamine on both foundations
+    verdicts_table(answer)    # one row per foundation: whom Dopamine beats, ties with and loses to
 """
 from __future__ import annotations
 
@@ -22,12 +23,44 @@ def _in_prose(method: str) -> str:
     return f"the {display(method)}" if method == "frozen" else display(method)
 
 
+def _tie_bounds(diffs: dict[str, PairedDifference]) -> str:
+    """Where tied intervals lie, from their actual ends: 'its interval −0.04 to +0.02 points', 'every interval
+    between −0.17 and +0.10 points' (not a ± that neither end may reach)."""
+    low, high = min(d.ci_low for d in diffs.values()), max(d.ci_high for d in diffs.values())
+    if len(diffs) == 1:
+        return f"its interval {signed_points(low)} to {signed_points(high)} points"
+    return f"every interval between {signed_points(low)} and {signed_points(high)} points"
+
+
+def verdicts_table(answer: dict[str, dict[str, PairedDifference]]) -> Table:
+    """The answer at a glance: one row per foundation, the rivals Dopamine beats, ties with and loses to, each
+    with its gap in points (largest first), the ties with where their intervals lie."""
+    header = ["foundation", "Dopamine beats", "ties with", "loses to"]
+    body = []
+    for kind, diffs in answer.items():
+        row = [kind]  # the column says "foundation"
+        for words in header[1:]:
+            group = {m: d for m, d in diffs.items() if verdict(d) == words.removeprefix("Dopamine ")}
+            ranked = sorted(group, key=lambda m: -abs(group[m].mean))
+            if not group:
+                row.append("none")
+            elif words == "ties with":
+                low, high = (signed_points(f(d.ci_low if f is min else d.ci_high for d in group.values()))
+                             for f in (min, max))
+                row.append(", ".join(display(m) for m in ranked)
+                           + f" (interval{'s' * (len(group) > 1)} {low} to {high})")
+            else:
+                row.append(", ".join(f"{display(m)} by {in_points(abs(group[m].mean))}" for m in ranked))
+        body.append(row)
+    n = next(iter(next(iter(answer.values())).values())).n
+    return Table(header, body, caption=f"Dopamine against each rival at 45°, over {n} seeds: gaps in points, "
+                                       "verdicts from the paired 95% intervals")
+
+
 def _group(words: str, diffs: dict[str, PairedDifference]) -> str:
     names = listed([_in_prose(m) for m in diffs])
     if words == "ties with":
-        reach = max(max(abs(d.ci_low), abs(d.ci_high)) for d in diffs.values())
-        whose = "its interval" if len(diffs) == 1 else "every interval"
-        return f"ties with {names} ({whose} within ±{in_points(reach)} points)"
+        return f"ties with {names} ({_tie_bounds(diffs)})"
     # each rival with its own gap, smallest first: 'beats threshold-only by 0.24 and the frozen foundation by
     # 0.89 points' (a range over several rivals would leave the reader to match numbers to names)
     gaps = sorted(diffs.items(), key=lambda item: abs(item[1].mean))
@@ -80,7 +113,7 @@ def versus(answer: dict[str, dict[str, PairedDifference]], rival: str) -> str:
     for kind, diffs in answer.items():
         d = diffs[rival]
         words = verdict(d)
-        size = (f"within ±{in_points(max(abs(d.ci_low), abs(d.ci_high)))} points" if words == "ties with"
+        size = (f"({_tie_bounds({rival: d})})" if words == "ties with"
                 else f"by {in_points(abs(d.mean))} points")
         parts.append((words, f"on the {display(kind, 'foundation')} {size}"))
     n = next(iter(answer.values()))[rival].n

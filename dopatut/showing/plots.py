@@ -40,7 +40,7 @@ def _response_panel(ax, z, settings, title):
     for label, color, kwargs in settings:
         ax.plot(z.numpy(), gate_response(z, **kwargs).numpy(), lw=2, color=color, label=label)
     ax.set(title=title, xlabel="drive z = w·x + b", ylabel="output out(z)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=9, loc="upper left")
 
 
 def gate_response_figure(z_max: float = 3.0) -> plt.Figure:
@@ -55,9 +55,9 @@ def gate_response_figure(z_max: float = 3.0) -> plt.Figure:
         axes[0].plot(z.numpy(), torch.sigmoid((z - 1.0) / T).numpy(), lw=2, color=color, label=f"soft, T = {T:g}")
     axes[0].plot(z.numpy(), (z > 1.0).float().numpy(), color=HARD, lw=2, label="hard step 1[z > τ]")
     axes[0].set(title="Gate value at τ = 1", xlabel="drive z = w·x + b", ylabel="gate value")
-    axes[0].legend(fontsize=8, loc="upper left")
+    axes[0].legend(fontsize=9, loc="upper left", handlelength=1.2)  # short handles: the box ends left of the step
     _response_panel(axes[1], z, [(f"soft, T = {T:g}", c, dict(threshold=1.0, temperature=T))
-                                 for T, c in zip((1.0, 0.3), SHADES["T"])]
+                                 for T, c in zip((1.0, 0.3, 0.1), SHADES["T"])]
                     + [("hard", HARD, dict(threshold=1.0, hard=True))], "Temperature T (τ = 1, g = 1)")
     _response_panel(axes[2], z, [(f"τ = {t:g}", c, dict(threshold=t, hard=True))
                                  for t, c in zip((0.0, 1.0, 2.0), SHADES["τ"])], "Threshold τ (hard, g = 1)")

@@ -185,6 +185,23 @@ def still_climbing(study: dict[str, BudgetRun], budget: int, margin: float = PRO
     return out
 
 
+def _climb_words(study: dict[str, BudgetRun], budget: int, margin: float) -> str:
+    """Which mean curves still climb after `budget`, with the rule and the exceptions named: "6 of 7 mean curves
+    (all but BitFit's) still gain 0.2 points or more in some epoch after epoch 3"; "" if none does."""
+    climbing = still_climbing(study, budget, margin)
+    trained = [m for m, run in study.items() if any(run.curves)]
+    rest = [m for m in trained if m not in climbing]
+    if not climbing:
+        return ""
+    if not rest:
+        which = f"all {len(trained)} mean curves"
+    else:
+        names = listed([f"{_name(m)}'s" for m in (rest if len(rest) < len(climbing) else climbing)])
+        which = (f"{len(climbing)} of {len(trained)} mean curves ("
+                 + (f"all but {names}" if len(rest) < len(climbing) else names) + ")")
+    return f"{which} still gain {100 * margin:g} points or more in some epoch after epoch {budget}"
+
+
 def budget_words(studies: dict[str, dict[str, BudgetRun]], changes: dict[str, list[Change]], short_epochs: int,
                  long_epochs: int, margin: float = PROTOCOL.margin) -> dict[str, str]:
     """Chapter 5's answer to "does the budget decide the verdicts?" in short paragraphs of one or two sentences:
@@ -205,23 +222,19 @@ def budget_words(studies: dict[str, dict[str, BudgetRun]], changes: dict[str, li
         out = {"moved": f"{span}, {len(moved)} of the {total} verdicts change{'s' * (len(moved) == 1)}: {said}."}
     for kind, rows in changes.items():
         name = display(kind, "foundation")
-        climbing = still_climbing(studies[kind], short_epochs, margin)
-        n_curves = sum(any(run.curves) for run in studies[kind].values())
-        climb = f"{len(climbing)} of {n_curves} mean curves still climb after epoch {short_epochs}"
+        climb = _climb_words(studies[kind], short_epochs, margin)
         shifted = [c for c in rows if c.changed]
         if not shifted:
             decided = [abs(c.short.mean) for c in rows if verdict(c.short) != "ties with"]
             most = max(abs(c.long.mean - c.short.mean) for c in rows)
-            if moved:
-                start = f"On the {name} no verdict changes" + (f", though {climb}:" if climbing else ":")
-            else:
-                start = f"On the {name}" + (f" {climb}, but" if climbing else "")
+            start = f"On the {name} no verdict changes:" if moved else f"On the {name}"
             out[kind] = (f"{start} the longer budget moves each gap by {in_points(most)} points or less"
-                         + (f", and the clear gaps are {in_points(min(decided))} points or more." if decided else "."))
+                         + (f", and the clear gaps are {in_points(min(decided))} points or more." if decided else ".")
+                         + (f" Yet {climb}." if climb else ""))
             continue
         gap = max(abs(c.short.mean) for c in shifted)
         flat = f"no later epoch adds {100 * margin:g} points to any mean curve"
-        out[kind] = (f"On the {name} {climb if climbing else flat}, but the gaps that change were "
+        out[kind] = (f"On the {name} {climb or flat}, but the gaps that change were "
                      f"{in_points(gap)} points or less at {short_epochs} epochs. The longer budget moves both "
                      f"sides of them: Dopamine's test accuracy by {signed_points(shifted[0].moves[0])} points, "
                      + listed([f"{_name(c.method)}'s by {signed_points(c.moves[1])}" for c in shifted]) + ".")
@@ -269,30 +282,43 @@ def drift_words(study: dict[str, BudgetRun], changes: list[Change], short_epochs
 
 def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, answer=None,
                   moves: bool = False):
-    """Dopamine - rival and the verdict at both budgets, one row per foundation and rival (a dopatut Table);
-    `answer` (compare.dopamine_against()): the protocol's verdict over all its seeds, as a column; `moves`: how
-    far each side's mean test accuracy moves between the budgets (Change.moves), as a last column."""
+    """Dopamine - rival and the verdict at both budgets, one row per foundation and rival (a dopatut Table; for
+    one foundation, named in the caption, a table narrow enough for the page), a
+    verdict that the longer budget changes in bold; `answer` (compare.dopamine_against()): the protocol's verdict
+    over all its seeds, as a column; `moves`: how far the rival's mean test accuracy moves between the budgets
+    (Change.moves), as a last column, and Dopamine's own move per foundation in the caption (one number each)."""
     from ..foundations.tables import Table
     from ..methods.names import display
 
     n = next(c.long.n for rows in changes.values() for c in rows)
+    one = len(changes) == 1  # one foundation: named in the caption, not in a column of its own
     header = ["foundation", "Dopamine against", f"{short_epochs} epochs, {n} seeds", f"{long_epochs} epochs, {n} seeds"]
     if answer is not None:
         header.append(f"{short_epochs} epochs, {next(iter(next(iter(answer.values())).values())).n} seeds")
     if moves:
-        header.append(f"move, {short_epochs} → {long_epochs} epochs: Dopamine, rival")
+        header.append("rival's move")
+    def said(d):  # a number and its verdict on one line
+        return f"{signed_points(d.mean)}: {verdict(d)}".replace(" ", "\u00a0")
+
     body = []
     for kind, rows in changes.items():
         for c in rows:
             row = [kind, display(c.method).replace(" ", "\u00a0"),  # a name on one line
-                   f"{signed_points(c.short.mean)}: {verdict(c.short)}",
-                   f"{signed_points(c.long.mean)}: {verdict(c.long)}" + (" (changed)" if c.changed else "")]
+                   said(c.short), f"**{said(c.long)}**" if c.changed else said(c.long)]
             if answer is not None:
-                row.append(f"{signed_points(answer[kind][c.method].mean)}: {verdict(answer[kind][c.method])}")
+                row.append(said(answer[kind][c.method]))
             if moves:
-                row.append(f"{signed_points(c.moves[0])}, {signed_points(c.moves[1])}")
-            body.append(row)
-    return Table(header, body, caption="Dopamine − rival at 45°, test accuracy in points, and its verdict")
+                row.append(signed_points(c.moves[1]))
+            body.append(row[1:] if one else row)
+    where = f" on the {display(next(iter(changes)), 'foundation')}" if one else ""
+    caption = (f"Dopamine − rival at 45°{where}, test accuracy in points, and its verdict (bold: changed by the "
+               "longer budget)")
+    if moves:
+        own = listed([signed_points(rows[0].moves[0]) + ("" if one else f" on the {kind} foundation")
+                      for kind, rows in changes.items() if rows])
+        caption += (f". Rival's move: its mean test accuracy at {long_epochs} epochs minus at {short_epochs}; "
+                    f"Dopamine's own moves by {own}")
+    return Table(header[1:] if one else header, body, caption=caption)
 
 
 def noise_words(studies: dict[str, dict[str, BudgetRun]], kind: str, noise: float) -> str:

@@ -120,9 +120,13 @@ def choices_table(selections: dict[str, list[Selection]]) -> Table:
 _WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
 
-def edges_sentence(selections: dict[str, list[Selection]]) -> str:
+def edges_sentence(selections: dict[str, list[Selection]], answer=None) -> str:
     """A sentence for each grid whose choice lies at an edge of its rates (where a wider grid might score higher);
-    a choice tied with a setting inside the grid is said not to matter (the tie goes to the first in the grid)."""
+    a choice tied with a setting inside the grid is said not to matter (the tie goes to the first in the grid).
+    `answer` (compare.dopamine_against()): where Dopamine loses to that method, say that a better rate could only
+    widen the method's lead, so the verdict stands; otherwise that the verdict rests on this grid."""
+    from ..analysis.stats import verdict
+
     said = []
     for kind, sels in selections.items():
         for sel in (s for s in sels if s.at_edge):
@@ -140,6 +144,11 @@ def edges_sentence(selections: dict[str, list[Selection]]) -> str:
                 end, beyond = ("largest", "larger") if sel.chosen["lr"] == rates[-1] else ("smallest", "smaller")
                 said.append(f"{name[0].upper() + name[1:]} on the {kind} foundation won at the {end} rate of its "
                             f"grid ({_fmt(sel.chosen['lr'])}): a {beyond} rate might score higher.")
+                d = (answer or {}).get(kind, {}).get(sel.method)
+                if d is not None and sel.method != "dopamine":
+                    said.append("That could only widen its lead over Dopamine, so the verdict \"loses to\" stands."
+                                if verdict(d) == "loses to" else
+                                f"That could change Dopamine's verdict against it (\"{verdict(d)}\").")
     return " ".join(said) if said else "No winner lies at an edge of its grid."
 
 
