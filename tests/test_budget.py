@@ -159,8 +159,8 @@ def test_the_table_gives_each_rival_its_numbers():
     assert lora.changed and lora.moves == pytest.approx((-0.002, (0.978 + 0.979 + 0.9785 - 0.969 - 0.9722
                                                                   - 0.9712) / 3))
     table = budget.verdict_table({"mixture": [lora, frozen]}, 2, 4).markdown()
-    assert "| LoRA\u00a0(r\u00a0=\u00a04) |" in table and "**−0.95:\u00a0loses\u00a0to**" in table
-    assert "move" not in table and "| +0.02:\u00a0ties\u00a0with |" in table  # unchanged verdicts not bold
+    assert "| LoRA\u00a0(r\u00a0=\u00a04) |" in table and "**−0.95\u00a0loses\u00a0to**" in table
+    assert "move" not in table and "| +0.02\u00a0ties\u00a0with |" in table  # unchanged verdicts not bold
     moved = budget.verdict_table({"mixture": [lora, frozen]}, 2, 4, moves=True)
     assert moved.rows[0][-1] == "+0.77" and moved.rows[1][-1] == "+0.00"
     assert moved.caption.endswith("Dopamine's own moves by −0.20"), moved.caption
@@ -189,6 +189,18 @@ def test_the_caveat_names_the_verdicts_that_the_longer_budget_changes():
                     "mixture foundation, Dopamine loses to LoRA and ties with threshold-only (chapter 5)."), text
     moved["upright"] = [_change("frozen", -0.05, 0.0)]
     assert "; on the upright foundation, Dopamine ties with the frozen foundation." in budget.caveat(moved, 3, 10)
+    # against the headline's verdicts: LoRA's change ends where the headline already is (loses to), so only
+    # threshold-only's is news
+    headline = {"mixture": {"lora": _change("lora", -0.02, -0.02).long,
+                            "threshold_only": _change("threshold_only", 0.02, 0.02).long,
+                            "frozen": _change("frozen", 0.01, 0.01).long},
+                "upright": {"frozen": _change("frozen", -0.05, -0.05).long}}
+    assert budget.caveat({"mixture": moved["mixture"]}, 3, 10, answer=headline) == (
+        "These verdicts are at the protocol's budget of 3 epochs: at 10 epochs (3 seeds), on the mixture "
+        "foundation, Dopamine ties with threshold-only."), budget.caveat({"mixture": moved["mixture"]}, 3, 10,
+                                                                         answer=headline)
+    headline["mixture"]["threshold_only"] = _change("threshold_only", 0.001, 0.001).long
+    assert budget.caveat({"mixture": moved["mixture"]}, 3, 10, answer=headline).endswith("none of them changes.")
     same = {"mixture": [_change("lora", -0.01, -0.02)], "upright": [_change("head", 0.01, 0.02)]}
     assert budget.caveat(same, 2, 4) == ("These verdicts are at the protocol's budget of 2 epochs; at 4 epochs "
                                          "(3 seeds) none of them changes.")

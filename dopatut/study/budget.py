@@ -241,18 +241,26 @@ def budget_words(studies: dict[str, dict[str, BudgetRun]], changes: dict[str, li
     return out
 
 
-def caveat(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, where: str = "") -> str:
+def caveat(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, where: str = "",
+           answer=None) -> str:
     """One sentence that carries the budget study into a headline: the verdicts hold at the protocol's budget,
     and which of them the longer one changes, e.g. "These verdicts are at the protocol's budget of 3 epochs: at
-    10 epochs (3 seeds), on the mixture foundation, Dopamine ties with threshold-only and loses to LoRA."
-    `where`: a pointer appended in brackets ("chapter 5")."""
+    10 epochs (3 seeds), on the mixture foundation, Dopamine ties with threshold-only."
+    `where`: a pointer appended in brackets ("chapter 5"). `answer` (compare.dopamine_against(), the headline's
+    verdicts over all the protocol's seeds): name only the changes that end on another verdict than the
+    headline's, since a change within the study's seeds that ends where the headline already is changes nothing
+    the reader was told."""
     from ..methods.names import display
 
     n = next(c.long.n for rows in changes.values() for c in rows)
     start = f"These verdicts are at the protocol's budget of {short_epochs} epochs"
     longer = f"at {long_epochs} epochs ({n} seeds)"
     ref = f" ({where})" if where else ""
-    moved = {kind: [c for c in rows if c.changed] for kind, rows in changes.items()}
+
+    def told(kind, c):  # the verdict the reader was told: the headline's, else the study's own at the budget
+        return verdict(answer[kind][c.method]) if answer is not None else verdict(c.short)
+
+    moved = {kind: [c for c in rows if verdict(c.long) != told(kind, c)] for kind, rows in changes.items()}
     if not any(moved.values()):
         return f"{start}; {longer} none of them changes{ref}."
     parts = [f"on the {display(kind, 'foundation')}, Dopamine "
@@ -298,7 +306,7 @@ def verdict_table(changes: dict[str, list[Change]], short_epochs: int, long_epoc
     if moves:
         header.append("rival's move")
     def said(d):  # a number and its verdict on one line
-        return f"{signed_points(d.mean)}: {verdict(d)}".replace(" ", "\u00a0")
+        return f"{signed_points(d.mean)} {verdict(d)}".replace(" ", "\u00a0")
 
     body = []
     for kind, rows in changes.items():
