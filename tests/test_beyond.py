@@ -167,12 +167,13 @@ def test_verdict_table_gives_each_arm_once_against_dopamine_with_true_minus_sign
     acc = {"frozen": [0.90, 0.90, 0.90], "dopamine": [0.951, 0.953, 0.952], "head": [0.960, 0.961, 0.962],
            "gain_only": [0.951, 0.949, 0.950]}
     table = beyond.verdict_table(acc, {"dopamine": 768, "head": 490, "gain_only": 384})
+    assert table.header[-1] == "verdict against Dopamine"
     assert [row[0] for row in table.rows] == ["frozen foundation", "head-only", "gain-only"]  # not Dopamine itself
     assert all(" " not in row[3] + row[4] for row in table.rows)  # no-break spaces: each stays on one line
     frozen, head, gain = ([c.replace("\u00a0", " ") for c in row] for row in table.rows)
-    assert frozen[1] == "0" and frozen[2] == "−5.20" and frozen[4] == "loses to Dopamine"
-    assert head[1] == "490" and head[2] == "+0.90" and head[4] == "beats Dopamine"
-    assert gain[3].startswith("[−") and gain[4] == "ties with Dopamine", gain
+    assert frozen[1] == "0" and frozen[2] == "−5.20" and frozen[4] == "loses to"
+    assert head[1] == "490" and head[2] == "+0.90" and head[4] == "beats"
+    assert gain[3].startswith("[−") and gain[4] == "ties with", gain
     assert "-" not in "".join(c for row in table.rows for c in row[2:4])  # minus signs, not hyphens
 
 

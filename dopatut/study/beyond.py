@@ -494,8 +494,9 @@ def verdict_table(acc: dict[str, list[float]], n_trainable: dict[str, int], agai
         rows.append([display(arm), f"{n_trainable.get(arm, 0):,}", signed_points(d.mean),
                      # no-break spaces: an interval and a verdict each stay on one line
                      f"[{signed_points(d.ci_low)},\u00a0{signed_points(d.ci_high)}]",
-                     f"{verdict(d)} {display(against)}".replace(" ", "\u00a0")])
-    header = ["arm", "numbers trained", f"arm − {display(against)} (points)", "95% interval", "verdict"]
+                     verdict(d).replace(" ", "\u00a0")])  # the header names whom it is against
+    header = ["arm", "numbers trained", f"arm − {display(against)} (points)", "95% interval",
+              f"verdict against {display(against)}"]
     return Table(header, rows, align=("left", "right", "right", "right", "left"))
 
 
