@@ -175,9 +175,10 @@ def test_the_noise_words_compare_the_wiggle_with_one_scores_noise():
     studies = {"mixture": {"head": _run((0.9, 0.901, 0.9), (0.9, 0.901, 0.9)), "frozen": FROZEN}}
     text = budget.noise_words(studies, "mixture", 0.0015)
     assert text == ("On the mixture foundation a mean of 2 seeds still moves by 0.10 points from one epoch to the "
-                    "next on average, and one validation score by about 0.15 points from noise alone: much of the "
-                    "wiggle there is noise."), text
-    assert budget.noise_words(studies, "mixture", 0.0005).endswith("from noise alone.")
+                    "next on average, while one validation score is uncertain by about 0.15 points (its binomial "
+                    "standard error on this validation set): steps that small say little about the true "
+                    "accuracy."), text
+    assert budget.noise_words(studies, "mixture", 0.0005).endswith("on this validation set).")
 
 
 def test_the_caveat_names_the_verdicts_that_the_longer_budget_changes():

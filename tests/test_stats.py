@@ -1,6 +1,8 @@
 import math
 
 import pytest
+import torch
+from dopatut.analysis import stats
 from dopatut.analysis.stats import PairedDifference, mean_ci, mean_std, paired_difference, t_quantile, verdict
 
 # Two-sided 95% and 99% critical values from standard t tables.
@@ -84,3 +86,13 @@ def test_bad_inputs_are_named():
         t_quantile(0.9, 0)
     with pytest.raises(ValueError, match="finite"):
         mean_std([1.0, float("nan")])
+
+
+def test_expected_max_normal_matches_closed_forms_and_a_simulation():
+    assert abs(stats.expected_max_normal(1)) < 1e-9
+    assert abs(stats.expected_max_normal(2) - 1 / math.sqrt(math.pi)) < 1e-6
+    assert abs(stats.expected_max_normal(3) - 3 / (2 * math.sqrt(math.pi))) < 1e-6
+    draws = torch.randn(200_000, 10, generator=torch.Generator().manual_seed(0)).max(1).values.mean()
+    assert abs(stats.expected_max_normal(10) - float(draws)) < 0.01
+    with pytest.raises(ValueError, match="k=0"):
+        stats.expected_max_normal(0)

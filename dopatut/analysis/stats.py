@@ -87,6 +87,17 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     return mean, float(low), float(high)
 
 
+def expected_max_normal(k: int) -> float:
+    """E[max of k independent standard normals]: how far, in standard errors, the best of k equally good settings
+    scores above their common true accuracy when each is scored once (0 for k = 1, 1/sqrt(pi) for k = 2)."""
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"expected_max_normal: k={k!r}; expected a whole number of settings, 1 or more")
+    from scipy import integrate
+
+    density = lambda x: x * k * _scipy.norm.pdf(x) * _scipy.norm.cdf(x) ** (k - 1)  # noqa: E731
+    return float(integrate.quad(density, -12, 12)[0])
+
+
 def paired_difference(a, b, confidence: float = 0.95) -> PairedDifference:
     """Differences a_i - b_i (same seed i in both), with the t interval of their mean and the paired t test."""
     a, b = _values(a, "a"), _values(b, "b")

@@ -338,5 +338,6 @@ def noise_words(studies: dict[str, dict[str, BudgetRun]], kind: str, noise: floa
     wiggle = sum(steps) / len(steps)
     n = len(next(iter(studies[kind].values())).seeds)
     return (f"On the {display(kind, 'foundation')} a mean of {n} seeds still moves by {in_points(wiggle)} points "
-            f"from one epoch to the next on average, and one validation score by about {in_points(noise)} points "
-            f"from noise alone" + (": much of the wiggle there is noise." if wiggle < noise else "."))
+            f"from one epoch to the next on average, while one validation score is uncertain by about "
+            f"{in_points(noise)} points (its binomial standard error on this validation set)"
+            + (": steps that small say little about the true accuracy." if wiggle < noise else "."))
