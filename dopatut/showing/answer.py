@@ -23,13 +23,19 @@ def _in_prose(method: str) -> str:
     return f"the {display(method)}" if method == "frozen" else display(method)
 
 
+def _bounds(diffs: dict[str, PairedDifference]) -> tuple[str, str]:
+    """The lowest and the highest end of the intervals, signed, as the reader sees them."""
+    return (signed_points(min(d.ci_low for d in diffs.values())),
+            signed_points(max(d.ci_high for d in diffs.values())))
+
+
 def _tie_bounds(diffs: dict[str, PairedDifference]) -> str:
     """Where tied intervals lie, from their actual ends: 'its interval −0.04 to +0.02 points', 'every interval
     between −0.17 and +0.10 points' (not a ± that neither end may reach)."""
-    low, high = min(d.ci_low for d in diffs.values()), max(d.ci_high for d in diffs.values())
+    low, high = _bounds(diffs)
     if len(diffs) == 1:
-        return f"its interval {signed_points(low)} to {signed_points(high)} points"
-    return f"every interval between {signed_points(low)} and {signed_points(high)} points"
+        return f"its interval {low} to {high} points"
+    return f"every interval between {low} and {high} points"
 
 
 def verdicts_table(answer: dict[str, dict[str, PairedDifference]]) -> Table:
@@ -45,8 +51,7 @@ def verdicts_table(answer: dict[str, dict[str, PairedDifference]]) -> Table:
             if not group:
                 row.append("none")
             elif words == "ties with":
-                low, high = (signed_points(f(d.ci_low if f is min else d.ci_high for d in group.values()))
-                             for f in (min, max))
+                low, high = _bounds(group)
                 row.append(", ".join(display(m) for m in ranked)
                            + f" (interval{'s' * (len(group) > 1)} {low} to {high})")
             else:
