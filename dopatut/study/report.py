@@ -284,9 +284,11 @@ def pairing(a, b, confidence: float = 0.95) -> Pairing:
     correlation of a and b: pairing helps as much as the two move together."""
     from scipy import stats
 
+    from ..analysis.stats import paired_difference
+
     if len(a) != len(b) or len(a) < 3:
         raise ValueError(f"pairing needs one value per seed in each, at least 3; got {len(a)} and {len(b)}")
     unpaired = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
-    paired = stats.ttest_rel(a, b).confidence_interval(confidence)
-    return Pairing(float(100 * (unpaired.high - unpaired.low)), float(100 * (paired.high - paired.low)),
+    paired = paired_difference(a, b, confidence)  # the book's one paired interval
+    return Pairing(float(100 * (unpaired.high - unpaired.low)), 100 * (paired.ci_high - paired.ci_low),
                    float(stats.pearsonr(a, b).statistic))
