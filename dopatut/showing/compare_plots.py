@@ -171,7 +171,8 @@ def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0
                   rotation=45, ha="right", fontsize=9)
     low = min(100 * r.accuracy[cost_angle] for kind in kinds for rs in runs_by_kind[kind].values() for r in rs)
     bottom = max(0, 10 * math.floor((low - 2) / 10))  # a round number below the lowest bar's error bar
-    ax.set(title=f"the same models at {cost_angle}°" + (f" (axis from {bottom}%)" if bottom else ""),
+    # the note on its own line: on one line the title is wider than the panel, over the '100' tick label
+    ax.set(title=f"the same models at {cost_angle}°" + (f"\n(axis from {bottom}%)" if bottom else ""),
            ylabel=f"test accuracy at {cost_angle}° (%)", ylim=(bottom, 100))
     cost_handles = ax.get_legend_handles_labels()
     legend_ax = panels[-1] if len(panels) > len(kinds) + 1 else None
