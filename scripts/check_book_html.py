@@ -9,7 +9,8 @@ Every page is checked for:
   (`0.948199987411499`) in a cell's output;
 - in prose and tables: a number with more than 4 significant digits (`97.7213`), or in scientific notation
   (`3.2e-04`), or a method's code name (`gain_only`, `lora`; dopatut.methods.names says how to name it);
-- a paragraph that points at "the next cell" or at something "below" when what follows is a hidden cell.
+- a paragraph that points at "the next cell" or at something "below" when what follows is a hidden cell;
+- an image loaded from the network (the book reads offline: keep a copy under book/_static).
 """
 import os
 import re
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from dopatut.methods.names import CODE_NAMES  # noqa: E402
 
+REMOTE_IMAGE = re.compile(r'<img[^>]*\bsrc="(https?://[^"]+)"')
 MARKERS = ("Traceback (most recent call last)", "output traceback", "output error")
 BARE_NUMBER = re.compile(r'class="output text_plain[^"]*"><div class="highlight"><pre><span></span>\s*'
                          r'\(?-?[\d.,]+(?:e[-+]?\d+)?\)?\s*</pre>')
@@ -141,6 +143,8 @@ def page_problems(text: str, name: str, paths=None) -> list[str]:
     for path in paths if paths is not None else local_paths():
         if path and path != "/" and f"{path}/" in text:
             found.append(f"{name}: a local path printed: {path}/...")
+    found += [f"{name}: an image from the network, {m.group(1)}: offline it shows only its alt text; "
+              f"save a copy under book/_static and point at that" for m in REMOTE_IMAGE.finditer(text)]
     soup = BeautifulSoup(text, "html.parser")
     for out in output_texts(soup):
         found += [f"{name}: a repr as output: {m.group(0)[:60]!r}" for m in REPR.finditer(out)]
@@ -163,6 +167,6 @@ if __name__ == "__main__":
         sys.exit(f"no built book at {html} (expected {html / 'index.html'}); run jupyter-book build book/ first")
     bad = problems(html)
     print("\n".join(bad) or f"{html}: no tracebacks, execution errors, local paths, bare numbers, reprs, long or "
-                            f"scientific numbers, code names or pointers at hidden cells in "
+                            f"scientific numbers, images from the network, code names or pointers at hidden cells in "
                             f"{len(list(html.rglob('*.html')))} pages")
     sys.exit(1 if bad else 0)

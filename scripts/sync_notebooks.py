@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 KEEP_NB_METADATA = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
                     "language_info": {"name": "python"}}
+# the book's own copy of the badge (relative to the notebook): a page read offline shows it too
+BADGE = "_static/open-in-colab.svg"
 KEEP_CELL_METADATA = ("tags",)  # plus jupyter.source_hidden, set from the hide-input tag
 
 
@@ -33,7 +35,7 @@ def header_cells(nb_path: Path) -> list[dict]:
     github = url.split("github.com/", 1)[1]
     colab = f"https://colab.research.google.com/github/{github}/blob/{branch}/{book}/{nb_path.name}"
     badge = {"cell_type": "markdown", "metadata": {"tags": ["colab-badge"]},
-             "source": f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab})"}
+             "source": f"[![Open In Colab]({BADGE})]({colab})"}
     setup = {"cell_type": "code", "metadata": {"tags": ["colab-setup", "remove-cell"]}, "execution_count": None,
              "outputs": [], "source": (
                  "# In Colab, install dopatut from the repository (and ipywidgets 8); elsewhere this cell does nothing.\n"

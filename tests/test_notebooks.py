@@ -1,7 +1,7 @@
 """Notebook hygiene: the table of contents and the files agree; notebooks are stored clean."""
 import importlib.util
-import re
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -42,6 +42,8 @@ def test_notebook_is_stored_clean_with_its_colab_header(path):
     url, branch, _ = sync.repository()
     badge, setup = nb["cells"][1], nb["cells"][2]
     assert f"{url.split('github.com/')[1]}/blob/{branch}/book/{path.name}" in badge["source"]
+    image = re.search(r"!\[[^\]]*\]\(([^)\s]+)\)", badge["source"]).group(1)  # the book's own file: it reads offline
+    assert not image.startswith(("http:", "https:")) and (path.parent / image).is_file(), image
     assert f"git+{url}@{branch}" in setup["source"] and 'if "google.colab" in sys.modules' in setup["source"]
 
 

@@ -55,6 +55,12 @@ def test_repr_output_is_found():
     assert "repr" in found(cell("fig", "&lt;Figure size 750x360 with 2 Axes&gt;"))[0]
 
 
+def test_an_image_from_the_network_is_found_and_a_local_one_passes():
+    remote = '<p><img alt="Open In Colab" src="https://colab.research.google.com/assets/colab-badge.svg" /></p>'
+    assert "image from the network" in found(remote)[0]
+    assert found('<p><img alt="Open In Colab" src="_images/open-in-colab.svg" /></p>') == []
+
+
 def test_a_raw_float_in_output_is_found():
     assert "raw float" in found(cell("print(r)", "accuracy={&#x27;0&#x27;: 0.948199987411499}"))[0]
 
