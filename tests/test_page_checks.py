@@ -1,6 +1,7 @@
 """The page checks (scripts/check_book_html.py, dopatut.course.figcheck) fail on a page or figure with each defect."""
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +20,9 @@ spec.loader.exec_module(check_html)
 spec = importlib.util.spec_from_file_location("check_figures", ROOT / "scripts" / "check_figures.py")
 check_figures = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check_figures)
+spec = importlib.util.spec_from_file_location("check_page_widths", ROOT / "scripts" / "check_page_widths.py")
+check_widths = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(check_widths)
 
 
 def page(body: str) -> str:
@@ -228,3 +232,20 @@ def test_a_legend_over_a_step_histogram_is_found():
     ax.hist([1] * 10 + [2] * 20 + [5] * 60, bins=5, histtype="step", label="counts")  # tallest at the right
     ax.legend(loc="upper right")
     assert any("covers" in p for p in figcheck.figure_problems(fig))
+
+
+@pytest.mark.skipif(not any(map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))),
+                    reason="chromium is not installed (apt-get install -y chromium); .ci/run installs it")
+def test_a_table_or_code_wider_than_its_column_is_found_and_one_that_fits_passes(tmp_path):
+    def built(name: str, words: int) -> Path:
+        path = tmp_path / name
+        path.write_text('<html><body><article style="width: 600px"><section id="results"><table><tr><td '
+                        f'style="white-space: nowrap">{"accuracy " * words}</td></tr></table>'
+                        f'<pre style="overflow: auto">{"x" * 8 * words}</pre></section></article></body></html>')
+        return path
+    wide, fits = built("wide.html", 100), built("fits.html", 3)
+    found = check_widths.problems([wide, fits], jobs=1)
+    assert len(found) == 2 and found[0].startswith("wide.html: table in section #results starting 'accuracy"), found
+    assert "px wider than its column" in found[0] and "split the table" in found[0]
+    assert found[1].startswith("wide.html: pre in section #results") and "its longest line has 800" in found[1]
+    assert check_widths.problems([fits]) == []
