@@ -207,6 +207,28 @@ def test_the_caveat_names_the_verdicts_that_the_longer_budget_changes():
                                          "(3 seeds) none of them changes.")
 
 
+def test_the_recap_words_each_change_beside_the_protocols_verdict():
+    changes = {"mixture": [_change("lora", 0.0, -0.02), _change("threshold_only", 0.02, 0.001),
+                           _change("bitfit", 0.0, 0.0)],
+               "upright": [_change("head", -0.05, -0.052)]}
+    answer = {"mixture": {"lora": _change("lora", -0.02, -0.02).long,
+                          "threshold_only": _change("threshold_only", 0.02, 0.02).long,
+                          "bitfit": _change("bitfit", 0.0, 0.0).long},
+              "upright": {"head": _change("head", -0.05, -0.05).long}}
+    text = budget.recap_words(changes, 3, 10, answer)
+    assert text == ("2 of 4 verdicts change between 3 and 10 epochs (3 seeds): on the mixture foundation, "
+                    "Dopamine ties with LoRA at 3 epochs but loses to it at 10 (the 3-seed verdict: loses to) "
+                    "and beats threshold-only at 3 epochs but ties with it at 10 (the 3-seed verdict: beats)."), text
+    changes["upright"] = [_change("head", 0.0, -0.05)]
+    text = budget.recap_words(changes, 3, 10, answer)
+    assert text.startswith("3 of 4 verdicts change") and text.endswith(
+        "; on the upright foundation, Dopamine ties with head-only at 3 epochs but loses to it at 10 "
+        "(the 3-seed verdict: loses to)."), text
+    same = {"mixture": [_change("lora", -0.01, -0.02)]}
+    assert budget.recap_words(same, 3, 10, answer) == ("None of the 1 verdicts changes between 3 and 10 epochs "
+                                                      "(3 seeds).")
+
+
 def test_the_drift_words_appear_only_where_dopamine_falls():
     study = {"dopamine": _run((0.90, 0.95, 0.96, 0.958, 0.955), (0.90, 0.95, 0.96, 0.956, 0.955))}
     falls = [_change("lora", 0.0, -0.02, (-0.002, 0.003))]

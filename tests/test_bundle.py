@@ -331,3 +331,12 @@ def test_a_near_tie_in_a_grid_passes_and_is_reported(tmp_path, shipped):
     _edit(run / name, lambda v: v["val_accuracy"].__setitem__(other, top + 2 * CHOICE))  # a clear other choice
     report = check(run, shipped_copy, across=True)
     assert not report.ok and "points above the bundle's choice" in str(report), str(report)
+
+
+def test_the_results_words_agree_with_what_the_read_printed(shipped, monkeypatch):
+    assert bundle.results_words().startswith("trained on this machine by the first run")
+    monkeypatch.setenv("DOPATUT_RECOMPUTE", "1")
+    assert "`DOPATUT_RECOMPUTE=1` skips the shipped bundle" in bundle.results_words()
+    monkeypatch.delenv("DOPATUT_RECOMPUTE")
+    bundle.tell_once("results", bundle.results_line())  # what a read from the bundle prints
+    assert bundle.results_words().startswith("read from the shipped bundle")

@@ -116,6 +116,18 @@ def results_line() -> str:
             f"by {REBUILD}); set DOPATUT_RECOMPUTE=1 to recompute them")
 
 
+def results_words() -> str:
+    """Where this process's results came from, for a page's prose after its first read of them: words that agree
+    with what that read printed (results_line, once, where they came from the bundle; nothing otherwise)."""
+    if was_read("results"):
+        return ("read from the shipped bundle, computed on a CPU, as the line above the table says; "
+                "`DOPATUT_RECOMPUTE=1` trains them here")
+    if recompute_requested():
+        return ("trained on this machine by the first run, since `DOPATUT_RECOMPUTE=1` skips the shipped bundle; "
+                "later runs read them from the cache")
+    return "trained on this machine by the first run; later runs read them from the cache"
+
+
 def encode(value) -> str:
     """Git-friendly JSON: one value a line, so a rebuilt bundle's diff shows what moved (keys in their order,
     which the tables show)."""

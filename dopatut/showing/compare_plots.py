@@ -128,9 +128,10 @@ def plot_differences(diffs: dict[str, PairedDifference], ax=None, leader: str = 
     if far:
         ax.text(0.99, 0.96, "not shown: " + "; ".join(f"{_label(m)}, {100 * d.mean:+.1f} points".replace("-", "−")
                                                      for m, d in far.items()),
-                transform=ax.transAxes, ha="right", va="top", fontsize=8)
+                transform=ax.transAxes, ha="right", va="top", fontsize=9.5)
     ax.axhline(0, color="grey", linewidth=1)
-    ax.set_xticks(range(len(shown)), [textwrap.fill(_label(m), 12, break_on_hyphens=False, break_long_words=False) for m in shown], fontsize=8)
+    ax.set_xticks(range(len(shown)), [textwrap.fill(_label(m), 12, break_on_hyphens=False, break_long_words=False)
+                                      for m in shown], fontsize=9.5)
     ax.set_xlim(-0.5, len(shown) - 0.5)
     ax.set_ylabel(f"{leader} − method (points)\nabove 0: {leader} ahead", fontsize=9)
     return ax
@@ -204,6 +205,10 @@ def plot_curves(selections, ax=None):
     return ax
 
 
+# A white ring round the filled dots, so that one on the zero line stands clear of it (a hollow dot has its own).
+HALO = {"beats": {"mec": "white", "mew": 1.0}, "ties with": {"mec": "white", "mew": 1.0}}
+
+
 def plot_forest(answer: dict[str, dict[str, PairedDifference]], skip=("frozen",)) -> plt.Figure:
     """The answer at a glance: each rival's paired difference with Dopamine (Dopamine - rival, points) and its
     interval, one panel per foundation, each on its own scale (the foundations' gaps differ tenfold). Right of
@@ -220,8 +225,9 @@ def plot_forest(answer: dict[str, dict[str, PairedDifference]], skip=("frozen",)
         for row, m in enumerate(rivals):
             d = answer[kind][m]
             ax.errorbar(100 * d.mean, row, xerr=[[100 * (d.mean - d.ci_low)], [100 * (d.ci_high - d.mean)]],
-                        fmt="o", capsize=3, markersize=6, **VERDICT_STYLE[verdict(d)])
-        ax.axvline(0, color="k", lw=0.8)
+                        fmt="o", capsize=3, markersize=6, zorder=3, **VERDICT_STYLE[verdict(d)],
+                        **HALO.get(verdict(d), {}))
+        ax.axvline(0, color="k", lw=0.8, zorder=1)  # behind the dots: a tie's grey dot sits on it
         ax.set_title(display(kind, "foundation"), fontsize=10)
         ax.set_xlabel("Dopamine − method at 45° (points)\nright of 0: Dopamine ahead", fontsize=9)
         ax.grid(True, axis="x", alpha=0.3)

@@ -269,6 +269,30 @@ def caveat(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int
     return f"{start}: {longer}, " + "; ".join(parts) + f"{ref}."
 
 
+def recap_words(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, answer) -> str:
+    """The recap's budget item: how many verdicts the longer budget changes over the study's seeds, and each
+    change in words, beside the protocol's verdict over all its seeds (`answer`, compare.dopamine_against()), e.g.
+    "2 of 14 verdicts change between 3 and 10 epochs (3 seeds): on the mixture foundation, Dopamine beats
+    threshold-only at 3 epochs but ties with it at 10 (the 10-seed verdict: beats), and ..."."""
+    from ..methods.names import display
+
+    n = next(c.long.n for rows in changes.values() for c in rows)
+    total = sum(len(rows) for rows in changes.values())
+    span = f"between {short_epochs} and {long_epochs} epochs ({n} seeds)"
+    moved = {kind: [c for c in rows if c.changed] for kind, rows in changes.items()}
+    count = sum(len(rows) for rows in moved.values())
+    if not count:
+        return f"None of the {total} verdicts changes {span}."
+
+    def one(kind, c):
+        told = answer[kind][c.method]
+        return (f"{verdict(c.short)} {'the ' * (c.method == 'frozen')}{_name(c.method)} at {short_epochs} epochs "
+                f"but {verdict(c.long)} it at {long_epochs} (the {told.n}-seed verdict: {verdict(told)})")
+    parts = [f"on the {display(kind, 'foundation')}, Dopamine " + listed([one(kind, c) for c in rows])
+             for kind, rows in moved.items() if rows]
+    return f"{count} of {total} verdicts change{'s' * (count == 1)} {span}: " + "; ".join(parts) + "."
+
+
 def drift_words(study: dict[str, BudgetRun], changes: list[Change], short_epochs: int,
                 method: str = "dopamine") -> str:
     """Where `method`'s test accuracy falls with the longer budget: one sentence on what its mean validation
