@@ -50,6 +50,7 @@ def test_the_trade_off_keeps_gain_only_and_bitfit_apart_and_counts_them():
     assert xs["gain-only: 512"] < xs["BitFit: 522"] and xs["BitFit: 522"] / xs["gain-only: 512"] == pytest.approx(1.25)
     assert "LoRA (r = 1 to 4): 1,818 to 7,272" in xs
     assert sorted(t.get_text() for t in ax.texts) == ["1", "4"]  # each LoRA point names its rank
+    assert min(t.get_fontsize() for t in ax.texts) >= 9  # readable at the book's text width
     plt.close("all")
 
 

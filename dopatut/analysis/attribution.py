@@ -194,6 +194,24 @@ def balance_words(named: float, rest: float, predicted: int, rival: int) -> str:
     return f"the strongest neurons and the rest both push towards {predicted}"
 
 
+def rest_words(parts: dict) -> str:
+    """What the neurons outside the named ones add to a margin, in words: `parts` is
+    AttributionExplorer.margin_parts' split (values of the named neurons, rest, n_rest, bias, margin > 0).
+    Chapter 6 quotes it for a right answer, whose figure shows the rest as one bar."""
+    rest, margin, n = parts["rest"], parts["margin"], parts["n_rest"]
+    signed = f"{rest:+.2f}".replace("-", "−")  # a true minus sign, as in the prose
+    if rest <= 0:
+        return f"the other {n} neurons together push towards the rival ({signed}): the named neurons and the bias carry the margin"
+    largest = rest > max(abs(v) for v in [*parts["values"], parts["bias"]])
+    head = (f"the other {n} neurons together {'are the largest bar, ' if largest else 'add '}{signed} of a "
+            f"margin of {margin:.2f}")
+    if rest >= margin:
+        return head + ": their many small pushes carry all of it, and more"
+    if rest > margin / 2:
+        return head + ": their many small pushes carry most of it"
+    return head + ": the named neurons and the bias carry the larger part"
+
+
 def flip_words(k: int, flipped: bool, label: int, wrong: int) -> str:
     """Chapter 6's exercise 1 in words: silencing the top `k` neurons for the `wrong` class turned the digit
     to its true `label` (`flipped`), or did not."""

@@ -96,8 +96,9 @@ def plot_tradeoff(results: dict[str, Result], frozen: Result, angle: str = "45",
             ax.annotate(text, (x[label], 100 * r.accuracy[angle]), textcoords="offset points",
                         xytext=(5, 5), fontsize=8)
         elif _method(label) == "lora" and len(lora) > 1:  # the legend gives the ranks' span; each point its own
+            # 9 pt, not 8: the labels read at the book's text width
             ax.annotate(label.split("r=")[-1], (x[label], 100 * r.accuracy[angle]), textcoords="offset points",
-                        xytext=(0, 6), ha="center", fontsize=8, color=color)
+                        xytext=(0, 6), ha="center", fontsize=9, color=color)
     ax.axhline(100 * frozen.accuracy[angle], color="k", linestyle="--", linewidth=1, label="frozen foundation")
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
