@@ -153,3 +153,42 @@ def test_the_missing_glue_check_finds_a_name_no_cell_glues():
 def test_every_glued_name_the_prose_reads_is_glued(path):
     missing = glued_but_missing(json.loads(path.read_text()))
     assert not missing, f"{path.name}: the prose reads {missing}, which no code cell glues"
+
+
+CELL_WIDTH, SOLUTION_WIDTH = 88, 80  # characters a code box shows at the text width (book/_static/dopatut.css)
+HIDDEN = {"remove-cell", "remove-input", "hide-input"}
+
+
+def long_code_lines(nb: dict) -> list[str]:
+    """Lines of shown code wider than their box: a visible code cell's, or a solution's (an indented literal
+    block in an {admonition}, narrower by the admonition's margins). They would scroll sideways or wrap."""
+    found = []
+    for i, cell in enumerate(nb["cells"]):
+        lines = cell["source"].split("\n")
+        if cell["cell_type"] == "code" and not HIDDEN & set(cell["metadata"].get("tags", [])):
+            found += [f"cell {i}, {len(line)} > {CELL_WIDTH}: {line}" for line in lines if len(line) > CELL_WIDTH]
+        elif cell["cell_type"] == "markdown":
+            inside = False
+            for line in lines:
+                if re.match(r"`{3,}\{admonition\}", line):
+                    inside = True
+                elif inside and re.fullmatch(r"`{3,}", line.strip()):
+                    inside = False
+                elif inside and line.startswith("    ") and len(line) - 4 > SOLUTION_WIDTH:
+                    found.append(f"cell {i} (a solution), {len(line) - 4} > {SOLUTION_WIDTH}: {line.strip()}")
+    return found
+
+
+def test_the_long_line_check_finds_a_cell_line_and_a_solution_line():
+    long = "x = " + "1 + " * 30 + "1"
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": long},
+                    {"cell_type": "code", "metadata": {"tags": ["remove-input"]}, "source": long},
+                    {"cell_type": "markdown", "metadata": {},
+                     "source": f"```{{admonition}} Solution\n:class: dropdown\n\n    {long[:84]}\n    y = 1\n```\n{long}"}]}
+    assert [f.split(",")[0] for f in long_code_lines(nb)] == ["cell 0", "cell 2 (a solution)"]
+
+
+@pytest.mark.parametrize("path", sync.notebooks(), ids=lambda p: p.name)
+def test_shown_code_fits_its_box(path):
+    assert long_code_lines(json.loads(path.read_text())) == [], \
+        f"{path.name}: wrap these lines by hand (scripts/check_page_widths.py measures the built page)"
