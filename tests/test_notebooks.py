@@ -160,22 +160,27 @@ HIDDEN = {"remove-cell", "remove-input", "hide-input"}
 
 
 def long_code_lines(nb: dict) -> list[str]:
-    """Lines of shown code wider than their box: a visible code cell's, or a solution's (an indented literal
-    block in an {admonition}, narrower by the admonition's margins). They would scroll sideways or wrap."""
+    """Lines of shown code wider than their box: a visible code cell's, or a code block's in a markdown cell (a
+    fenced one, or in an {admonition} an indented literal one), narrower in an admonition by its margins. They
+    would scroll sideways or wrap."""
     found = []
     for i, cell in enumerate(nb["cells"]):
         lines = cell["source"].split("\n")
         if cell["cell_type"] == "code" and not HIDDEN & set(cell["metadata"].get("tags", [])):
             found += [f"cell {i}, {len(line)} > {CELL_WIDTH}: {line}" for line in lines if len(line) > CELL_WIDTH]
         elif cell["cell_type"] == "markdown":
-            inside = False
+            admonition, fenced = None, False  # the admonition's closing fence; inside a fenced code block
             for line in lines:
-                if re.match(r"`{3,}\{admonition\}", line):
-                    inside = True
-                elif inside and re.fullmatch(r"`{3,}", line.strip()):
-                    inside = False
-                elif inside and line.startswith("    ") and len(line) - 4 > SOLUTION_WIDTH:
-                    found.append(f"cell {i} (a solution), {len(line) - 4} > {SOLUTION_WIDTH}: {line.strip()}")
+                width = SOLUTION_WIDTH if admonition else CELL_WIDTH
+                opening = re.match(r"(`{3,})\{admonition\}", line)
+                if opening and not fenced:
+                    admonition = opening.group(1)
+                elif admonition and line.strip() == admonition and not fenced:
+                    admonition = None
+                elif re.fullmatch(r"```\w*", line.strip()):
+                    fenced = not fenced
+                elif (fenced or admonition and line.startswith("    ")) and len(line.strip()) > width:
+                    found.append(f"cell {i} (markdown), {len(line.strip())} > {width}: {line.strip()}")
     return found
 
 
@@ -184,8 +189,10 @@ def test_the_long_line_check_finds_a_cell_line_and_a_solution_line():
     nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": long},
                     {"cell_type": "code", "metadata": {"tags": ["remove-input"]}, "source": long},
                     {"cell_type": "markdown", "metadata": {},
-                     "source": f"```{{admonition}} Solution\n:class: dropdown\n\n    {long[:84]}\n    y = 1\n```\n{long}"}]}
-    assert [f.split(",")[0] for f in long_code_lines(nb)] == ["cell 0", "cell 2 (a solution)"]
+                     "source": f"```{{admonition}} Solution\n:class: dropdown\n\n    {long[:84]}\n    y = 1\n```\n{long}"},
+                    {"cell_type": "markdown", "metadata": {},
+                     "source": f"````{{admonition}} Solution\n```python\n{long[:84]}\n```\n````\n```\n{long[:84]}\n```"}]}
+    assert [f.split(",")[0] for f in long_code_lines(nb)] == ["cell 0", "cell 2 (markdown)", "cell 3 (markdown)"]
 
 
 @pytest.mark.parametrize("path", sync.notebooks(), ids=lambda p: p.name)
