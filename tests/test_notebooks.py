@@ -179,8 +179,10 @@ def long_code_lines(nb: dict) -> list[str]:
                     admonition = None
                 elif re.fullmatch(r"```\w*", line.strip()):
                     fenced = not fenced
-                elif (fenced or admonition and line.startswith("    ")) and len(line.strip()) > width:
-                    found.append(f"cell {i} (markdown), {len(line.strip())} > {width}: {line.strip()}")
+                elif fenced or admonition and line.startswith("    "):
+                    shown = line if fenced else line[4:]  # a literal block's indent is not shown; the rest is
+                    if len(shown.rstrip()) > width:
+                        found.append(f"cell {i} (markdown), {len(shown.rstrip())} > {width}: {shown.strip()}")
     return found
 
 
@@ -191,7 +193,7 @@ def test_the_long_line_check_finds_a_cell_line_and_a_solution_line():
                     {"cell_type": "markdown", "metadata": {},
                      "source": f"```{{admonition}} Solution\n:class: dropdown\n\n    {long[:84]}\n    y = 1\n```\n{long}"},
                     {"cell_type": "markdown", "metadata": {},
-                     "source": f"````{{admonition}} Solution\n```python\n{long[:84]}\n```\n````\n```\n{long[:84]}\n```"}]}
+                     "source": f"````{{admonition}} Solution\n```python\n{' ' * 8}{long[:76]}\n```\n````\n```\n{long[:84]}\n```"}]}
     assert [f.split(",")[0] for f in long_code_lines(nb)] == ["cell 0", "cell 2 (markdown)", "cell 3 (markdown)"]
 
 
