@@ -201,3 +201,39 @@ def test_the_long_line_check_finds_a_cell_line_and_a_solution_line():
 def test_shown_code_fits_its_box(path):
     assert long_code_lines(json.loads(path.read_text())) == [], \
         f"{path.name}: wrap these lines by hand (scripts/check_page_widths.py measures the built page)"
+
+
+def unused_shown_imports(nb: dict) -> list[str]:
+    """Names a shown code cell imports that no shown code reads: not a shown cell (folded ones count) nor a
+    markdown cell's code (a solution, a name in the prose). A reader running the notebook wonders what they are
+    for; an import only bookkeeping needs belongs in the hidden cell that uses it."""
+    import ast
+    imported, read, markdown = {}, set(), ""
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            markdown += cell["source"] + "\n"
+            continue
+        if cell["cell_type"] != "code" or {"remove-input", "remove-cell"} & set(cell["metadata"].get("tags", [])):
+            continue
+        tree = ast.parse(cell["source"])
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                imported.update({a.asname or a.name.split(".")[0]: node.lineno for a in node.names if a.name != "*"})
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                read.add(node.id)
+    return sorted(name for name in imported
+                  if name not in read and not re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", markdown))
+
+
+def test_the_unused_import_check_reads_shown_cells_and_solutions():
+    cell = lambda source, *tags: {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": source}
+    nb = {"cells": [cell("from m import a, b, c, d\nimport numpy as np"), cell("a(1)"), cell("b", "hide-input"),
+                    cell("np.ones(c)", "remove-input"), {"cell_type": "markdown", "metadata": {}, "source": "    d(2)"}]}
+    assert unused_shown_imports(nb) == ["c", "np"]
+
+
+@pytest.mark.parametrize("path", sync.notebooks(), ids=lambda p: p.name)
+def test_shown_cells_import_only_what_shown_code_reads(path):
+    unused = unused_shown_imports(json.loads(path.read_text()))
+    assert not unused, (f"{path.name}: shown cells import {unused}, which only hidden cells read (or none): "
+                        f"import them in the hidden cell that uses them")
