@@ -10,7 +10,8 @@ Every page is checked for:
 - in prose and tables: a number with more than 4 significant digits (`97.7213`), or in scientific notation
   (`3.2e-04`), or a method's code name (`gain_only`, `lora`; dopatut.methods.names says how to name it);
 - a paragraph that points at "the next cell" or at something "below" when what follows is a hidden cell;
-- an image loaded from the network (the book reads offline: keep a copy under book/_static).
+- an image loaded from the network (the book reads offline: keep a copy under book/_static);
+- a "chapter N" in prose that is not a link to chapter N (dopatut.course.chapter_links makes them).
 """
 import os
 import re
@@ -35,6 +36,7 @@ ARXIV = re.compile(r"arxiv\S{0,12}?\s*\d{4}\.\d{4,5}", re.IGNORECASE)  # an arXi
 DOI_OR_URL = re.compile(r"\b(?:doi:\s*|https?://)\S+", re.IGNORECASE)  # so is a DOI, or an address
 CODE_NAME = re.compile(r"(?<![\w.`/-])(" + "|".join(map(re.escape, CODE_NAMES)) + r")(?![\w-])")
 # "the next cell(s)", "the figure below", "as follows below:"; not "below zero" or "below its threshold"
+CHAPTER = re.compile(r"\b[Cc]hapters?\s+(\d{1,2})\b")
 DOPAMINE_VERDICT = re.compile(r"\bdopamine (?:beats|ties with|loses to)\b|\b(?:beats|ties with|loses to) dopamine\b")
 POINTER = re.compile(r"\bnext cells?\b|\b(?:cells?|figure|picture|table|plot|panels?|histograms?|output|sentences?|"
                      r"list|function|code|check|grid|intervals?|numbers?)\s+below\b|\bbelow\s*:", re.IGNORECASE)
@@ -82,6 +84,19 @@ def output_texts(soup):
     root = soup.find("article") or soup
     for out in root.select("div.cell_output"):
         yield out.get_text()
+
+
+def unlinked_chapters(soup, name: str) -> list[str]:
+    """Mentions of another chapter, in prose, that are not links (a chapter's mention of itself needs none)."""
+    own = re.match(r"(\d{2})_", name)
+    found = []
+    for node in (soup.find("article") or soup).find_all(string=CHAPTER):
+        if node.find_parent("a") or node.find_parent(["p", "li", "dd"]) is None or _skipped(node, in_tables=False):
+            continue
+        found += [f"{name}: 'chapter {m.group(1)}' is not a link, in {str(node).strip()[:80]!r} "
+                  f"(is dopatut.course.chapter_links in _config.yml's extra_extensions?)"
+                  for m in CHAPTER.finditer(str(node)) if not (own and int(own.group(1)) == int(m.group(1)))]
+    return found
 
 
 def prose_problems(soup, name: str) -> list[str]:
@@ -149,7 +164,7 @@ def page_problems(text: str, name: str, paths=None) -> list[str]:
     for out in output_texts(soup):
         found += [f"{name}: a repr as output: {m.group(0)[:60]!r}" for m in REPR.finditer(out)]
         found += [f"{name}: a raw float as output: {m.group(0)!r} (format it for people)" for m in RAW_FLOAT.finditer(out)]
-    return found + prose_problems(soup, name) + pointer_problems(soup, name)
+    return found + prose_problems(soup, name) + pointer_problems(soup, name) + unlinked_chapters(soup, name)
 
 
 def problems(html_dir: Path) -> list[str]:
@@ -167,6 +182,6 @@ if __name__ == "__main__":
         sys.exit(f"no built book at {html} (expected {html / 'index.html'}); run jupyter-book build book/ first")
     bad = problems(html)
     print("\n".join(bad) or f"{html}: no tracebacks, execution errors, local paths, bare numbers, reprs, long or "
-                            f"scientific numbers, images from the network, code names or pointers at hidden cells in "
+                            f"scientific numbers, images from the network, unlinked chapter mentions, code names or pointers at hidden cells in "
                             f"{len(list(html.rglob('*.html')))} pages")
     sys.exit(1 if bad else 0)

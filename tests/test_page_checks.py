@@ -65,6 +65,12 @@ def test_an_image_from_the_network_is_found_and_a_local_one_passes():
     assert found('<p><img alt="Open In Colab" src="_images/open-in-colab.svg" /></p>') == []
 
 
+def test_a_chapter_mention_that_is_not_a_link_is_found_but_a_link_or_a_self_mention_passes():
+    assert "'chapter 5' is not a link" in found("<p>As chapter 5 showed.</p>")[0]
+    assert found('<p>As <a href="05_seeds.html">chapter 5</a> showed.</p>') == []
+    assert check_html.page_problems(page("<p>This chapter 5 shows.</p>"), "05_seeds.html", []) == []
+
+
 def test_a_raw_float_in_output_is_found():
     assert "raw float" in found(cell("print(r)", "accuracy={&#x27;0&#x27;: 0.948199987411499}"))[0]
 
