@@ -277,7 +277,7 @@ def test_a_bar_in_a_measure_stays_in_its_cell():
 
 
 def test_the_measures_tables_split_by_topic_and_read_every_ratio_one_way():
-    from dopatut.study.perf import RATIO_RULE, measures_tables
+    from dopatut.study.perf import RATIO_HEADER, measures_tables
     rows = [{"name": "training samples/s (batch 128) vs usual", "dopatut": "9", "reference": "1", "ratio": 9.0},
             {"name": "inference, 10,000 images: frozen base (ms)", "dopatut": "2", "reference": "2 (frozen base)",
              "ratio": 1.0},  # the base against itself: left out
@@ -286,7 +286,8 @@ def test_the_measures_tables_split_by_topic_and_read_every_ratio_one_way():
             {"name": "transformer: MB kept for backward, Dopamine vs LoRA on attention", "dopatut": "2",
              "reference": "1", "ratio": 0.5},
             {"name": "transformer foundation, 3 epochs (s)", "dopatut": "44"},
-            {"name": "full recipe, |fit_many - fit| accuracy at 45 deg", "dopatut": "0.1"}]
+            {"name": "full recipe, |fit_many - fit| accuracy at 45 deg", "dopatut": "0.1"},
+            {"name": "full recipe, |fit_many - fit| (points): foundation, Dopamine", "dopatut": "0.20, 0.09"}]
     tables = measures_tables({"rows": rows})
     assert list(tables) == ["Training the MLP", "Transformer", "Inference on 10,000 images", "Whole runs"]
     training = tables["Training the MLP"].markdown()
@@ -296,7 +297,11 @@ def test_the_measures_tables_split_by_topic_and_read_every_ratio_one_way():
     assert transformer.rows == (("MB kept for backward", "2", "1", "0.50×"),)  # the headers say who is compared
     inference = tables["Inference on 10,000 images"]
     assert inference.rows == (("LoRA merged", "1", "2", "2.00×"),)
-    assert all(RATIO_RULE in t.header[-1] for k, t in tables.items() if k != "Whole runs")
+    assert all(t.header[-1] == RATIO_HEADER for k, t in tables.items() if k != "Whole runs")
+    assert len(RATIO_HEADER) <= 24  # a header of a few words: it must not wrap into four lines
+    # a row with two values becomes two rows
+    assert [r[1] for r in tables["Training the MLP"].rows][-2:] == ["0.20", "0.09"]
+    assert tables["Training the MLP"].rows[-1][0].endswith("(points): Dopamine"), tables["Training the MLP"].rows
     assert len(tables["Whole runs"].header) == 3  # no ratio there, so no ratio column
     # the long labels wrap, so a table fits the text width (the stylesheet keeps other first columns whole)
     assert all('<td style="text-align:left;white-space:normal">' in t.html() for t in tables.values())
@@ -322,20 +327,22 @@ def test_lora_agreement_says_exactly_at_a_zero_gap():
     assert lora_agreement(0.12).endswith("agree within 0.12 points at both angles")
 
 
-def test_lora_full_words_say_what_the_clock_shows_and_name_load_where_foundations_disagree():
+def test_lora_full_words_say_what_the_clock_shows_and_settle_it_with_the_step_timings():
     from dopatut.study.perf import lora_full_words
     names = {"mixture": "mixture foundation", "upright": "upright foundation"}
+    slow_step, fast_step = {"lora": 0.00358, "full": 0.00322}, {"lora": 0.0030, "full": 0.0032}
     agree = {"mixture": {"lora": 20.0, "full": 25.0}, "upright": {"lora": 21.0, "full": 28.0}}
-    assert lora_full_words(0.59, agree, names) == ""
+    assert lora_full_words(0.59, agree, names, slow_step) == ""
     split = {"mixture": {"lora": 36.6, "full": 24.7}, "upright": {"lora": 20.8, "full": 27.8}}
-    words = lora_full_words(0.59, split, names)
-    assert "59%" in words and "longer on the mixture foundation" in words
-    assert "on the upright foundation it took less" in words and "1.8 times as long on the mixture foundation as on the upright" in words and "load" in words
-    assert words.count(". ") == 1  # two sentences
+    words = lora_full_words(0.59, split, names, slow_step)
+    assert "59%" in words and "longer on the mixture foundation (and less on the upright foundation)" in words
+    assert "3.58 ms for a LoRA step against 3.22 ms for a full one" in words and "cost more time" in words, words
+    assert "upright foundation's stacks, timed once each, say otherwise" in words and words.count(". ") == 1
     both = {"mixture": {"lora": 30.0, "full": 25.0}, "upright": {"lora": 31.0, "full": 28.0}}
-    words = lora_full_words(0.59, both, names)
-    assert "mixture foundation and upright foundation" in words and "thin products" in words
-    assert words.count(". ") == 1  # two sentences
+    words = lora_full_words(0.59, both, names, slow_step)
+    assert "mixture foundation and upright foundation" in words and "thin" in words and "otherwise" not in words
+    words = lora_full_words(0.59, both, names, fast_step)  # LoRA's step is the faster: the stacks saw load
+    assert "not LoRA's doing" in words and "load" in words and words.count(". ") == 1, words
 
 
 def test_saved_shapes_counts_what_backward_keeps_and_nothing_when_all_is_frozen():

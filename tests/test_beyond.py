@@ -134,20 +134,29 @@ def test_the_climbing_sentence_says_whether_a_longer_budget_could_move_a_verdict
     runs = lambda full: {"mixture": {"dopamine": [Result("dopamine", 1, {"45": a}) for a in (0.95, 0.951, 0.952)],
                                      "full": [Result("full", 1, {"45": a}) for a in full]}}
     said = beyond.climbing_sentence(curves, runs((0.97, 0.972, 0.971)))
-    assert said == ("The one still climbing already beats Dopamine after 3 epochs, and Dopamine's own curves are "
+    assert said == ("Dopamine already loses to the one still climbing after 3 epochs, and its own curves are "
                     "flat from epoch 2. A longer budget would widen that gap, not close it"), said
+    assert beyond.longer_budget_answer(curves, runs((0.97, 0.972, 0.971))).startswith("None, here: Dopamine already "
+                                                                                       "loses to every arm")
     two = {"mixture": {**curves["mixture"], "lora": [0.95, 0.96, 0.965, 0.97]}}
     with_lora = runs((0.97, 0.972, 0.971))
     with_lora["mixture"]["lora"] = [Result("lora", 1, {"45": a}) for a in (0.97, 0.972, 0.971)]
     said = beyond.climbing_sentence(two, with_lora)
-    assert said.startswith("The two still climbing already beat Dopamine after 3 epochs") and said.endswith(
+    assert said.startswith("Dopamine already loses to the two still climbing after 3 epochs") and said.endswith(
         "widen those gaps, not close them"), said
     said = beyond.climbing_sentence(curves, runs((0.96, 0.94, 0.952)))  # a tie: more epochs could move it
-    assert said == ("The arms still climbing after epoch 3 are full fine-tuning on the mixture foundation, which ties "
-                    "with Dopamine. Dopamine's own curves are flat from epoch 2, so a longer budget could move the "
-                    "verdicts of those not yet ahead"), said
+    assert said == ("The arms still climbing after epoch 3 are full fine-tuning on the mixture foundation (Dopamine "
+                    "ties with it). Dopamine's own curves are flat from epoch 2, so a longer budget could move the "
+                    "verdicts of those Dopamine does not already lose to"), said
+    assert beyond.longer_budget_answer(curves, runs((0.96, 0.94, 0.952))) == (
+        "Those of full fine-tuning on the mixture foundation: still climbing after epoch 3, and not yet ahead of "
+        "Dopamine")
+    climbing_dopamine = {"mixture": {**curves["mixture"], "dopamine": [0.95, 0.96, 0.965, 0.97]}}
+    # Dopamine itself still climbs: even an arm it loses to could be caught
+    assert "Those of full fine-tuning" in beyond.longer_budget_answer(climbing_dopamine, runs((0.97, 0.972, 0.971)))
     flat = {"mixture": {"dopamine": [0.95, 0.951, 0.9512], "full": [0.95, 0.951, 0.9512]}}
     assert beyond.climbing_sentence(flat, {}) == "No curve still climbs after epoch 1, so a longer budget would move little"
+    assert beyond.longer_budget_answer(flat, {}) == "None, here: no curve still climbs after epoch 1"
 
 
 def test_versus_thresholds_and_peft_words_are_short_and_say_agree_exactly_at_a_zero_gap():
@@ -167,22 +176,24 @@ def test_verdict_table_gives_each_arm_once_against_dopamine_with_true_minus_sign
     acc = {"frozen": [0.90, 0.90, 0.90], "dopamine": [0.951, 0.953, 0.952], "head": [0.960, 0.961, 0.962],
            "gain_only": [0.951, 0.949, 0.950]}
     table = beyond.verdict_table(acc, {"dopamine": 768, "head": 490, "gain_only": 384})
-    assert table.header[-1] == "verdict against Dopamine"
+    # the book's convention (chapters 5 and 7): Dopamine - arm, read "Dopamine beats it"
+    assert table.header[0] == "Dopamine against" and table.header[2] == "Dopamine − it (points)"
+    assert table.header[-1] == "verdict: Dopamine …"
     assert [row[0] for row in table.rows] == ["frozen foundation", "head-only", "gain-only"]  # not Dopamine itself
     assert all(" " not in row[3] + row[4] for row in table.rows)  # no-break spaces: each stays on one line
     frozen, head, gain = ([c.replace("\u00a0", " ") for c in row] for row in table.rows)
-    assert frozen[1] == "0" and frozen[2] == "−5.20" and frozen[4] == "loses to"
-    assert head[1] == "490" and head[2] == "+0.90" and head[4] == "beats"
-    assert gain[3].startswith("[−") and gain[4] == "ties with", gain
+    assert frozen[1] == "0" and frozen[2] == "+5.20" and frozen[4] == "beats it"
+    assert head[1] == "490" and head[2] == "−0.90" and head[4] == "loses to it"
+    assert gain[2] == "+0.20" and gain[3].startswith("[−") and gain[4] == "ties with it", gain
     assert "-" not in "".join(c for row in table.rows for c in row[2:4])  # minus signs, not hyphens
 
 
 def test_head_words_follow_the_verdict_and_the_count():
     from dopatut.analysis.stats import paired_difference
-    ahead = paired_difference([0.960, 0.961, 0.962], [0.951, 0.953, 0.952])
+    ahead = paired_difference([0.951, 0.953, 0.952], [0.960, 0.961, 0.962])  # Dopamine - head-only
     assert beyond.head_words(ahead, 490, 768) == (
         "Retraining only the output layer, with fewer numbers than the gates, does better than Dopamine here")
-    behind = paired_difference([0.951, 0.953, 0.952], [0.960, 0.961, 0.962])
+    behind = paired_difference([0.960, 0.961, 0.962], [0.951, 0.953, 0.952])
     assert beyond.head_words(behind, 1000, 768).endswith("with more numbers than the gates, does worse than "
                                                          "Dopamine here")
 
@@ -199,6 +210,20 @@ def test_plot_blocks_draws_each_gate_arm_in_its_own_colour():
         assert colours == [to_rgba(colour(arm)) for arm in firing for _ in range(2)]
     assert "mixture foundation" in fig._suptitle.get_text()
     assert "upright" in beyond.plot_blocks(firing, moved, "upright")._suptitle.get_text()
+    fig = beyond.plot_blocks(firing, moved, starts={"dopamine": -4.0, "dopamine_at_0": 0.0})
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["Dopamine: τ₀ = −4", "Dopamine (τ from 0): τ₀ = 0"], labels
+
+
+def test_grid_ties_name_the_rates_where_dopamine_and_gain_only_print_the_same():
+    lrs = {"dopamine": (0.1, {0.03: 0.95221, 0.1: 0.9536, 0.3: 0.9498}),
+           "gain_only": (0.1, {0.03: 0.95219, 0.1: 0.9536, 0.3: 0.9486})}
+    assert beyond.grid_ties(lrs) == [0.03, 0.1]
+    said = beyond.grid_ties_sentence(lrs)
+    assert said.startswith("Dopamine and gain-only read the same at 0.03 and 0.1, and that is no copy error. "), said
+    assert said.count(". ") == 1
+    lrs["gain_only"][1][0.03] = lrs["gain_only"][1][0.1] = 0.94
+    assert beyond.grid_ties(lrs) == [] and "differ at every rate" in beyond.grid_ties_sentence(lrs)
 
 
 def test_a_curve_is_seed_0s_validation_accuracy_after_each_epoch_and_is_cached(monkeypatch, tmp_path):

@@ -120,3 +120,21 @@ def test_a_trained_gated_model_can_be_copied(small_model, inputs):
     twin = copy.deepcopy(small_model)
     assert twin.hidden["hidden1"].gate.last_gate is None
     assert torch.equal(twin(inputs), small_model(inputs))
+
+
+def test_shifted_drive_check_measures_the_open_thresholds_bound_where_drives_fall_below_it():
+    from torch import nn
+    from dopatut.methods.activations import OPEN_TOL
+    from dopatut.methods.builtin import apply_method
+    from dopatut.methods.gate import shifted_drive_check
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(8, 64), nn.GELU(), nn.Linear(64, 3)).eval()
+    x = torch.randn(32, 8)
+    before = base(x)
+    gated = apply_method(base, "dopamine", verbose=False)  # τ₀ = −4 on GELU
+    assert shifted_drive_check(base, gated, x, 0.0) == {"below": 0.0, "act": 0.0, "output": 0.0}
+    moved = shifted_drive_check(base, gated, x, -4.5)
+    assert 0.1 < moved["below"] < 0.9 and 0 < moved["act"] < OPEN_TOL and moved["output"] > 0, moved
+    assert torch.equal(base(x), before)  # the hooks are gone
+    at_0 = apply_method(base, "dopamine", threshold_init=0.0, verbose=False)  # cuts GELU's lobe: over the bound
+    assert shifted_drive_check(base, at_0, x, -4.5)["act"] > OPEN_TOL

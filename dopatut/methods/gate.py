@@ -366,6 +366,32 @@ def hardened(model: nn.Module, hard: bool = True):
             g.hard = h
 
 
+def shifted_drive_check(base: nn.Module, gated: nn.Module, x, shift: float) -> dict[str, float]:
+    """Run `x` through `base` and through `gated` (its gates hardened) with every gated activation's drive moved by
+    `shift` in both (a forward pre-hook), so that drives fall below the gates' open threshold. Returns "below", the
+    share of drives the gates shut; "act", the largest |gated - base| over the gated activations' outputs, which a
+    gate at the open threshold keeps under OPEN_TOL; "output", the largest |gated - base| over the models' outputs."""
+    names = list(GateSet.of(gated).places())
+    outs: dict[str, list] = {"base": [], "gated": []}
+    handles = []
+    for kind, model in (("base", base), ("gated", gated)):
+        modules = dict(model.named_modules())
+        for name in names:
+            handles.append(modules[name].register_forward_pre_hook(lambda m, args: (args[0] + shift, *args[1:])))
+            handles.append(modules[name].register_forward_hook(lambda m, a, out, k=kind: outs[k].append(out)))
+    try:
+        with torch.no_grad(), hardened(gated):
+            got, ref = gated(x), base(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    got, ref = getattr(got, "logits", got), getattr(ref, "logits", ref)  # a transformers model's output
+    shut = [g.last_gate for g in gates_of(gated)]
+    return {"below": sum((1 - s).sum().item() for s in shut) / sum(s.numel() for s in shut),
+            "act": max((a - b).abs().max().item() for a, b in zip(outs["gated"], outs["base"])),
+            "output": (got - ref).abs().max().item()}
+
+
 def temperature_at(progress: float, start: float = 1.0, end: float = 0.1) -> float:
     """Geometric annealing from `start` (progress 0) to `end` (progress 1)."""
     if not (start > 0 and end > 0):

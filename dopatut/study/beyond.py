@@ -315,6 +315,28 @@ def grid_table(lrs: dict) -> str:
     return Table(["arm", "rates tried (validation accuracy); the chosen rate in bold"], rows).html()
 
 
+def grid_ties(lrs: dict, a: str = "dopamine", b: str = "gain_only") -> list[float]:
+    """The rates both arms tried whose validation accuracies print the same in grid_table (to 0.01%), ascending."""
+    scores = lambda arm: {lr: f"{100 * acc:.2f}" for lr, acc in lrs[arm][1].items()}
+    return sorted(lr for lr, said in scores(a).items() if scores(b).get(lr) == said)
+
+
+def grid_ties_sentence(lrs: dict) -> str:
+    """Why Dopamine and gain-only may read the same in the grid, in two short sentences without a final stop: gain-only
+    is Dopamine with its thresholds held at the open threshold, where they get almost no gradient."""
+    from ..methods.names import display
+    from .report import _fmt
+
+    same = grid_ties(lrs)
+    held = (f"{display('gain_only')} is {display('dopamine')} with its thresholds held at τ₀, and from τ₀ "
+            "they get almost no gradient (section 2)")
+    if not same:
+        return f"{display('dopamine')} and {display('gain_only')} differ at every rate tried, though {held}"
+    at = listed([_fmt(lr) for lr in same])
+    return (f"{display('dopamine')} and {display('gain_only')} read the same at {at}, and that is no copy error. "
+            f"{held[0].upper()}{held[1:]}, so in the grid's one short epoch the two train nearly the same gains")
+
+
 def widened_and_at_edge(chosen: dict[str, dict], study: VitStudy = STUDY) -> tuple[list[str], list[str]]:
     """For {foundation: choose_lrs's answer}: the arms whose grid was widened ("arm (foundation)"), and those whose
     chosen rate is still at an edge of the rates tried ("arm (foundation, rate)")."""
@@ -425,35 +447,60 @@ def budget_sentence(curves: dict, margin: float | None = None) -> str:
             f"{100 * margin:.1f} points, and no curve does after it. Here {after}")
 
 
-def climbing_sentence(curves: dict, runs: dict, against: str = "dopamine", margin: float | None = None) -> str:
-    """Which verdicts a longer budget could move, in at most two short sentences, from {foundation: arm_curves's
-    answer} and {foundation: run_arms's runs}: an arm still climbing that already beats `against` (paired by seed)
-    while `against`'s own curves are flat can only widen its gap; any other arm still climbing could move. Arms that
-    all beat `against` are counted, not named again: budget_sentence, read just before, names them."""
+def _longer_budget(curves: dict, runs: dict, against: str, margin: float | None):
+    """(epochs, the still-climbing (foundation, arm, verdict of against - arm), the epoch from which against's own
+    curves are flat (None: not flat), the (foundation, arm) whose verdict a longer budget could move). An arm that `against` already loses to (paired
+    by seed) cannot be caught by more epochs while `against`'s own curves are flat; any other climbing arm could."""
     from ..analysis.stats import paired_difference, verdict
-    from ..methods.names import display
     from .budget import flat_epoch
 
     margin = _margin(margin)
     epochs = epoch_budget(curves, margin)
     late = climbing(curves, epochs, margin)
+    acc = lambda kind, arm: [r.accuracy[f"{STUDY.angle_deg:g}"] for r in runs[kind][arm]]
+    said = [(kind, arm, verdict(paired_difference(acc(kind, against), acc(kind, arm)))) for _, kind, arm in late]
+    flat = [flat_epoch(c, margin) for arms in _curves(curves).values() for arm, c in arms.items() if arm == against]
+    is_flat = bool(flat) and None not in flat
+    movable = [(kind, arm) for kind, arm, words in said if not (is_flat and words == "loses to")]
+    return epochs, said, (max(flat) if is_flat else None), movable
+
+
+def climbing_sentence(curves: dict, runs: dict, against: str = "dopamine", margin: float | None = None) -> str:
+    """Which verdicts a longer budget could move, in at most two short sentences, from {foundation: arm_curves's
+    answer} and {foundation: run_arms's runs}: an arm still climbing that `against` already loses to (paired by seed)
+    while `against`'s own curves are flat can only widen its lead; any other arm still climbing could move. Arms
+    that `against` all lose to are counted, not named again: budget_sentence, read just before, names them."""
+    from ..methods.names import display
+
+    epochs, late, flat_from, movable = _longer_budget(curves, runs, against, _margin(margin))
     if not late:
         return f"No curve still climbs after epoch {epochs}, so a longer budget would move little"
-    acc = lambda kind, arm: [r.accuracy[f"{STUDY.angle_deg:g}"] for r in runs[kind][arm]]
-    words = {(kind, arm): verdict(paired_difference(acc(kind, arm), acc(kind, against))) for _, kind, arm in late}
-    flat = [flat_epoch(c, margin) for kind, arms in _curves(curves).items() for arm, c in arms.items() if arm == against]
-    own = (f"{display(against)}'s own curves are flat from epoch {max(flat)}" if None not in flat else
-           f"{display(against)}'s own curves still climb")
-    if all(w == "beats" for w in words.values()) and None not in flat:  # budget_sentence has named them
+    own = f"own curves are flat from epoch {flat_from}" if flat_from else "own curves still climb"
+    if not movable:  # budget_sentence has named them
         count = {1: "one", 2: "two", 3: "three", 4: "four"}.get(len(late), str(len(late)))
-        beat = "beats" if len(late) == 1 else "beat"
-        return (f"The {count} still climbing already {beat} {display(against)} after {epochs} epochs, and "
-                f"{own}. A longer budget would widen {'that gap' if len(late) == 1 else 'those gaps'}, "
-                f"not close {'it' if len(late) == 1 else 'them'}")
-    named = listed([f"{display(arm)} on the {kind} foundation, which {words[kind, arm]} {display(against)}"
-                  for _, kind, arm in late])
-    return (f"The arms still climbing after epoch {epochs} are {named}. {own[0].upper()}{own[1:]}, so a longer "
-            f"budget could move the verdicts of those not yet ahead")
+        one = len(late) == 1
+        return (f"{display(against)} already loses to the {count} still climbing after {epochs} epochs, and its "
+                f"{own}. A longer budget would widen {'that gap' if one else 'those gaps'}, "
+                f"not close {'it' if one else 'them'}")
+    named = listed([f"{display(arm)} on the {kind} foundation ({display(against)} {words} it)"
+                    for kind, arm, words in late])
+    return (f"The arms still climbing after epoch {epochs} are {named}. {display(against)}'s {own}, so a longer "
+            f"budget could move the verdicts of those {display(against)} does not already lose to")
+
+
+def longer_budget_answer(curves: dict, runs: dict, against: str = "dopamine", margin: float | None = None) -> str:
+    """Exercise 3's answer, one or two short sentences without a final stop: which verdicts a longer budget could
+    move ("None, here: ..." where `against` already loses to every arm still climbing and its own curves are flat)."""
+    from ..methods.names import display
+
+    epochs, late, flat_from, movable = _longer_budget(curves, runs, against, _margin(margin))
+    if not late:
+        return f"None, here: no curve still climbs after epoch {epochs}"
+    if not movable:
+        return (f"None, here: {display(against)} already loses to every arm still climbing after epoch {epochs}, "
+                f"and its own curves are flat, so more epochs could only widen those gaps")
+    return ("Those of " + listed([f"{display(arm)} on the {kind} foundation" for kind, arm in movable])
+            + f": still climbing after epoch {epochs}, and not yet ahead of {display(against)}")
 
 
 def versus(a: str, b: str, d) -> str:
@@ -479,9 +526,10 @@ def thresholds_words(d) -> tuple[str, str]:
 
 
 def verdict_table(acc: dict[str, list[float]], n_trainable: dict[str, int], against: str = "dopamine"):
-    """Every arm against `against` once, paired by seed, as a foundations.tables.Table: the arm, the numbers it
-    trains, the mean of arm - against in points, its 95% interval and the verdict ("beats Dopamine"). acc: each
-    arm's test accuracies, seed by seed; the frozen foundation, with 0 numbers, is an arm like the others."""
+    """`against` against every other arm once, paired by seed, as a foundations.tables.Table, in the book's sign
+    convention (chapters 5 and 7): the arm, the numbers it trains, the mean of against - arm in points, its 95%
+    interval and the verdict, read "Dopamine beats it". acc: each arm's test accuracies, seed by seed; the frozen
+    foundation, with 0 numbers, is an arm like the others."""
     from ..analysis.stats import paired_difference, verdict
     from ..foundations.tables import Table
     from ..methods.names import display, signed_points
@@ -490,25 +538,26 @@ def verdict_table(acc: dict[str, list[float]], n_trainable: dict[str, int], agai
     for arm, accs in acc.items():
         if arm == against:
             continue
-        d = paired_difference(accs, acc[against])
+        d = paired_difference(acc[against], accs)
         rows.append([display(arm), f"{n_trainable.get(arm, 0):,}", signed_points(d.mean),
                      # no-break spaces: an interval and a verdict each stay on one line
                      f"[{signed_points(d.ci_low)},\u00a0{signed_points(d.ci_high)}]",
-                     verdict(d).replace(" ", "\u00a0")])  # the header names whom it is against
-    header = ["arm", "numbers trained", f"arm − {display(against)} (points)", "95% interval",
-              f"verdict against {display(against)}"]
+                     f"{verdict(d)} it".replace(" ", "\u00a0")])  # the header names the subject
+    header = [f"{display(against)} against", "numbers trained", f"{display(against)} − it (points)",
+              "95% interval", f"verdict: {display(against)} …"]
     return Table(header, rows, align=("left", "right", "right", "right", "left"))
 
 
 def head_words(d, n_head: int, n_gates: int) -> str:
-    """What retraining only the output layer says against Dopamine, from d = head-only - Dopamine (paired by seed)
-    and the numbers each trains: a sentence without numbers and without a final stop, for the conclusions."""
+    """What retraining only the output layer says against Dopamine, from d = Dopamine - head-only (paired by seed,
+    the book's sign convention) and the numbers each trains: a sentence without numbers and without a final stop,
+    for the conclusions."""
     from ..analysis.stats import verdict
 
     fewer = "with fewer numbers than the gates" if n_head < n_gates else "with more numbers than the gates"
-    return {"beats": f"Retraining only the output layer, {fewer}, does better than Dopamine here",
+    return {"loses to": f"Retraining only the output layer, {fewer}, does better than Dopamine here",
             "ties with": f"Retraining only the output layer, {fewer}, does as well as Dopamine here",
-            "loses to": f"Retraining only the output layer, {fewer}, does worse than Dopamine here"}[verdict(d)]
+            "beats": f"Retraining only the output layer, {fewer}, does worse than Dopamine here"}[verdict(d)]
 
 
 def peft_words(check: dict) -> str:
@@ -578,10 +627,10 @@ def plot_curves(curves: dict, epochs: int | None = None, study: VitStudy = STUDY
 
 
 def plot_blocks(firing: dict[str, dict[str, float]], moved: dict[str, dict[str, dict[str, float]]],
-                foundation: str = "mixture"):
+                foundation: str = "mixture", starts: dict[str, float] | None = None):
     """Per block, for each gate arm: the share of open gates (firing_by_block) and how far its thresholds moved
     (gate_movement), two panels apart, each arm in its one colour (dopatut.methods.names.style), the foundation
-    named in the title."""
+    named in the title. starts: each arm's starting threshold τ₀, named in the legend."""
     import matplotlib.pyplot as plt
 
     from ..methods.names import colour, display
@@ -589,12 +638,16 @@ def plot_blocks(firing: dict[str, dict[str, float]], moved: dict[str, dict[str, 
     arms = list(firing)
     blocks = list(firing[arms[0]])
     width = 0.8 / len(arms)
+    starts = starts or {}
+    label = lambda arm: (f"{display(arm)}: τ₀ = {starts[arm]:g}".replace("-", "−") if arm in starts
+                         else display(arm))
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2), constrained_layout=True)
     for i, arm in enumerate(arms):
         at = [b + width * i for b in range(len(blocks))]
-        axes[0].bar(at, [100 * firing[arm][b] for b in blocks], width, color=colour(arm), label=display(arm))
-        axes[1].bar(at, [moved[arm][b]["threshold"] for b in blocks], width, color=colour(arm), label=display(arm))
-    for ax, title in zip(axes, ("open gates (%)", "mean |τ − τ₀|")):
+        axes[0].bar(at, [100 * firing[arm][b] for b in blocks], width, color=colour(arm), label=label(arm))
+        axes[1].bar(at, [moved[arm][b]["threshold"] for b in blocks], width, color=colour(arm), label=label(arm))
+    moved_title = "mean |τ − τ₀|, τ₀: each arm's start" if starts else "mean |τ − τ₀|"
+    for ax, title in zip(axes, ("open gates (%)", moved_title)):
         ax.set(xticks=[b + width * (len(arms) - 1) / 2 for b in range(len(blocks))], title=title,
                xticklabels=[n.split(".mlp")[0] for n in blocks])
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(arms), fontsize=9)

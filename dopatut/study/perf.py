@@ -203,6 +203,7 @@ def goals_table(results: dict) -> Table:
 
 
 RATIO_RULE = "above 1: first column better"  # every ratio of bench.py's table reads this way
+RATIO_HEADER = "ratio (>1: first better)"  # RATIO_RULE, short enough for a header at the text width
 
 # The topics of bench.py's rows, in the page's order: (title, a test on the row's name, the two columns' headers,
 # the words each row's name loses in that table because the title and headers say them).
@@ -233,6 +234,16 @@ def _ratio(row: dict) -> str:
     return "-" if row.get("ratio") is None else f"{row['ratio']:.2f}×"
 
 
+def _split_pair(row: dict) -> list[dict]:
+    """A row without a reference that holds one value per name after its last ": " ("...: foundation, Dopamine"
+    with "0.20, 0.09") as one row per value ("...: foundation" 0.20, "...: Dopamine" 0.09); any other row as it is."""
+    head, _, names = row["name"].rpartition(": ")
+    names, values = names.split(", "), str(row["dopatut"]).split(", ")
+    if row.get("reference") or not head or len(names) < 2 or len(names) != len(values):
+        return [row]
+    return [{"name": f"{head}: {name}", "dopatut": value} for name, value in zip(names, values)]
+
+
 def _with_itself(row: dict) -> bool:
     """Whether a row compares a side with itself ("inference: frozen base (ms)" against "43.6 (frozen base)")."""
     side = re.search(r"\((.+)\)$", row.get("reference") or "")
@@ -250,7 +261,8 @@ def measures_table(results: dict) -> Table:
 
 def measures_tables(results: dict) -> dict[str, Table]:
     """bench.py's rows split by topic (TOPICS), each a table whose headers name its two sides, and whose ratio
-    column reads one way (RATIO_RULE); a topic without rows is left out, a topic without ratios has no ratio
+    column reads one way (RATIO_RULE, headed RATIO_HEADER); a row holding two values is split in two (_split_pair);
+    a topic without rows is left out, a topic without ratios has no ratio
     column; a row that compares a side with itself is left out. The measures' long labels wrap, so each table fits
     the page's text width."""
     tables = {}
@@ -258,11 +270,12 @@ def measures_tables(results: dict) -> dict[str, Table]:
         rows = [row for row in results["rows"] if measure_topic(row["name"]) == title and not _with_itself(row)]
         if not rows:
             continue
+        rows = [part for row in rows for part in _split_pair(row)]
         ratios = any(row.get("ratio") is not None for row in rows)
         cells = [[_readable_measure(row["name"], drop), row["dopatut"],
                   (row.get("reference") or "-").replace(" (frozen base)", "")] + [_ratio(row)] * ratios
                  for row in rows]
-        tables[title] = Table(["measure", first, second] + [f"ratio ({RATIO_RULE})"] * ratios, cells, caption=title,
+        tables[title] = Table(["measure", first, second] + [RATIO_HEADER] * ratios, cells, caption=title,
                               align=("left", "right", "right") + ("right",) * ratios, wrap_first=True)
     return tables
 
@@ -318,30 +331,31 @@ def cold_words(record: dict) -> str:
     return " ".join(said)
 
 
-def lora_full_words(share: float, seconds: dict, names: dict) -> str:
+def lora_full_words(share: float, seconds: dict, names: dict, step_s: dict) -> str:
     """What chapter 5's stacks' wall times say about LoRA against full fine-tuning, given that LoRA computes
-    `share` of full fine-tuning's FLOPs. seconds: {foundation: {"lora": s, "full": s}}; names: each foundation's
-    readable name. "" where LoRA's stack was the faster on every foundation (the FLOPs and the clock agree).
-    Each stack was timed once, so where the clock and the FLOPs disagree the words name load as a cause."""
+    `share` of full fine-tuning's FLOPs, in two sentences. seconds: {foundation: {"lora": s, "full": s}}; names: each
+    foundation's readable name; step_s: {"lora": s, "full": s}, the benchmark's time per training step of each, best
+    of several rounds on the same MLP (bench_lora's and bench_limit's fused-Adam step). "" where LoRA's stack was the
+    faster on every foundation (the FLOPs and the clock agree). Where they disagree, the step timings say whether
+    LoRA's step itself is the slower, or the stacks' order is the load of their moment."""
     slower = [k for k in seconds if seconds[k]["lora"] > seconds[k]["full"]]
     if not slower:
         return ""
     faster = [k for k in seconds if k not in slower]
-    said = [f"LoRA computes {share:.0%} of full fine-tuning's arithmetic, yet its stack took longer on the "
-            f"{' and '.join(names[k] for k in slower)}"]
+    said = (f"LoRA computes {share:.0%} of full fine-tuning's arithmetic, yet its stack took longer on the "
+            f"{' and '.join(names[k] for k in slower)}")
     if faster:
-        most, least = (f(seconds, key=lambda k: seconds[k]["lora"]) for f in (max, min))
-        said[0] += (f"; on the {' and '.join(names[k] for k in faster)} it took less, and LoRA itself took "
-                    f"{seconds[most]['lora'] / seconds[least]['lora']:.1f} times as long on the {names[most]} as "
-                    f"on the {names[least]}, for the same arithmetic.")
-        said.append("Each stack was timed once, under the load of its moment, so the machine's load may explain "
-                    "much of it; LoRA's thin rank-4 products, which run far below the peak (section 2), may add "
-                    "to it.")
+        said += f" (and less on the {' and '.join(names[k] for k in faster)})"
+    steps = (f"The benchmark's step timings (one model at batch 128, best of several rounds) give "
+             f"{1e3 * step_s['lora']:.2f} ms for a LoRA step against {1e3 * step_s['full']:.2f} ms for a full one")
+    if step_s["lora"] > step_s["full"]:
+        why = (f"{steps}: on this small MLP, LoRA's thin rank-4 products cost more time than the weight gradients it "
+               "skips")
+        if faster:
+            why += f"; the {' and '.join(names[k] for k in faster)}'s stacks, timed once each, say otherwise"
     else:
-        said[0] += "."
-        said.append("Its rank-4 factors add six thin products per layer and step, which run far below the peak "
-                    "(section 2), and each stack was timed once, so the load of its moment may add to it.")
-    return " ".join(said)
+        why = f"{steps}, so the stacks' order is not LoRA's doing: each stack was timed once, under the load of its moment"
+    return f"{said}. {why}."
 
 
 def lora_agreement(gap_pts: float) -> str:
