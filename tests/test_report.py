@@ -1,7 +1,7 @@
 import pytest
 
 from dopatut.analysis.stats import paired_difference
-from dopatut.study.report import alone_words, curve_words, findings, halves
+from dopatut.study.report import alone_words, curve_words, findings, halves, seed_gap_words
 
 
 def _d(mean, spread=0.001, n=5):
@@ -71,3 +71,9 @@ def test_pairing_narrows_the_interval_only_where_the_two_move_together():
     assert apart.words().startswith("their accuracies do not move together (correlation −")
     with pytest.raises(ValueError, match="one value per seed"):
         pairing(base, base[:4])
+
+
+def test_seed_gap_words_gives_the_gap_its_size_and_direction():
+    assert seed_gap_words(0.9713, 0.9745, "head-only") == "0.32 points behind head-only's 97.45%"
+    assert seed_gap_words(0.9755, 0.9745, "head-only") == "0.10 points ahead of head-only's 97.45%"
+    assert seed_gap_words(0.97451, 0.9745, "head-only") == "level with head-only's 97.45%"

@@ -170,7 +170,7 @@ def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0
         ax.bar([j + k * width for j in range(len(methods))], [m for m, _ in stats], width,
                yerr=[s for _, s in stats], capsize=2, label=f"{kind} foundation", color=("0.25", "0.65", "0.85")[k % 3], edgecolor="k", lw=0.5)
     ax.set_xticks([j + width * (len(kinds) - 1) / 2 for j in range(len(methods))], [_label(m) for m in methods],
-                  rotation=45, ha="right", fontsize=9)
+                  rotation=45, ha="right", fontsize=9.5)
     low = min(100 * r.accuracy[cost_angle] for kind in kinds for rs in runs_by_kind[kind].values() for r in rs)
     bottom = max(0, 10 * math.floor((low - 2) / 10))  # a round number below the lowest bar's error bar
     # the note on its own line: on one line the title is wider than the panel, over the '100' tick label

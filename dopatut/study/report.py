@@ -2,6 +2,7 @@
 
     accuracies(runs, "lora")              # one method's test accuracy at 45°, one value per seed
     differences(runs, against="dopamine") # method -> its paired difference with Dopamine, with its interval
+    seed_gap_words(a, b, "head-only")     # one run against another, '0.32 points behind head-only's 97.45%'
     lead_over(runs, leader="dopamine")    # method -> Dopamine - method, the sign of the book's answer
     summarise(runs)                       # mean +- std per method and mode, an HTML table in a notebook
     said("Dopamine", "LoRA", d)           # the comparison in words chosen by the interval
@@ -36,6 +37,16 @@ def differences(runs: dict[str, list[Result]], against: str = "dopamine", angle:
     """method -> (method - `against`), paired by seed, with its t interval; every method but `against`."""
     base = accuracies(runs, against, angle)
     return {m: paired_difference(accuracies(runs, m, angle), base, confidence) for m in runs if m != against}
+
+
+def seed_gap_words(accuracy: float, rival_accuracy: float, rival: str) -> str:
+    """One run's test accuracy against a rival's (fractions), in words with the gap's size in points:
+    '0.32 points behind head-only's 97.45%', '0.10 points ahead of ...', 'level with ...' (equal to 0.01 points)."""
+    gap = round(100 * (accuracy - rival_accuracy), 2)
+    against = f"{rival}'s {rival_accuracy:.2%}"
+    if gap == 0:
+        return f"level with {against}"
+    return f"{abs(gap):.2f} points {'behind' if gap < 0 else 'ahead of'} {against}"
 
 
 def lead_over(runs: dict[str, list[Result]], leader: str = "dopamine", angle: str = "45",
