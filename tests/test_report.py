@@ -1,7 +1,7 @@
 import pytest
 
 from dopatut.analysis.stats import paired_difference
-from dopatut.study.report import alone_words, curve_words, findings, halves, seed_gap_words
+from dopatut.study.report import alone_words, curve_words, draw_words, findings, halves, seed_gap_words
 
 
 def _d(mean, spread=0.001, n=5):
@@ -77,3 +77,13 @@ def test_seed_gap_words_gives_the_gap_its_size_and_direction():
     assert seed_gap_words(0.9713, 0.9745, "head-only") == "0.32 points behind head-only's 97.45%"
     assert seed_gap_words(0.9755, 0.9745, "head-only") == "0.10 points ahead of head-only's 97.45%"
     assert seed_gap_words(0.97451, 0.9745, "head-only") == "level with head-only's 97.45%"
+
+
+def test_draw_words_places_one_seed_among_the_seeds():
+    d = paired_difference([0.01 * i for i in range(1, 10)], [0.0] * 9)  # gains of +1 to +9 points
+    assert draw_words(0.09, d) == ("Seed 0 gained +9.00 points, the largest of the 9 draws: over the 9 seeds the "
+                                   "gain runs from +1.00 to +9.00 points."), draw_words(0.09, d)
+    assert draw_words(0.01 + 1e-5, d, "This seed").startswith("This seed gained +1.00 points, the smallest of the 9")
+    assert "one of the larger draws" in draw_words(0.08, d)
+    assert "one of the smaller draws" in draw_words(0.02, d)
+    assert "a middling draw" in draw_words(0.05, d)
