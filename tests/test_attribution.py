@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from dopatut.analysis.attribution import (firing, gate_states, hidden_states, last_layer_contributions, logit_margins,
+from dopatut.analysis.attribution import (control_words, firing, gate_states, hidden_states, last_layer_contributions,
+                                 logit_margins, selective_counts, threshold_correlation,
                                  silenced, strongly_active_fraction)
 from dopatut.methods.gate import GateSet, attach, set_hard
 from dopatut.methods.lora import LoRALinear
@@ -164,3 +165,35 @@ def test_flip_words_say_the_count_or_that_it_did_not_turn():
 
     assert flip_words(3, True, 5, 9) == "the count is 3: then it reads 5"
     assert flip_words(50, False, 5, 9) == "even the top 50 do not turn it: it still reads 9"
+
+
+def test_selective_counts_need_often_in_one_table_and_rare_in_the_other():
+    a = {"h": torch.tensor([0.10, 0.10, 0.005, 0.03, 0.0])}
+    b = {"h": torch.tensor([0.00, 0.02, 0.200, 0.00, 0.0])}
+    assert selective_counts(a, b) == {"h": (1, 1)}
+    assert selective_counts(a, b, active=0.03, silent=0.03) == {"h": (3, 1)}
+    with pytest.raises(ValueError):
+        selective_counts(a, {"g": b["h"]})
+    with pytest.raises(ValueError):
+        selective_counts(a, b, active=0.01, silent=0.05)
+
+
+def test_threshold_correlation_leaves_out_thresholds_that_cannot_act():
+    acting_a, acting_b = torch.tensor([0.5, 1.0, 2.0, 3.0]), torch.tensor([3.0, 2.5, 1.5, 0.5])
+    inert_a, inert_b = torch.linspace(-2, -0.1, 20), torch.linspace(-2, -0.1, 20)
+    r = threshold_correlation(torch.cat([acting_a, inert_a]), torch.cat([acting_b, inert_b]))
+    assert r["n_acting"] == 4
+    assert r["acting"] == pytest.approx(-1.0)
+    assert r["all"] > 0.5  # the inert cloud alone makes them look alike
+    assert threshold_correlation(acting_a, 2 * acting_a)["acting"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        threshold_correlation(acting_a, inert_a)
+
+
+def test_control_words_follow_the_counts_and_the_correlations():
+    assert "most of the selectivity is the mode's" in control_words(60, 20, -0.2, 0.6)
+    assert "only part of it" in control_words(30, 20, -0.2, 0.6)
+    assert "the count is seed noise" in control_words(20, 25, -0.2, 0.6)
+    assert "far better" in control_words(60, 20, -0.2, 0.6)
+    assert "about as well" in control_words(60, 20, 0.5, 0.6)
+    assert "r = −0.20" in control_words(60, 20, -0.2, 0.6)

@@ -218,3 +218,49 @@ def flip_words(k: int, flipped: bool, label: int, wrong: int) -> str:
     if flipped:
         return f"the count is {k}: then it reads {label}"
     return f"even the top {k} do not turn it: it still reads {wrong}"
+
+
+def selective_counts(rates_a: dict, rates_b: dict, active: float = 0.05,
+                     silent: float = 0.01) -> dict[str, tuple[int, int]]:
+    """Per layer, how many neurons are selective between two rate tables (layer -> a rate per neuron, as
+    `firing` returns): (often in a and rare in b, often in b and rare in a), where often means a rate of at
+    least `active` and rare one below `silent`. Chapter 6 counts gate cuts of two modes, and of one mode
+    trained twice (its seed-noise control)."""
+    if not 0 <= silent <= active <= 1:
+        raise ValueError(f"expected 0 <= silent <= active <= 1, got silent={silent}, active={active}")
+    if rates_a.keys() != rates_b.keys():
+        raise ValueError(f"the two tables name different layers: {list(rates_a)} and {list(rates_b)}")
+    return {layer: (int(((a >= active) & (rates_b[layer] < silent)).sum()),
+                    int(((rates_b[layer] >= active) & (a < silent)).sum()))
+            for layer, a in rates_a.items()}
+
+
+def threshold_correlation(tau_a: torch.Tensor, tau_b: torch.Tensor) -> dict[str, float]:
+    """How alike two gate sets' thresholds on one layer are: Pearson's r over all neurons ("all"), and over the
+    neurons where either threshold is above 0 ("acting", with their count "n_acting"). On a relu neuron every
+    tau <= 0 has the same effect (relu is 0 wherever the drive is at most 0), so only positive thresholds act."""
+    a, b = tau_a.detach().flatten().double(), tau_b.detach().flatten().double()
+    if a.shape != b.shape or a.numel() < 3:
+        raise ValueError(f"expected two threshold vectors of one length >= 3, got {tuple(a.shape)}, {tuple(b.shape)}")
+    acting = (a > 0) | (b > 0)
+    r = lambda x, y: float(torch.corrcoef(torch.stack([x, y]))[0, 1]) if len(x) > 2 else float("nan")
+    return {"all": r(a, b), "acting": r(a[acting], b[acting]), "n_acting": int(acting.sum())}
+
+
+def control_words(modes: int, seeds: int, r_modes: float, r_seeds: float) -> str:
+    """What survives of chapter 6's mode selectivity beyond seed noise, in words. `modes`: neurons cut by one
+    mode's gates only (both ways, both layers), 0° against 45°; `seeds`: the same count for two 45° gate sets
+    trained from one start with two seeds; r_modes, r_seeds: their correlations of the acting thresholds."""
+    if modes > 2 * seeds:
+        counts = f"the modes cut {modes} neurons selectively, seed noise alone {seeds}: most of the selectivity is the mode's"
+    elif modes > seeds:
+        counts = f"the modes cut {modes} neurons selectively, seed noise alone {seeds}: only part of it is the mode's"
+    else:
+        counts = f"the modes cut {modes} neurons selectively, seed noise alone {seeds}: the count is seed noise"
+    if r_seeds - r_modes > 0.2:
+        taus = (f"and the acting thresholds of one mode agree across seeds (r = {r_seeds:.2f}) far better than "
+                f"those of the two modes (r = {r_modes:.2f})")
+    else:
+        taus = (f"but the acting thresholds of the two modes (r = {r_modes:.2f}) agree about as well as one "
+                f"mode's across seeds (r = {r_seeds:.2f})")
+    return f"{counts}, {taus}".replace("r = -", "r = −")
