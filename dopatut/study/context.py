@@ -143,21 +143,26 @@ def above_or_below(points: float) -> str:
 def overlap_words(overlaps: dict[str, float], seed_overlap: float) -> str:
     """Chapter 8's modes' Jaccard overlaps read against a yardstick: `seed_overlap`, the overlap of one mode
     trained twice on the same foundation with two seeds (only the data order differs). `overlaps`: a pair's
-    name ('0° and 45°') -> its overlap. Each is compared as printed, to two decimals: as large as the yardstick
+    name ('0°–45°') -> its overlap. Each is compared as printed, to two decimals: as large as the yardstick
     means within seed noise, smaller means beyond it. One sentence."""
     if not overlaps:
         raise ValueError("overlaps must name at least one pair of modes, got none")
     from ..methods.names import listed
 
     shown = lambda j: round(j, 2)
-    named = lambda pairs: listed([f"{pair} ({overlaps[pair]:.2f})" for pair in pairs])
+
+    def named(pairs):  # the pairs, and their verb
+        listing = listed([f"{pair} ({overlaps[pair]:.2f})" for pair in pairs])
+        return f"the pairs {listing} all overlap" if len(pairs) > 1 else f"the pair {listing} overlaps"
     within = [p for p, j in overlaps.items() if shown(j) >= shown(seed_overlap)]
     beyond = [p for p in overlaps if p not in within]
     if not beyond:
-        return (f"Against that yardstick, {named(within)} overlap as much as two seeds of one mode: at this "
-                "threshold the modes' sets of neurons differ no more than seed noise makes them.")
+        return (f"Against that yardstick, {named(within)} as much as two seeds of one mode: at "
+                "this threshold the modes' sets of neurons differ no more than seed noise makes them.")
     if not within:
-        return (f"Against that yardstick, {named(beyond)} overlap less than two seeds of one mode: the modes' "
-                "sets of neurons differ by more than seed noise, though one pair of seeds is a thin yardstick.")
-    return (f"Against that yardstick, {named(within)} overlap as much as two seeds of one mode, a difference "
-            f"within seed noise; {named(beyond)} overlap less, a difference the seed alone does not make.")
+        return (f"Against that yardstick, {named(beyond)} less than two seeds of one mode: the "
+                "modes' sets of neurons differ by more than seed noise, though one pair of seeds is a thin "
+                "yardstick.")
+    return (f"Against that yardstick, {named(within)} as much as two seeds of one mode, a "
+            f"difference within seed noise; {named(beyond)} less, a difference the seed alone "
+            "does not make.")
