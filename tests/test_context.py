@@ -86,3 +86,19 @@ def test_above_or_below_reads_the_sign():
 
     assert above_or_below(0.34) == "0.3 points above"
     assert above_or_below(-1.26) == "1.3 points below"
+
+
+def test_overlap_words_place_each_pair_against_the_seed_yardstick():
+    from dopatut.study.context import overlap_words
+
+    mixed = overlap_words({"0°–45°": 0.97, "0°–90°": 0.89}, 0.95)
+    assert "the pair 0°–45° (0.97) overlaps as much as two seeds" in mixed
+    assert "the pair 0°–90° (0.89) overlaps less" in mixed
+    assert "no more than seed noise" in overlap_words({"a": 0.9}, 0.9)  # as large as the yardstick
+    assert "more than seed noise" in overlap_words({"a": 0.8, "b": 0.85}, 0.9)
+    assert "the pairs a (0.80) and b (0.85) all overlap less" in overlap_words({"a": 0.8, "b": 0.85}, 0.9)
+    # compared as printed: 0.954 and 0.951 both read 0.95
+    assert "no more than seed noise" in overlap_words({"a": 0.951}, 0.954)
+    assert "more than seed noise" not in overlap_words({"a": 0.951}, 0.954).replace("no more", "")
+    with pytest.raises(ValueError, match="at least one pair"):
+        overlap_words({}, 0.9)

@@ -55,7 +55,7 @@ class ContextGate(DopamineGate):
         return self.context
 
     def _conditioned(self, base: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        # base + e . weights, term by term: the same arithmetic for one angle alone or in a batch
+        # base + e . weights, term by term: the same arithmetic for one angle or a batch
         ctx = self._ctx()
         out = base
         for k in range(ctx.shape[1]):
@@ -138,3 +138,31 @@ def train_conditioned(base: FoundationMLP, angles_deg, seed: int = 0, config: Tr
 def above_or_below(points: float) -> str:
     """A difference in points as words, to go before 'the ...': '0.3 points above', '1.2 points below'."""
     return f"{abs(points):.1f} points {'above' if points > 0 else 'below'}"
+
+
+def overlap_words(overlaps: dict[str, float], seed_overlap: float) -> str:
+    """Chapter 8's modes' Jaccard overlaps read against a yardstick: `seed_overlap`, the overlap of one mode
+    trained twice on the same foundation with two seeds (only the data order differs). `overlaps`: a pair's
+    name ('0°–45°') -> its overlap. Each is compared as printed, to two decimals: as large as the yardstick
+    means within seed noise, smaller means beyond it. One sentence."""
+    if not overlaps:
+        raise ValueError("overlaps must name at least one pair of modes, got none")
+    from ..methods.names import listed
+
+    shown = lambda j: round(j, 2)
+
+    def named(pairs):  # the pairs, and their verb
+        listing = listed([f"{pair} ({overlaps[pair]:.2f})" for pair in pairs])
+        return f"the pairs {listing} all overlap" if len(pairs) > 1 else f"the pair {listing} overlaps"
+    within = [p for p, j in overlaps.items() if shown(j) >= shown(seed_overlap)]
+    beyond = [p for p in overlaps if p not in within]
+    if not beyond:
+        return (f"Against that yardstick, {named(within)} as much as two seeds of one mode: at "
+                "this threshold the modes' sets of neurons differ no more than seed noise makes them.")
+    if not within:
+        return (f"Against that yardstick, {named(beyond)} less than two seeds of one mode: the "
+                "modes' sets of neurons differ by more than seed noise, though one pair of seeds is a thin "
+                "yardstick.")
+    return (f"Against that yardstick, {named(within)} as much as two seeds of one mode, a "
+            f"difference within seed noise; {named(beyond)} less, a difference the seed alone "
+            "does not make.")

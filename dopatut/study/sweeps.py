@@ -72,10 +72,12 @@ def adapt(base: FoundationMLP, method: str, angle_deg: float = 45.0, seed: int =
                       train_limit=train_limit, **method_kwargs)
 
 
-def adapt_angles(base: FoundationMLP, method: str, angles_deg, seed: int = 0, kind: str = "mixture",
-                 train_limit: int | None = None) -> dict[float, tuple[FoundationMLP, Result]]:
-    """`adapt` to every angle of `angles_deg` in one stacked run (`pipeline.specialise_many`): one copy of `base`
-    per angle, each trained on its own angle's images, with the protocol's settings, scored at its angle.
+def adapt_angles(base: FoundationMLP, method: str, angles_deg, seed: int = 0,
+                 kind: str = "mixture", train_limit: int | None = None
+                 ) -> dict[float, tuple[FoundationMLP, Result]]:
+    """`adapt` to every angle of `angles_deg` in one stacked run
+    (`pipeline.specialise_many`): one copy of `base` per angle, each trained on its own
+    angle's images, with the protocol's settings, scored at its angle.
     Returns angle -> (model, Result)."""
     check_seed(seed)
     check_limit(train_limit, "train", "train_limit")
@@ -83,8 +85,9 @@ def adapt_angles(base: FoundationMLP, method: str, angles_deg, seed: int = 0, ki
     if not angles:
         raise ValueError("angles_deg must name at least one angle, got none")
     config, kwargs = protocol_config(method, kind, seed)
-    pairs = specialise_many([base] * len(angles), method, [seed] * len(angles), config, angle_deg=angles,
-                            eval_angles=None, progress=False, train_limit=train_limit, **kwargs)
+    pairs = specialise_many([base] * len(angles), method, [seed] * len(angles), config,
+                            angle_deg=angles, eval_angles=None, progress=False,
+                            train_limit=train_limit, **kwargs)
     return dict(zip(angles, pairs))
 
 
