@@ -1,4 +1,5 @@
 import matplotlib
+import matplotlib.legend
 
 matplotlib.use("Agg")
 
@@ -8,8 +9,8 @@ import pytest  # noqa: E402
 from dopatut.analysis.stats import paired_difference  # noqa: E402
 from dopatut.course.figcheck import figure_problems  # noqa: E402
 from dopatut.methods.names import colour  # noqa: E402
-from dopatut.showing.compare_plots import (plot_differences, plot_main_result, plot_tradeoff,  # noqa: E402
-                                           side_by_side)
+from dopatut.showing.compare_plots import (LEGEND_GAP_PX, plot_differences, plot_main_result,  # noqa: E402
+                                           plot_tradeoff, side_by_side)
 from dopatut.study.pipeline import Result  # noqa: E402
 
 SIZES = {"frozen": 0, "dopamine": 1024, "gain_only": 512, "threshold_only": 512, "bitfit": 522, "head": 2570,
@@ -38,6 +39,16 @@ def test_the_main_figure_gives_true_counts_and_reads():
     assert bottom % 10 == 0 and (f"(axis from {bottom:g}%)" in fig.axes[2].get_title()) == (bottom > 0)
     assert fig.axes[3].artists[0].get_texts()[0].get_fontsize() >= 9  # readable at the book's text width
     assert figure_problems(fig) == []
+    plt.close(fig)
+
+
+def test_the_main_figure_keeps_its_two_legends_apart():
+    fig = plot_main_result({"mixture": _runs(), "upright": _runs(-0.2)})
+    fig.draw_without_rendering()
+    methods, bars = (legend.get_window_extent() for legend in fig.axes[3].get_children()
+                     if isinstance(legend, matplotlib.legend.Legend))
+    assert methods.y0 - bars.y1 >= 0.8 * LEGEND_GAP_PX  # the bars' legend under the methods', with a gap
+    assert bars.y0 >= 0 and figure_problems(fig) == []  # inside the figure, clear of the bars' tick labels
     plt.close(fig)
 
 

@@ -138,6 +138,9 @@ def plot_differences(diffs: dict[str, PairedDifference], ax=None, leader: str = 
     return ax
 
 
+LEGEND_GAP_PX = 10  # between the main figure's two legends, at the figure's dpi
+
+
 def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0") -> plt.Figure:
     """The comparison on each foundation: accuracy at `angle` against trainable parameters (mean ± std over
     seeds), one panel per foundation, and each method's accuracy at `cost_angle` (what specialising costs).
@@ -180,13 +183,19 @@ def plot_main_result(runs_by_kind: dict, angle: str = "45", cost_angle: str = "0
     legend_ax = panels[-1] if len(panels) > len(kinds) + 1 else None
     if legend_ax is not None:  # 9.5-point text: about 8 px high where the book shows the figure (688 px)
         handles, labels = panels[0].get_legend_handles_labels()
-        legend_ax.add_artist(legend_ax.legend(handles, labels, loc="upper center", fontsize=9.5, title_fontsize=9.5,
-                                              ncol=1, borderaxespad=0, labelspacing=0.25, handletextpad=0.4,
-                                              title=f"method: trainable parameters\n(error bar: ± 1 std over seeds;"
-                                              f"\n{SIDE_BY_SIDE_NOTE})"))
-        legend_ax.legend(*cost_handles, loc="lower center", fontsize=9.5, ncol=2, title=f"bars at {cost_angle}°",
-                         title_fontsize=9.5, borderaxespad=0, columnspacing=1.0, handletextpad=0.4)
+        methods_legend = legend_ax.legend(handles, labels, loc="upper center", fontsize=9.5, title_fontsize=9.5,
+                                          ncol=1, borderaxespad=0, labelspacing=0.25, handletextpad=0.4,
+                                          title=f"method: trainable parameters\n(error bar: ± 1 std over seeds;"
+                                          f"\n{SIDE_BY_SIDE_NOTE})")
+        legend_ax.add_artist(methods_legend)
         legend_ax.axis("off")
+        # the bars' legend a fixed gap under the methods' (not at the panel's foot, where the two can touch)
+        fig.draw_without_rendering()  # lays the panels out, so the methods' legend has its size
+        top = legend_ax.transAxes.inverted().transform(methods_legend.get_window_extent())[0][1]
+        gap = LEGEND_GAP_PX / legend_ax.get_window_extent().height
+        legend_ax.legend(*cost_handles, loc="upper center", bbox_to_anchor=(0.5, top - gap), fontsize=9.5, ncol=2,
+                         title=f"bars at {cost_angle}°", title_fontsize=9.5, borderaxespad=0, columnspacing=1.0,
+                         handletextpad=0.4)
     else:
         ax.legend(*cost_handles, fontsize=9, loc="upper left", bbox_to_anchor=(1, 1))
     return fig
