@@ -149,6 +149,31 @@ def test_the_words_say_what_moves_what_does_not_and_why():
                     "some epoch after epoch 2."), text
 
 
+def test_the_keep_words_give_the_reason_the_study_gives():
+    flat = {"lora": _run((0.9, 0.95, 0.951, 0.952)), "dopamine": _run((0.9, 0.95, 0.951, 0.951)), "frozen": FROZEN}
+    climbing = {"head": _run((0.8, 0.85, 0.9, 0.95)), "dopamine": _run((0.8, 0.9, 0.901, 0.902)), "frozen": FROZEN}
+    studies = {"mixture": flat, "upright": climbing}
+    moved_on_flat = {"mixture": [_change("lora", 0.0, -0.02), _change("frozen", 0.01, 0.011)],
+                     "upright": [_change("head", -0.05, -0.052)]}
+    text = budget.keep_words(studies, moved_on_flat, 2, margin=0.002)
+    assert text == ("On the mixture foundation every mean curve is flat after epoch 2, yet 1 verdict changes, on gaps "
+                    "of 0.08 points or less; on the upright foundation 1 of 2 mean curves still climb after epoch 2, "
+                    "yet no verdict changes. So the protocol keeps its budget of 2 epochs, though by the flat-curve "
+                    "rule it is short on the upright foundation: more epochs change no verdict there, and its "
+                    "verdicts are verdicts at that budget."), text
+    moved_on_climbing = {"mixture": [_change("lora", -0.01, -0.02)], "upright": [_change("head", 0.0, 0.05)]}
+    text = budget.keep_words(studies, moved_on_climbing, 2, margin=0.002)
+    assert "on the upright foundation 1 of 2 mean curves still climb after epoch 2, and 1 verdict changes" in text
+    assert "all the same, since moving it would retrain every result of the book" in text
+    assert "more epochs change no verdict there" not in text  # not where one does
+    all_flat = {"mixture": flat, "upright": flat}
+    text = budget.keep_words(all_flat, {k: [_change("lora", -0.01, -0.02)] for k in all_flat}, 2, margin=0.002)
+    assert "flat-curve rule" not in text and text.count("every mean curve is flat") == 2
+    assert text.endswith("So the protocol keeps its budget of 2 epochs, and its verdicts are verdicts at that "
+                         "budget."), text
+    assert text.count(". ") == 1  # two sentences
+
+
 def test_the_table_gives_each_rival_its_numbers():
     protocol = Protocol(seeds=(0, 1, 2))
     short = {"dopamine": (0.970, 0.971, 0.972), "lora": (0.969, 0.9722, 0.9712), "frozen": (0.96,) * 3}

@@ -6,8 +6,8 @@
 
 One definition of flat, the protocol's (`PROTOCOL.margin`): an epoch that adds less validation accuracy than the
 margin is flat, and a curve is flat at the budget when its last epoch is (`still_climbing`: the curves with a
-later epoch that is not flat). `budget_words` says in a few sentences what the longer budget changes, and
-`verdict_table` gives the numbers per rival.
+later epoch that is not flat). `budget_words` says in a few sentences what the longer budget changes,
+`verdict_table` gives the numbers per rival, and `keep_words` says why the protocol keeps its budget.
 
 The protocol gives every method `PROTOCOL.epochs` epochs. Here each method trains, with the setting `compare.select`
 chose for that budget, for `epochs` (10), on the first seeds of the protocol (`BUDGET_SEEDS`: ten seeds for ten
@@ -239,6 +239,48 @@ def budget_words(studies: dict[str, dict[str, BudgetRun]], changes: dict[str, li
                      f"sides of them: Dopamine's test accuracy by {signed_points(shifted[0].moves[0])} points, "
                      + listed([f"{_name(c.method)}'s by {signed_points(c.moves[1])}" for c in shifted]) + ".")
     return out
+
+
+def keep_words(studies: dict[str, dict[str, BudgetRun]], changes: dict[str, list[Change]], short_epochs: int,
+               margin: float = PROTOCOL.margin) -> str:
+    """Why the protocol keeps its budget, in two sentences from the study: per foundation, whether its mean curves
+    still climb after the budget (the protocol's flat-curve rule) and which verdicts the longer budget changes;
+    then the conclusion, which names the foundations where the budget is short by that rule, e.g. "On the mixture
+    foundation every mean curve is flat after epoch 3, yet 2 verdicts change, on gaps of 0.39 points or less; on
+    the upright foundation 6 of 7 mean curves still climb after epoch 3, yet no verdict changes. So the protocol
+    keeps its budget of 3 epochs, though by the flat-curve rule it is short on the upright foundation: more epochs
+    change no verdict there, and its verdicts are verdicts at that budget." """
+    from ..methods.names import display
+
+    clauses, short_on, moved_where_short = [], [], False
+    for kind, rows in changes.items():
+        name = display(kind, "foundation")
+        climbing = still_climbing(studies[kind], short_epochs, margin)
+        trained = [m for m, run in studies[kind].items() if any(run.curves)]
+        shifted = [c for c in rows if c.changed]
+        curves = (f"{len(climbing)} of {len(trained)} mean curves still climb" if climbing
+                  else "every mean curve is flat") + f" after epoch {short_epochs}"
+        if shifted:
+            gap = max(abs(c.short.mean) for c in shifted)
+            n = len(shifted)
+            verdicts = (f"{'and' if climbing else 'yet'} {n} verdict{'s' * (n > 1)} change{'s' * (n == 1)}, "
+                        f"on gaps of {in_points(gap)} points or less")
+        else:
+            verdicts = "yet no verdict changes" if climbing else "and no verdict changes"
+        clauses.append(f"on the {name} {curves}, {verdicts}")
+        if climbing:
+            short_on.append(name)
+            moved_where_short = moved_where_short or bool(shifted)
+    facts = "; ".join(clauses)
+    facts = facts[0].upper() + facts[1:] + "."
+    keep = f"the protocol keeps its budget of {short_epochs} epochs"
+    if moved_where_short:
+        return (f"{facts} {keep[0].upper()}{keep[1:]} all the same, since moving it would retrain every result "
+                "of the book; its verdicts are verdicts at that budget, and these changes are their caveat.")
+    if short_on:
+        return (f"{facts} So {keep}, though by the flat-curve rule it is short on the {listed(short_on)}: more "
+                "epochs change no verdict there, and its verdicts are verdicts at that budget.")
+    return f"{facts} So {keep}, and its verdicts are verdicts at that budget."
 
 
 def caveat(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, where: str = "",
