@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from dopatut.course.figcheck import figure_problems  # noqa: E402
 from dopatut.showing.plots import (digit_grid, gate_response, gate_response_figure, layer_histograms,  # noqa: E402
                            mode_schematic)
 
@@ -76,6 +77,18 @@ def test_layer_histograms_one_panel_per_layer_with_mean():
     assert fig.axes[1].get_lines()[0].get_xdata()[0] == pytest.approx(2.0)  # the mean line
     assert fig.axes[0].get_xlabel() == "gain g"
     assert not fig.legends and [t.get_text() for t in fig.axes[0].texts] == [" mean"]  # named on the line
+
+
+def test_layer_histograms_mark_the_start_apart_from_the_mean():
+    fig = layer_histograms({"hidden1": torch.full((4,), -0.0189)}, "threshold", "t", start=0)
+    ax = fig.axes[0]
+    assert [line.get_xdata()[0] for line in ax.get_lines()] == pytest.approx([-0.0189, 0.0])  # mean, start
+    assert ax.get_lines()[0].get_linestyle() != ax.get_lines()[1].get_linestyle()
+    assert [t.get_text() for t in ax.texts] == [" mean", " start (0)"]
+    assert figure_problems(fig) == []  # the two names clear each other
+    fig = layer_histograms({"hidden1": torch.rand(20)}, "x", "t", label="Dopamine", start=1)
+    assert "start (1)" in [t.get_text() for t in fig.legends[0].get_texts()]
+    plt.close("all")
 
 
 def test_mode_schematic_two_panels_and_prints_the_counts_it_is_given():

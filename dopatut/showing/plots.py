@@ -89,11 +89,13 @@ def digit_grid(rows: dict[str, torch.Tensor], labels, title: str = "") -> plt.Fi
 
 
 def layer_histograms(values: dict[str, torch.Tensor], xlabel: str, title: str, bins=30,
-                     ylabel: str = "count", label: str | None = None, color: str = "0.35") -> plt.Figure:
+                     ylabel: str = "count", label: str | None = None, color: str = "0.35",
+                     start: float | None = None) -> plt.Figure:
     """One histogram per hidden layer (name -> 1-D values), side by side, with the mean marked.
 
     `label` names the series in each panel's legend (useful when the caller overlays another one); `color` is
-    its colour: a method's own (dopatut.methods.names.colour) where the values are a method's.
+    its colour: a method's own (dopatut.methods.names.colour) where the values are a method's. `start`: the
+    value every entry started from, marked by a dotted line of its own, so that a mean near it is not read as it.
     """
     fig, axes = plt.subplots(1, len(values), figsize=(min(7.5, 3.75 * len(values)), 3.2), squeeze=False,
                              constrained_layout=True)
@@ -101,9 +103,14 @@ def layer_histograms(values: dict[str, torch.Tensor], xlabel: str, title: str, b
         v = torch.as_tensor(v).detach().float().flatten().cpu().numpy()
         ax.hist(v, bins=bins, color=color, alpha=0.8, label=label)
         ax.axvline(v.mean(), color="k", ls="--", label=f"mean ({label})" if label else None)
-        if not label:  # one series: the dashed line named on the spot, not in a legend far below
+        if start is not None:
+            ax.axvline(start, color="0.3", ls=":", lw=1.5, label=f"start ({start:g})" if label else None)
+        if not label:  # one series: the lines named on the spot, not in a legend far below
             ax.text(v.mean(), 0.97, " mean", transform=ax.get_xaxis_transform(), ha="left", va="top",
                     fontsize=9)
+            if start is not None:  # a line lower, so that it clears " mean" however close the two lines are
+                ax.text(start, 0.86, f" start ({start:g})".replace("-", "−"), transform=ax.get_xaxis_transform(),
+                        ha="left", va="top", fontsize=9)
         ax.set_title(f"{name} (mean {v.mean():.2f})".replace("-", "−"), fontsize=10)
         ax.set(xlabel=xlabel, ylabel=ylabel)
     fig.suptitle(title, fontsize=11)
