@@ -1,7 +1,8 @@
 import pytest
 
 from dopatut.analysis.stats import paired_difference
-from dopatut.study.report import alone_words, curve_words, draw_words, findings, halves, seed_gap_words
+from dopatut.study.report import (alone_words, curve_words, draw_words, findings, halves, seed_gap_words,
+                                  twin_words)
 
 
 def _d(mean, spread=0.001, n=5):
@@ -87,3 +88,14 @@ def test_draw_words_places_one_seed_among_the_seeds():
     assert "one of the larger draws" in draw_words(0.08, d)
     assert "one of the smaller draws" in draw_words(0.02, d)
     assert "a middling draw" in draw_words(0.05, d)
+
+
+def test_twin_words_say_whether_the_twin_made_the_same_models():
+    d = _d(0.0039, n=3)
+    assert twin_words(d, _d(0.0039, n=3), "threshold-only", "in the budget table") == (
+        "That is threshold-only's gap on the same seeds, +0.39 in the budget table: the same gate with the same "
+        "learning rate trains the same models.")
+    other = twin_words(d, _d(0.0020, n=3), "threshold-only")
+    assert other.startswith("Threshold-only's gap on the same seeds is +0.20, not +0.39: its runs differ"), other
+    with pytest.raises(ValueError, match="same seeds"):
+        twin_words(d, _d(0.0039, n=5), "threshold-only")

@@ -239,6 +239,22 @@ def alone_words(method: str, d: PairedDifference) -> str:
     return f"{_readable(method)} alone is {points} {'behind' if words == 'beats' else 'ahead'}"
 
 
+def twin_words(mine: PairedDifference, twin: PairedDifference, twin_name: str, where: str = "") -> str:
+    """A check of a method against its twin (one method under two names), from Dopamine - each over the same seeds:
+    where the two match seed by seed (within half a test digit of 10,000), "That is threshold-only's gap on the
+    same seeds, +0.39 in the budget table: the same gate with the same learning rate trains the same models.";
+    else the twin's gap and that its runs differ. `where`: where the page shows the twin's gap."""
+    if mine.n != twin.n:
+        raise ValueError(f"twin_words: the twin needs the same seeds, got {mine.n} and {twin.n} differences")
+    at = f" {where}" if where else ""
+    same = all(abs(a - b) < 0.5e-4 for a, b in zip(mine.differences, twin.differences))
+    if same:
+        return (f"That is {twin_name}'s gap on the same seeds, {signed_points(twin.mean)}{at}: the same gate with "
+                "the same learning rate trains the same models.")
+    return (f"{twin_name[:1].upper()}{twin_name[1:]}'s gap on the same seeds is {signed_points(twin.mean)}{at}, "
+            f"not {signed_points(mine.mean)}: its runs differ from these, by their setting or by float rounding.")
+
+
 def draw_words(value: float, d: PairedDifference, who: str = "Seed 0") -> str:
     """Where one seed's gain `value` (a fraction; d's differences are gains too) falls among the seeds of `d`, in
     one sentence: 'Seed 0 gained +1.29 points, the largest of the 10 draws: over the 10 seeds the gain runs from
