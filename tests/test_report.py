@@ -93,7 +93,7 @@ def test_draw_words_places_one_seed_among_the_seeds():
 def test_twin_words_say_whether_the_twin_made_the_same_models():
     d = _d(0.0039, n=3)
     assert twin_words(d, _d(0.0039, n=3), "threshold-only", "in the budget table") == (
-        "That is threshold-only's gap on the same seeds, +0.39 in the budget table: the same gate with the same "
+        "It matches threshold-only's gap on the same seeds in the budget table, +0.39: the same gate with the same "
         "learning rate trains the same models.")
     other = twin_words(d, _d(0.0020, n=3), "threshold-only")
     assert other.startswith("Threshold-only's gap on the same seeds is +0.20, not +0.39: its runs differ"), other

@@ -241,16 +241,16 @@ def alone_words(method: str, d: PairedDifference) -> str:
 
 def twin_words(mine: PairedDifference, twin: PairedDifference, twin_name: str, where: str = "") -> str:
     """A check of a method against its twin (one method under two names), from Dopamine - each over the same seeds:
-    where the two match seed by seed (within half a test digit of 10,000), "That is threshold-only's gap on the
-    same seeds, +0.39 in the budget table: the same gate with the same learning rate trains the same models.";
+    where the two match seed by seed (within half a test digit of 10,000), "It matches threshold-only's gap on the
+    same seeds in the budget table, +0.39: the same gate with the same learning rate trains the same models.";
     else the twin's gap and that its runs differ. `where`: where the page shows the twin's gap."""
     if mine.n != twin.n:
         raise ValueError(f"twin_words: the twin needs the same seeds, got {mine.n} and {twin.n} differences")
     at = f" {where}" if where else ""
     same = all(abs(a - b) < 0.5e-4 for a, b in zip(mine.differences, twin.differences))
     if same:
-        return (f"That is {twin_name}'s gap on the same seeds, {signed_points(twin.mean)}{at}: the same gate with "
-                "the same learning rate trains the same models.")
+        return (f"It matches {twin_name}'s gap on the same seeds{at}, {signed_points(twin.mean)}: the same gate "
+                "with the same learning rate trains the same models.")
     return (f"{twin_name[:1].upper()}{twin_name[1:]}'s gap on the same seeds is {signed_points(twin.mean)}{at}, "
             f"not {signed_points(mine.mean)}: its runs differ from these, by their setting or by float rounding.")
 
