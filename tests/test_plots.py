@@ -84,7 +84,8 @@ def test_layer_histograms_mark_the_start_apart_from_the_mean():
     ax = fig.axes[0]
     assert [line.get_xdata()[0] for line in ax.get_lines()] == pytest.approx([-0.0189, 0.0])  # mean, start
     assert ax.get_lines()[0].get_linestyle() != ax.get_lines()[1].get_linestyle()
-    assert [t.get_text() for t in ax.texts] == [" mean", " start (0)"]
+    assert [t.get_text() for t in ax.texts] == ["mean ", " start (0)"]  # each on the side away from the other
+    assert [t.get_ha() for t in ax.texts] == ["right", "left"]
     assert figure_problems(fig) == []  # the two names clear each other
     fig = layer_histograms({"hidden1": torch.rand(20)}, "x", "t", label="Dopamine", start=1)
     assert "start (1)" in [t.get_text() for t in fig.legends[0].get_texts()]

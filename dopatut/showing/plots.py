@@ -88,6 +88,9 @@ def digit_grid(rows: dict[str, torch.Tensor], labels, title: str = "") -> plt.Fi
     return fig
 
 
+START_COLOUR = "#1f4e9c"  # layer_histograms' start line: a dark blue, apart from the mean's black and the bars
+
+
 def layer_histograms(values: dict[str, torch.Tensor], xlabel: str, title: str, bins=30,
                      ylabel: str = "count", label: str | None = None, color: str = "0.35",
                      start: float | None = None) -> plt.Figure:
@@ -95,22 +98,26 @@ def layer_histograms(values: dict[str, torch.Tensor], xlabel: str, title: str, b
 
     `label` names the series in each panel's legend (useful when the caller overlays another one); `color` is
     its colour: a method's own (dopatut.methods.names.colour) where the values are a method's. `start`: the
-    value every entry started from, marked by a dotted line of its own, so that a mean near it is not read as it.
+    value every entry started from, marked by a line of its own colour, so that a mean near it is not read as it.
     """
     fig, axes = plt.subplots(1, len(values), figsize=(min(7.5, 3.75 * len(values)), 3.2), squeeze=False,
                              constrained_layout=True)
     for ax, (name, v) in zip(axes[0], values.items()):
         v = torch.as_tensor(v).detach().float().flatten().cpu().numpy()
         ax.hist(v, bins=bins, color=color, alpha=0.8, label=label)
-        ax.axvline(v.mean(), color="k", ls="--", label=f"mean ({label})" if label else None)
-        if start is not None:
-            ax.axvline(start, color="0.3", ls=":", lw=1.5, label=f"start ({start:g})" if label else None)
-        if not label:  # one series: the lines named on the spot, not in a legend far below
-            ax.text(v.mean(), 0.97, " mean", transform=ax.get_xaxis_transform(), ha="left", va="top",
-                    fontsize=9)
-            if start is not None:  # a line lower, so that it clears " mean" however close the two lines are
-                ax.text(start, 0.86, f" start ({start:g})".replace("-", "−"), transform=ax.get_xaxis_transform(),
-                        ha="left", va="top", fontsize=9)
+        ax.axvline(v.mean(), color="k", ls="--", label=f"mean ({label})" if label else None, zorder=4)
+        if start is not None:  # a colour of its own, under the mean's dashes where the two meet
+            ax.axvline(start, color=START_COLOUR, lw=1.5, label=f"start ({start:g})" if label else None, zorder=3)
+        if not label:  # one series: the lines named on the spot, not in a legend far below; each name on the side
+            # of its line away from the other line, so the two names clear each other however close the lines are
+            left = start is not None and start > v.mean()
+            names = [(v.mean(), "mean", "k", left)]
+            if start is not None:
+                names.append((start, f"start ({start:g})".replace("-", "−"), START_COLOUR, not left))
+            for x, text, colour, on_left in names:
+                ax.text(x, 0.97, f"{text} " if on_left else f" {text}", transform=ax.get_xaxis_transform(),
+                        ha="right" if on_left else "left", va="top", fontsize=9, color=colour,
+                        bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.5})
         ax.set_title(f"{name} (mean {v.mean():.2f})".replace("-", "−"), fontsize=10)
         ax.set(xlabel=xlabel, ylabel=ylabel)
     fig.suptitle(title, fontsize=11)
