@@ -68,8 +68,36 @@ def test_verdicts_table_one_row_per_foundation_groups_from_the_intervals():
     table = verdicts_table({"mixture": two_ties, "upright": ANSWER["upright"]})
     assert list(table.header) == ["foundation", "Dopamine beats", "ties with", "loses to"]
     assert list(table.rows[0]) == ["mixture", "frozen foundation by 1.00",
-                                   "BitFit, gain-only (intervals −0.15 to +0.06)",
+                                   "BitFit, gain-only (every interval between −0.15 and +0.06)",
                                    "LoRA (r = 4) by 0.30, full fine-tuning by 0.20"], table.rows[0]
     assert list(table.rows[1]) == ["upright", "frozen foundation by 40.00, gain-only by 2.00", "none",
                                    "full fine-tuning by 10.00, LoRA (r = 4) by 5.00"], table.rows[1]
     assert "10 seeds" in table.caption
+
+
+def test_verdicts_table_gives_a_lone_tie_its_own_interval():
+    from dopatut.showing.answer import verdicts_table
+    table = verdicts_table({"mixture": ANSWER["mixture"]})
+    assert table.rows[0][2] == "gain-only (interval −0.02 to +0.06)", table.rows[0]
+
+
+def test_why_rivals_lead_separates_a_new_readout_from_new_features():
+    from dopatut.showing.answer import why_rivals_lead
+    upright = {**ANSWER["upright"], "head": d(-0.02, 0.005)}
+    text = why_rivals_lead("upright", upright, "chapter 7")
+    assert text == ("On the upright foundation, head-only, LoRA (r = 4) and full fine-tuning pull ahead of Dopamine. "
+                    "Head-only changes no hidden neuron: it retrains only the output layer, a new readout of the "
+                    "features the foundation already has, and that alone beats gates, which can only select and "
+                    "rescale them; LoRA (r = 4) and full fine-tuning, which can also change the features "
+                    "themselves, lead by more (chapter 7)."), text
+    # head-only ahead by more than LoRA: no 'by more'
+    assert why_rivals_lead("upright", {**upright, "head": d(-0.08, 0.005)}).endswith("pull ahead too.")
+    # no readout among the winners: the features alone explain them
+    assert why_rivals_lead("mixture", ANSWER["mixture"]) == (
+        "On the mixture foundation, full fine-tuning and LoRA (r = 4) pull ahead of Dopamine. Full fine-tuning and "
+        "LoRA (r = 4) can change the hidden features themselves, while gates can only select and rescale the "
+        "neurons the foundation has.")
+    assert why_rivals_lead("mixture", {"gain_only": d(-0.01, 0.001)}) == (
+        "On the mixture foundation, gain-only pulls ahead of Dopamine.")
+    assert why_rivals_lead("mixture", {"frozen": d(0.01, 0.001)}, "chapter 5") == (
+        "On the mixture foundation, no rival pulls ahead of Dopamine (chapter 5).")

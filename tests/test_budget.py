@@ -211,38 +211,46 @@ def test_the_caveat_names_the_verdicts_that_the_longer_budget_changes():
                          _change("frozen", 0.01, 0.011)],
              "upright": [_change("head", -0.05, -0.052)]}
     text = budget.caveat(moved, 3, 10, "chapter 5")
-    assert text == ("These verdicts are at the protocol's budget of 3 epochs. At 10 epochs, on 3 seeds, 2 of the 4 "
-                    "verdicts change: on the mixture foundation, Dopamine's gap to LoRA changes sign from +0.08 to"
-                    " −1.92 "
-                    "points and its interval lies below zero; on the mixture foundation, Dopamine's gap to "
-                    "threshold-only shrinks from +2.08 to +0.18 points and its interval holds zero (on 3 seeds a "
-                    "tie says little; chapter 5)."), text
+    assert text == ("These verdicts are at the protocol's budget of 3 epochs; at 10 epochs, on 3 seeds, 2 of the 4 "
+                    "verdicts change. Over those 3 seeds, Dopamine's gap to LoRA on the mixture foundation changes "
+                    "sign from +0.08 points at 3 epochs to −1.92 at 10, and its interval lies below zero; "
+                    "Dopamine's gap to threshold-only on the mixture foundation shrinks from +2.08 points at 3 "
+                    "epochs to +0.18 at 10, and its interval holds zero (a tie on 3 seeds says little; "
+                    "chapter 5)."), text
+    assert text.count(". ") == 1, "two sentences"
     moved["upright"] = [_change("frozen", -0.05, 0.0)]
-    assert ("; on the upright foundation, Dopamine's gap to the frozen foundation changes sign from −4.92 to +0.08 "
-            "points and its interval holds zero (on 3 seeds") in budget.caveat(moved, 3, 10)
-    assert "Dopamine's gap to head-only grows from +0.08 to +2.08 points" in budget.caveat(
+    assert ("; Dopamine's gap to the frozen foundation on the upright foundation changes sign from −4.92 points at "
+            "3 epochs to +0.08 at 10, and its interval holds zero (a tie on 3 seeds") in budget.caveat(moved, 3, 10)
+    assert "Dopamine's gap to head-only on the mixture foundation grows from +0.08 points" in budget.caveat(
         {"mixture": [_change("head", 0.0, 0.02)]}, 3, 10)
     # no tie among the changes: no word on ties, and the pointer alone
     assert budget.caveat({"mixture": moved["mixture"][:1]}, 3, 10, "chapter 5").endswith(
         "lies below zero (chapter 5).")
     assert budget.caveat({"mixture": moved["mixture"][:1]}, 3, 10).endswith("lies below zero.")
     # against the headline's verdicts: LoRA's change ends where the headline already is (loses to), so only
-    # threshold-only's is spelled out, and LoRA's counted
+    # threshold-only's is spelled out, and LoRA's counted; the headline's own seeds are named beside the study's
     headline = {"mixture": {"lora": _change("lora", -0.02, -0.02).long,
                             "threshold_only": _change("threshold_only", 0.02, 0.02).long,
                             "frozen": _change("frozen", 0.01, 0.01).long},
                 "upright": {"frozen": _change("frozen", -0.05, -0.05).long}}
     text = budget.caveat({"mixture": moved["mixture"]}, 3, 10, answer=headline)
-    assert text == ("These verdicts are at the protocol's budget of 3 epochs. At 10 epochs, on 3 seeds, 2 of the 3 "
-                    "verdicts change, and 1 of them no longer matches the table's 3-seed verdict: on the mixture "
-                    "foundation, Dopamine's gap to threshold-only shrinks from +2.08 to +0.18 points and its "
-                    "interval holds zero (on 3 seeds a tie says little)."), text
+    assert text == ("These verdicts are at the protocol's budget of 3 epochs; at 10 epochs, on 3 seeds, 2 of the 3 "
+                    "verdicts change, and 1 of them no longer matches the table's 3-seed verdict. Over those 3 "
+                    "seeds, Dopamine's gap to threshold-only on the mixture foundation shrinks from +2.08 points at "
+                    "3 epochs to +0.18 at 10, and its interval holds zero (a tie on 3 seeds says little)."), text
+    up = [0.02 + 0.001 * i for i in range(10)]  # a clear gap over 10 seeds: LoRA ahead, the others behind
+    ten = {k: {m: paired_difference(*([[0.0] * 10, up] if m == "lora" else [up, [0.0] * 10])) for m in v}
+           for k, v in headline.items()}
+    text = budget.caveat({"mixture": moved["mixture"]}, 3, 10, "chapter 5", answer=ten)
+    assert text.startswith("These verdicts are at the protocol's budget of 3 epochs; at 10 epochs, on 3 of the "
+                           "table's 10 seeds, 2 of the 3 verdicts change, and 1 of them no longer matches the "
+                           "table's 10-seed verdict. Over those 3 seeds, "), text
     headline["mixture"]["threshold_only"] = _change("threshold_only", 0.001, 0.001).long
     assert budget.caveat({"mixture": moved["mixture"]}, 3, 10, answer=headline).endswith(
-        "at 10 epochs (3 seeds) 2 of the 3 change, each to the table's verdict.")
+        "at 10 epochs, on 3 seeds, 2 of the 3 change, each to the table's verdict.")
     same = {"mixture": [_change("lora", -0.01, -0.02)], "upright": [_change("head", 0.01, 0.02)]}
-    assert budget.caveat(same, 2, 4) == ("These verdicts are at the protocol's budget of 2 epochs; at 4 epochs "
-                                         "(3 seeds) none of them changes.")
+    assert budget.caveat(same, 2, 4) == ("These verdicts are at the protocol's budget of 2 epochs; at 4 epochs, "
+                                         "on 3 seeds, none of them changes.")
 
 
 def test_the_recap_words_each_change_beside_the_protocols_verdict():

@@ -50,16 +50,58 @@ def verdicts_table(answer: dict[str, dict[str, PairedDifference]]) -> Table:
             ranked = sorted(group, key=lambda m: -abs(group[m].mean))
             if not group:
                 row.append("none")
-            elif words == "ties with":
-                low, high = _bounds(group)
+            elif words == "ties with":  # 'every interval between': one range for several rivals is no interval
                 row.append(", ".join(display(m) for m in ranked)
-                           + f" (interval{'s' * (len(group) > 1)} {low} to {high})")
+                           + f" ({_tie_bounds(group).removeprefix('its ').removesuffix(' points')})")
             else:
                 row.append(", ".join(f"{display(m)} by {in_points(abs(group[m].mean))}" for m in ranked))
         body.append(row)
     n = next(iter(next(iter(answer.values())).values())).n
     return Table(header, body, caption=f"Dopamine against each rival at 45°, over {n} seeds: gaps in points, "
                                        "verdicts from the paired 95% intervals")
+
+
+# What each rival can change that gates cannot, for why_rivals_lead: a gate selects and rescales the hidden neurons
+# the foundation has; head-only retrains the layer that reads them; LoRA and full fine-tuning change the weights
+# that compute them.
+_READOUT = ("head",)
+_FEATURES = ("lora", "full")
+
+
+def why_rivals_lead(kind: str, diffs: dict[str, PairedDifference], where: str = "") -> str:
+    """Whom Dopamine loses to on one foundation, and why, from what each winner trains (at most two sentences):
+    'On the upright foundation, head-only, LoRA (r = 4) and full fine-tuning pull ahead of Dopamine. Head-only
+    changes no hidden neuron: it retrains only the output layer, a new readout of the features the foundation
+    already has, and that alone beats gates, which can only select and rescale them; LoRA (r = 4) and full
+    fine-tuning, which can also change the features themselves, lead by more (chapter 7).' `where`: a pointer
+    in brackets."""
+    ahead = {m: d for m, d in diffs.items() if verdict(d) == "loses to"}
+    name = display(kind, "foundation")
+    if not ahead:
+        return f"On the {name}, no rival pulls ahead of Dopamine" + (f" ({where})." if where else ".")
+    ranked = sorted(ahead, key=lambda m: abs(ahead[m].mean))  # smallest gap first
+    first = (f"On the {name}, {listed([_in_prose(m) for m in ranked])} pull{'s' * (len(ranked) == 1)} ahead of "
+             "Dopamine.")
+    readout = [m for m in ranked if m in _READOUT]
+    features = [m for m in ranked if m in _FEATURES]
+    parts = []
+    if readout:
+        parts.append(f"{display(readout[0])} changes no hidden neuron: it retrains only the output layer, a new "
+                     "readout of the features the foundation already has, and that alone beats gates, which "
+                     "can only select and rescale them")
+    if features:
+        names = listed([display(m) for m in features])
+        if readout:
+            more = min(abs(ahead[m].mean) for m in features) > abs(ahead[readout[0]].mean)
+            parts.append(f"{names}, which can also change the features themselves, "
+                         + ("lead by more" if more else "pull ahead too"))
+        else:
+            parts.append(f"{names} can change the hidden features themselves, while gates can only select and "
+                         "rescale the neurons the foundation has")
+    if not parts:
+        return first[:-1] + (f" ({where})." if where else ".")
+    second = "; ".join(parts)
+    return f"{first} {second[0].upper()}{second[1:]}" + (f" ({where})." if where else ".")
 
 
 def _group(words: str, diffs: dict[str, PairedDifference]) -> str:

@@ -74,7 +74,9 @@ def digit_grid(rows: dict[str, torch.Tensor], labels, title: str = "") -> plt.Fi
     n = len(labels)
     if not rows or any(len(images) != n for images in rows.values()):
         raise ValueError(f"every row needs {n} images (one per label), got {[len(v) for v in rows.values()]}")
-    fig, axes = plt.subplots(len(rows), n, figsize=(min(7.5, 1.1 * n), 1.3 * len(rows)), squeeze=False,
+    width = min(7.5, 1.1 * n)
+    side = (width - 0.6) / n  # one square image per column, after the row labels: rows as tall as that, no gap
+    fig, axes = plt.subplots(len(rows), n, figsize=(width, side * len(rows) + 0.5), squeeze=False,
                              constrained_layout=True)
     for r, (mode, images) in enumerate(rows.items()):
         for c in range(n):
@@ -163,9 +165,9 @@ def _network(ax, widths, silenced=(), gains=None, delta=False):
                 ax.text(x, y, "×", ha="center", va="center", fontsize=12, zorder=4)
     names = ["input\n784"] + [f"hidden{l}\n256" for l in range(1, len(widths) - 1)] + ["head\n10"]
     for x, name in zip(xs, names):
-        ax.text(x, -max(widths) / 2 - 0.5, name, ha="center", va="top", fontsize=9)
+        ax.text(x, -max(widths) / 2 - 0.5, name, ha="center", va="top", fontsize=10)
     ax.set_xlim(-0.6, xs[-1] + 0.6)
-    ax.set_ylim(-max(widths) / 2 - 1.6, max(widths) / 2 + 1.0)
+    ax.set_ylim(-max(widths) / 2 - 1.9, max(widths) / 2 + 1.0)  # room for the 10-pt labels and count
     ax.axis("off")
 
 
@@ -186,10 +188,10 @@ def mode_schematic(n_dopamine: int | None = None, n_lora: int | None = None, see
     right.set_title("LoRA: frozen weights,\nplus a low-rank ΔW = B A on every layer", fontsize=10)
     for ax, n, what in ((left, n_dopamine, "2 numbers per hidden neuron"), (right, n_lora, "r (n_in + n_out) per layer")):
         count = f": {n:,} trainable" if n is not None else ""
-        ax.text(0.5, 0.0, what + count, transform=ax.transAxes, ha="center", fontsize=9)
+        ax.text(0.5, 0.0, what + count, transform=ax.transAxes, ha="center", fontsize=10)
     handles = [Line2D([], [], color=FROZEN, label="frozen weight"),
                Line2D([], [], color=TRAINED, alpha=0.6, lw=2, label="trained low-rank delta"),
                Patch(fc=plt.get_cmap(GAINS)(0.7), ec="k", label="gated neuron (shade = gain g)"),
                Patch(fc=SILENT, ec="k", label="silenced for this input: drive z ≤ τ (×)")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=9)
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=10)
     return fig

@@ -286,10 +286,12 @@ def keep_words(studies: dict[str, dict[str, BudgetRun]], changes: dict[str, list
 def caveat(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int, where: str = "",
            answer=None) -> str:
     """Two sentences that carry the budget study into a headline: the verdicts hold at the protocol's budget, and
-    how many the longer one changes, each change that matters with its numbers, e.g. "These verdicts are at the
-    protocol's budget of 3 epochs. At 10 epochs, on 3 seeds, 2 of the 14 verdicts change, and 1 of them no longer
-    matches the table's 10-seed verdict: on the mixture foundation, Dopamine's gap to threshold-only shrinks from +0.39 to +0.12
-    points and its interval holds zero (on 3 seeds a tie says little; chapter 5)."
+    how many the longer one changes on the study's seeds, each change that matters with its numbers and the
+    budget each number comes from, e.g. "These verdicts are at the protocol's budget of 3 epochs; at 10 epochs,
+    on 3 of the table's 10 seeds, 2 of the 14 verdicts change, and 1 of them no longer matches the table's
+    10-seed verdict. Over those 3 seeds, Dopamine's gap to threshold-only on the mixture foundation shrinks from
+    +0.39 points at 3 epochs to +0.12 at 10, and its interval holds zero (a tie on 3 seeds says little;
+    chapter 5)." Both numbers are means over the study's seeds, not the table's.
     `where`: a pointer appended in brackets ("chapter 5"). `answer` (compare.dopamine_against(), the headline's
     verdicts over all the protocol's seeds): spell out only the changes that end on another verdict than the
     headline's (the others are counted), since a change within the study's seeds that ends where the headline
@@ -297,8 +299,10 @@ def caveat(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int
     from ..methods.names import display
 
     n = next(c.long.n for rows in changes.values() for c in rows)
+    told_n = next(iter(next(iter(answer.values())).values())).n if answer is not None else n
     total = sum(len(rows) for rows in changes.values())
-    start = f"These verdicts are at the protocol's budget of {short_epochs} epochs"
+    seeds = f"on {n} of the table's {told_n} seeds" if told_n > n else f"on {n} seeds"
+    start = f"These verdicts are at the protocol's budget of {short_epochs} epochs; at {long_epochs} epochs, {seeds},"
     ref = f"; {where}" if where else ""
 
     def told(kind, c):  # the verdict the reader was told: the headline's, else the study's own at the budget
@@ -309,22 +313,22 @@ def caveat(changes: dict[str, list[Change]], short_epochs: int, long_epochs: int
     if not moved:
         what = (f"{changed} of the {total} change{'s' * (changed == 1)}, each to the table's verdict" if changed
                 else "none of them changes")
-        return f"{start}; at {long_epochs} epochs ({n} seeds) {what}" + (f" ({where})." if where else ".")
+        return f"{start} {what}" + (f" ({where})." if where else ".")
 
     def one(kind, c):
         a, b = c.short.mean, c.long.mean
         how = ("changes sign" if a * b < 0 else "shrinks" if abs(b) < abs(a) else "grows")
         side = {"ties with": "holds zero", "beats": "lies above zero", "loses to": "lies below zero"}
-        return (f"on the {display(kind, 'foundation')}, Dopamine's gap to {'the ' * (c.method == 'frozen')}"
-                f"{_name(c.method)} {how} from {signed_points(a)} to {signed_points(b)} points and its interval "
-                f"{side[verdict(c.long)]}")
+        return (f"Dopamine's gap to {'the ' * (c.method == 'frozen')}{_name(c.method)} on the "
+                f"{display(kind, 'foundation')} {how} from {signed_points(a)} points at {short_epochs} epochs "
+                f"to {signed_points(b)} at {long_epochs}, and its interval {side[verdict(c.long)]}")
     count = f"{changed} of the {total} verdicts change{'s' * (changed == 1)}"
     if len(moved) < changed:
-        told_n = answer[moved[0][0]][moved[0][1].method].n
-        count += f", and {len(moved)} of them no longer match{'es' * (len(moved) == 1)} the table's {told_n}-seed verdict"
+        count += (f", and {len(moved)} of them no longer match{'es' * (len(moved) == 1)} the table's "
+                  f"{told_n}-seed verdict")
     tie = any(verdict(c.long) == "ties with" for _, c in moved)
-    note = f"on {n} seeds a tie says little{ref}" if tie else where
-    return (f"{start}. At {long_epochs} epochs, on {n} seeds, {count}: " + "; ".join(one(k, c) for k, c in moved)
+    note = f"a tie on {n} seeds says little{ref}" if tie else where
+    return (f"{start} {count}. Over those {n} seeds, " + "; ".join(one(k, c) for k, c in moved)
             + (f" ({note})." if note else "."))
 
 
