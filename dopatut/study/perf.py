@@ -200,7 +200,8 @@ def goals_table(results: dict) -> Table:
         met = "-" if g.get("met") is None else ("yes" if g["met"] else "**no**")
         rows.append([g["name"], f"{_cell(g.get('value'), g['fmt'])}{g.get('unit', '')}",
                      f"{g['op']} {format(g['target'], g['fmt'])}{g.get('unit', '')}", met])
-    return Table(["goal", "measured", "target", "met"], rows, align=("left", "right", "right", "center"))
+    return Table(["goal", "measured", "target", "met"], rows, align=("left", "right", "right", "center"),
+                 wrap_first=True)  # long goals wrap, so the table fits the text width
 
 
 RATIO_RULE = "above 1: first column better"  # every ratio of bench.py's table reads this way
