@@ -150,14 +150,15 @@ def test_balance_words_follow_the_signs_and_sizes():
 def test_rest_words_follow_the_share_of_the_margin_and_the_largest_bar():
     from dopatut.analysis.attribution import rest_words
 
-    parts = dict(values=[0.9, 0.5, -0.3], bias=0.1, n_rest=248, margin=4.0)
-    assert rest_words({**parts, "rest": 2.8}) == ("the other 248 neurons together are the largest bar, +2.80 of a "
-                                                 "margin of 4.00: their many small pushes carry most of it")
+    parts = dict(values=[0.9, 0.5, -0.3], bias=0.1, n_rest=248, n_rest_firing=110, margin=4.0)
+    assert rest_words({**parts, "rest": 2.8}) == (
+        "the other 248 neurons, of which 110 fire, together are the largest bar, +2.80 of a margin of 4.00: "
+        "the many small pushes of those 110 carry most of it")
     assert rest_words({**parts, "rest": 0.8}).endswith("together add +0.80 of a margin of 4.00: the named "
                                                        "neurons and the bias carry the larger part")
-    assert rest_words({**parts, "rest": 4.5}).endswith("carry all of it, and more")
-    assert rest_words({**parts, "rest": -0.4}).startswith("the other 248 neurons together push towards the rival "
-                                                          "(−0.40)")
+    assert rest_words({**parts, "rest": 4.5, "n_rest_firing": 7}).endswith("those 7 carry all of it, and more")
+    assert rest_words({**parts, "rest": -0.4}).startswith("the other 248 neurons, of which 110 fire, together "
+                                                          "push towards the rival (−0.40)")
 
 
 def test_flip_words_say_the_count_or_that_it_did_not_turn():

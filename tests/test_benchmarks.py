@@ -285,6 +285,8 @@ def test_the_measures_tables_split_by_topic_and_read_every_ratio_one_way():
              "ratio": 2.0},
             {"name": "transformer: MB kept for backward, Dopamine vs LoRA on attention", "dopatut": "2",
              "reference": "1", "ratio": 0.5},
+            {"name": "transformer: MiB kept for backward per batch", "dopatut": "16.1", "reference": "11.0",
+             "ratio": 11.04 / 16.05},  # 0.688 unrounded; from the printed values, 11.0 / 16.1 = 0.683
             {"name": "transformer foundation, 3 epochs (s)", "dopatut": "44"},
             {"name": "full recipe, |fit_many - fit| accuracy at 45 deg", "dopatut": "0.1"},
             {"name": "full recipe, |fit_many - fit| (points): foundation, Dopamine", "dopatut": "0.20, 0.09"}]
@@ -294,7 +296,8 @@ def test_the_measures_tables_split_by_topic_and_read_every_ratio_one_way():
     assert "45°" in training and "fit_many" not in training and "9.00×" in training, training
     transformer = tables["Transformer"]
     assert transformer.header[1:3] == ("Dopamine", "LoRA on attention (r=4)")
-    assert transformer.rows == (("MB kept for backward", "2", "1", "0.50×"),)  # the headers say who is compared
+    assert transformer.rows == (("MB kept for backward", "2", "1", "0.50×"),  # the headers say who is compared
+                                ("MiB kept for backward per batch", "16.1", "11.0", "0.68×"))  # as printed
     inference = tables["Inference on 10,000 images"]
     assert inference.rows == (("LoRA merged", "1", "2", "2.00×"),)
     assert all(t.header[-1] == RATIO_HEADER for k, t in tables.items() if k != "Whole runs")
@@ -327,21 +330,24 @@ def test_lora_agreement_says_exactly_at_a_zero_gap():
     assert lora_agreement(0.12).endswith("agree within 0.12 points at both angles")
 
 
-def test_lora_full_words_say_what_the_clock_shows_and_settle_it_with_the_step_timings():
+def test_lora_full_words_say_what_the_clock_shows_and_give_a_verdict_the_timings_support():
     from dopatut.study.perf import lora_full_words
     names = {"mixture": "mixture foundation", "upright": "upright foundation"}
-    slow_step, fast_step = {"lora": 0.00358, "full": 0.00322}, {"lora": 0.0030, "full": 0.0032}
+    slow_step, fast_step = {"lora": 0.00358, "full": 0.00322}, {"lora": 0.0019, "full": 0.0032}
     agree = {"mixture": {"lora": 20.0, "full": 25.0}, "upright": {"lora": 21.0, "full": 28.0}}
-    assert lora_full_words(0.59, agree, names, slow_step) == ""
+    assert lora_full_words(0.59, agree, names, slow_step, 0.07) == ""
     split = {"mixture": {"lora": 36.6, "full": 24.7}, "upright": {"lora": 20.8, "full": 27.8}}
-    words = lora_full_words(0.59, split, names, slow_step)
+    words = lora_full_words(0.59, split, names, slow_step, 0.07)
     assert "59%" in words and "longer on the mixture foundation (and less on the upright foundation)" in words
-    assert "3.58 ms for a LoRA step against 3.22 ms for a full one" in words and "cost more time" in words, words
-    assert "upright foundation's stacks, timed once each, say otherwise" in words and words.count(". ") == 1
+    assert "3.58 ms against 3.22 ms for a full one" in words and words.count(". ") == 1, words
+    # 11% apart against a noise of 7%, and the stacks split: not settled
+    assert "do not settle (the steps differ by 11%, the timing noise of section 6 is 7%; the stacks" in words, words
     both = {"mixture": {"lora": 30.0, "full": 25.0}, "upright": {"lora": 31.0, "full": 28.0}}
-    words = lora_full_words(0.59, both, names, slow_step)
-    assert "mixture foundation and upright foundation" in words and "thin" in words and "otherwise" not in words
-    words = lora_full_words(0.59, both, names, fast_step)  # LoRA's step is the faster: the stacks saw load
+    words = lora_full_words(0.59, both, names, slow_step, 0.07)
+    assert "do not settle" in words and "disagree" not in words  # the stacks agree, but 11% < twice the noise
+    words = lora_full_words(0.59, both, names, slow_step, 0.03)  # 11% > twice a noise of 3%: settled
+    assert "mixture foundation and upright foundation" in words and "thin" in words and "settle" not in words
+    words = lora_full_words(0.59, both, names, fast_step, 0.07)  # the step follows the FLOPs: the stacks saw load
     assert "not LoRA's doing" in words and "load" in words and words.count(". ") == 1, words
 
 

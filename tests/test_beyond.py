@@ -163,9 +163,9 @@ def test_versus_thresholds_and_peft_words_are_short_and_say_agree_exactly_at_a_z
     from dopatut.analysis.stats import paired_difference
     d = paired_difference([0.951, 0.953, 0.952], [0.950, 0.951, 0.950])
     said = beyond.versus("Dopamine", "gain-only", d)
-    assert said.startswith("Dopamine beats gain-only: +0.17 points, 95% CI [+") and "(" not in said, said
+    assert said.startswith("Dopamine beats gain-only: +0.17 points (95% interval +") and " to +" in said, said
     tie = paired_difference([0.951, 0.949, 0.950], [0.950, 0.950, 0.950])
-    assert "CI [−" in beyond.versus("Dopamine", "gain-only", tie)  # a minus sign, not a hyphen
+    assert "interval −" in beyond.versus("Dopamine", "gain-only", tie)  # a minus sign, not a hyphen
     assert beyond.thresholds_words(tie)[0] == "Dopamine's thresholds move, but add nothing measurable to its gains"
     assert beyond.peft_words({"dopatut": 0.954, "peft": 0.954}) == (
         "dopatut's LoRA and PEFT's agree to the printed precision: both read 95.40% at 45°")
@@ -184,7 +184,7 @@ def test_verdict_table_gives_each_arm_once_against_dopamine_with_true_minus_sign
     frozen, head, gain = ([c.replace("\u00a0", " ") for c in row] for row in table.rows)
     assert frozen[1] == "0" and frozen[2] == "+5.20" and frozen[4] == "beats it"
     assert head[1] == "490" and head[2] == "−0.90" and head[4] == "loses to it"
-    assert gain[2] == "+0.20" and gain[3].startswith("[−") and gain[4] == "ties with it", gain
+    assert gain[2] == "+0.20" and gain[3].startswith("−") and " to +" in gain[3] and gain[4] == "ties with it", gain
     assert "-" not in "".join(c for row in table.rows for c in row[2:4])  # minus signs, not hyphens
 
 

@@ -149,5 +149,9 @@ def test_margin_parts_add_up_to_the_margin(explorer):
     assert parts["values"] == sorted(parts["values"], reverse=True)
     total = sum(parts["values"]) + parts["rest"] + parts["bias"]
     assert abs(total - parts["margin"]) < 1e-5 and parts["margin"] > 0
+    # the other neurons that fire: those whose output is not 0 on this input
+    h = explorer.contributions(parts["pred"])[0] != 0
+    h[parts["neurons"]] = False
+    assert parts["n_rest_firing"] == int(h.sum()) < parts["n_rest"]
     with pytest.raises(ValueError, match="k must be between"):
         explorer.margin_parts(rival, k=100)

@@ -196,19 +196,21 @@ def balance_words(named: float, rest: float, predicted: int, rival: int) -> str:
 
 def rest_words(parts: dict) -> str:
     """What the neurons outside the named ones add to a margin, in words: `parts` is
-    AttributionExplorer.margin_parts' split (values of the named neurons, rest, n_rest, bias, margin > 0).
-    Chapter 6 quotes it for a right answer, whose figure shows the rest as one bar."""
-    rest, margin, n = parts["rest"], parts["margin"], parts["n_rest"]
+    AttributionExplorer.margin_parts' split (values of the named neurons, rest, n_rest, n_rest_firing, bias,
+    margin > 0). Chapter 6 quotes it for a right answer, whose figure shows the rest as one bar. Only the firing
+    ones among the rest add anything (a silent neuron adds exactly 0), so the sentence names how many fire."""
+    rest, margin, n, firing = parts["rest"], parts["margin"], parts["n_rest"], parts["n_rest_firing"]
     signed = f"{rest:+.2f}".replace("-", "−")  # a true minus sign, as in the prose
+    who = f"the other {n} neurons, of which {firing} fire,"
     if rest <= 0:
-        return f"the other {n} neurons together push towards the rival ({signed}): the named neurons and the bias carry the margin"
+        return f"{who} together push towards the rival ({signed}): the named neurons and the bias carry the margin"
     largest = rest > max(abs(v) for v in [*parts["values"], parts["bias"]])
-    head = (f"the other {n} neurons together {'are the largest bar, ' if largest else 'add '}{signed} of a "
+    head = (f"{who} together {'are the largest bar, ' if largest else 'add '}{signed} of a "
             f"margin of {margin:.2f}")
     if rest >= margin:
-        return head + ": their many small pushes carry all of it, and more"
+        return head + f": the many small pushes of those {firing} carry all of it, and more"
     if rest > margin / 2:
-        return head + ": their many small pushes carry most of it"
+        return head + f": the many small pushes of those {firing} carry most of it"
     return head + ": the named neurons and the bias carry the larger part"
 
 

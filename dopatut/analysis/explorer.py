@@ -207,7 +207,8 @@ class AttributionExplorer:
     def margin_parts(self, rival: int, k: int = 4) -> dict:
         """The logit margin of the prediction over `rival`, split exactly: the k last-layer neurons that push most
         towards the prediction, the k that push most towards the rival, all other neurons together, and the
-        difference of the head's biases. The parts sum to the margin (values: logit(pred) - logit(rival) each)."""
+        difference of the head's biases. The parts sum to the margin (values: logit(pred) - logit(rival) each);
+        n_rest_firing counts the other neurons that fire on this input (the rest add exactly 0)."""
         pred = self.prediction
         (c_pred, b_pred), (c_rival, b_rival) = self.contributions(pred), self.contributions(rival)
         diff = c_pred - c_rival
@@ -217,8 +218,12 @@ class AttributionExplorer:
         order = diff.argsort(descending=True)
         picked = [*order[:k].tolist(), *order.flip(0)[:k].tolist()[::-1]]  # largest first, most negative last
         rest = float(diff.sum() - diff[picked].sum())
+        others = torch.ones(len(diff), dtype=torch.bool)
+        others[picked] = False
+        firing = (c_pred != 0) | (c_rival != 0)  # a silent neuron adds 0 to every logit
         return dict(pred=pred, rival=rival, neurons=picked, values=diff[picked].tolist(), rest=rest,
-                    n_rest=len(diff) - len(picked), bias=b_pred - b_rival,
+                    n_rest=len(diff) - len(picked), n_rest_firing=int((firing & others).sum()),
+                    bias=b_pred - b_rival,
                     margin=float(self.logits()[pred] - self.logits()[rival]))
 
     def top_neurons(self, k: int = 5, class_idx: int | None = None) -> list[tuple[int, float]]:

@@ -137,3 +137,31 @@ def same_logits_words(max_diff: float) -> str:
     if max_diff == 0:
         return "the logits are exactly equal"
     return f"the logits differ only by float rounding (at most {small_number(max_diff)})"
+
+
+def penalty_words(plain: dict, penalised: dict) -> str:
+    """Chapter 8's exercise 3 in words: what a sparsity penalty did to the neurons pruning can remove. plain and
+    penalised: {"silent": neurons silent on every test digit, "rare": neurons firing on at most 5% of the training
+    digits, "accuracy": test accuracy}, for the mode trained without and with the penalty. Two sentences: the
+    counts, then which kind of neuron the penalty added more of."""
+    def change(key):
+        a, b = plain[key], penalised[key]
+        return f"from {a:,} to {b:,}" if a != b else f"at {a:,}"
+
+    def verb(key):
+        a, b = plain[key], penalised[key]
+        return "grows" if b > a else "falls" if b < a else "stays"
+
+    said = (f"With the penalty the count of neurons silent on every 45° test digit {verb('silent')} "
+            f"{change('silent')}, and of those firing on at most 5% of the training digits {verb('rare')} "
+            f"{change('rare')}, at {penalised['accuracy']:.1%} accuracy against {plain['accuracy']:.1%}")
+    more_silent = penalised["silent"] - plain["silent"]
+    more_rare = penalised["rare"] - plain["rare"]
+    if more_rare > max(more_silent, 0):
+        why = ("So the penalty's gain lies mostly in rarely firing neurons, which pruning can remove only as an "
+               "approximation; exact pruning gains less")
+    elif more_silent > 0:
+        why = "So here the penalty silences whole neurons too, which exact pruning can remove"
+    else:
+        why = "So here the penalty leaves pruning no more to remove"
+    return f"{said}. {why}."

@@ -505,12 +505,12 @@ def longer_budget_answer(curves: dict, runs: dict, against: str = "dopamine", ma
 
 def versus(a: str, b: str, d) -> str:
     """One short sentence, no final stop, on d = a - b (a stats.PairedDifference of accuracies):
-    'Dopamine beats gain-only: +0.42 points, 95% CI [+0.20, +0.64]'."""
+    'Dopamine beats gain-only: +0.42 points (95% interval +0.20 to +0.64)', the book's interval format."""
     from ..analysis.stats import verdict
 
     signed = lambda x: f"{100 * x:+.2f}".replace("-", "−")  # a minus sign, as in the prose
-    return (f"{a} {verdict(d)} {b}: {signed(d.mean)} points, {d.confidence:.0%} CI "
-            f"[{signed(d.ci_low)}, {signed(d.ci_high)}]")
+    return (f"{a} {verdict(d)} {b}: {signed(d.mean)} points ({d.confidence:.0%} interval "
+            f"{signed(d.ci_low)} to {signed(d.ci_high)})")
 
 
 def thresholds_words(d) -> tuple[str, str]:
@@ -541,7 +541,7 @@ def verdict_table(acc: dict[str, list[float]], n_trainable: dict[str, int], agai
         d = paired_difference(acc[against], accs)
         rows.append([display(arm), f"{n_trainable.get(arm, 0):,}", signed_points(d.mean),
                      # no-break spaces: an interval and a verdict each stay on one line
-                     f"[{signed_points(d.ci_low)},\u00a0{signed_points(d.ci_high)}]",
+                     f"{signed_points(d.ci_low)}\u00a0to\u00a0{signed_points(d.ci_high)}",  # as chapters 5, 7
                      f"{verdict(d)} it".replace(" ", "\u00a0")])  # the header names the subject
     header = [f"{display(against)} against", "numbers trained", f"{display(against)} − it (points)",
               "95% interval", f"verdict: {display(against)} …"]

@@ -13,6 +13,7 @@ benchmarks/bench.py uses these; the book's appendix reads the table it writes wi
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from importlib import resources
@@ -154,8 +155,8 @@ def speedup_sentence(speedups, flop_ratios, noise: float = 0.1) -> str:
     grows = all(b >= a * (1 - noise) for a, b in zip(speedups, speedups[1:]))
     close = all(abs(s - f) <= noise * f for s, f in zip(speedups, flop_ratios))
     if grows and close:
-        return (f"in CPU time the measured speed-ups follow them (within {noise:.0%}, about the noise of a timing on "
-                f"a shared CPU).")
+        return (f"in CPU time the measured speed-ups follow them (within {noise:.0%}: CPU time leaves out other "
+                f"programs' turns, but not their effect on the caches, nor the CPU's changing clock speed).")
     return (f"even in CPU time the measured speed-ups do not follow them closely here (they wobble, or miss the FLOP "
             f"ratio, by more than {noise:.0%}): other programs on a shared CPU also disturb the caches a timing "
             f"relies on, so these are this run's timings, not results.")
@@ -199,7 +200,8 @@ def goals_table(results: dict) -> Table:
         met = "-" if g.get("met") is None else ("yes" if g["met"] else "**no**")
         rows.append([g["name"], f"{_cell(g.get('value'), g['fmt'])}{g.get('unit', '')}",
                      f"{g['op']} {format(g['target'], g['fmt'])}{g.get('unit', '')}", met])
-    return Table(["goal", "measured", "target", "met"], rows, align=("left", "right", "right", "center"))
+    return Table(["goal", "measured", "target", "met"], rows, align=("left", "right", "right", "center"),
+                 wrap_first=True)  # long goals wrap, so the table fits the text width
 
 
 RATIO_RULE = "above 1: first column better"  # every ratio of bench.py's table reads this way
@@ -231,7 +233,24 @@ def _readable_measure(name: str, drop=()) -> str:
 
 
 def _ratio(row: dict) -> str:
-    return "-" if row.get("ratio") is None else f"{row['ratio']:.2f}×"
+    """The row's ratio, recomputed from its two values as printed where both are numbers (so that a reader's
+    division of the shown values gives the shown ratio), in the direction of bench.py's ratio."""
+    if row.get("ratio") is None:
+        return "-"
+    shown = [_number(row.get(side)) for side in ("dopatut", "reference")]
+    if None in shown or 0 in shown:
+        return f"{row['ratio']:.2f}×"
+    a, b = shown
+    ratio = min((a / b, b / a), key=lambda r: abs(math.log(r / row["ratio"])))  # bench.py's direction
+    return f"{ratio:.2f}×"
+
+
+def _number(cell) -> float | None:
+    """A printed cell as a number ("1,302", "2 (frozen base)"), or None where it is not one."""
+    try:
+        return float(str(cell).split(" (")[0].replace(",", ""))
+    except ValueError:
+        return None
 
 
 def _split_pair(row: dict) -> list[dict]:
@@ -331,13 +350,16 @@ def cold_words(record: dict) -> str:
     return " ".join(said)
 
 
-def lora_full_words(share: float, seconds: dict, names: dict, step_s: dict) -> str:
+def lora_full_words(share: float, seconds: dict, names: dict, step_s: dict, noise: float) -> str:
     """What chapter 5's stacks' wall times say about LoRA against full fine-tuning, given that LoRA computes
-    `share` of full fine-tuning's FLOPs, in two sentences. seconds: {foundation: {"lora": s, "full": s}}; names: each
-    foundation's readable name; step_s: {"lora": s, "full": s}, the benchmark's time per training step of each, best
-    of several rounds on the same MLP (bench_lora's and bench_limit's fused-Adam step). "" where LoRA's stack was the
-    faster on every foundation (the FLOPs and the clock agree). Where they disagree, the step timings say whether
-    LoRA's step itself is the slower, or the stacks' order is the load of their moment."""
+    `share` of full fine-tuning's FLOPs, in two sentences, the second a verdict. seconds: {foundation: {"lora": s,
+    "full": s}}; names: each foundation's readable name; step_s: {"lora": s, "full": s}, the benchmark's time per
+    training step of each, best of several rounds on the same MLP (bench_lora's and bench_limit's fused-Adam step);
+    noise: the relative gap the same timer gives two identical networks (merged LoRA against the frozen base). ""
+    where LoRA's stack was the faster on every foundation (the FLOPs and the clock agree). Where they disagree: if
+    the step follows the FLOPs, the stacks' order is the load of their moment; if not, the saving in arithmetic does
+    not show in time, and which of the two is faster is settled only where the steps differ by more than twice the
+    noise and every stack agrees with them."""
     slower = [k for k in seconds if seconds[k]["lora"] > seconds[k]["full"]]
     if not slower:
         return ""
@@ -346,15 +368,20 @@ def lora_full_words(share: float, seconds: dict, names: dict, step_s: dict) -> s
             f"{' and '.join(names[k] for k in slower)}")
     if faster:
         said += f" (and less on the {' and '.join(names[k] for k in faster)})"
-    steps = (f"The benchmark's step timings (one model at batch 128, best of several rounds) give "
-             f"{1e3 * step_s['lora']:.2f} ms for a LoRA step against {1e3 * step_s['full']:.2f} ms for a full one")
-    if step_s["lora"] > step_s["full"]:
-        why = (f"{steps}: on this small MLP, LoRA's thin rank-4 products cost more time than the weight gradients it "
-               "skips")
-        if faster:
-            why += f"; the {' and '.join(names[k] for k in faster)}'s stacks, timed once each, say otherwise"
+    ratio = step_s["lora"] / step_s["full"]
+    step = (f"Its step, timed by the benchmark (one model at batch 128, best of several rounds), took "
+            f"{1e3 * step_s['lora']:.2f} ms against {1e3 * step_s['full']:.2f} ms for a full one")
+    if ratio <= share * (1 + noise):
+        why = (f"{step}, about what the arithmetic predicts, so the stacks' order is not LoRA's doing: each stack "
+               "was timed once, under the load of its moment")
+    elif ratio > 1 + 2 * noise and not faster:
+        why = (f"{step}: on this small MLP LoRA's thin rank-4 products cost more time than the weight gradients it "
+               "skips, so its saving in arithmetic does not show in time")
     else:
-        why = f"{steps}, so the stacks' order is not LoRA's doing: each stack was timed once, under the load of its moment"
+        split = "; the stacks, timed once each, disagree" if faster else ""
+        why = (f"{step}: its saving in arithmetic does not show in time on this small MLP, but which of the two is "
+               f"faster these timings do not settle (the steps differ by {abs(ratio - 1):.0%}, the timing noise of "
+               f"section 6 is {noise:.0%}{split})")
     return f"{said}. {why}."
 
 
