@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytest.importorskip("sphinxcontrib.bibtex")
 from pybtex.database import Entry, Person, parse_file  # noqa: E402
@@ -36,6 +37,7 @@ def test_the_registered_style_labels_the_books_bibliography_and_the_book_uses_it
     assert {e.key: e.label for e in formatted}["dopamine2026"] == "Ghasemlou, 2026"
     assert len({e.label for e in formatted}) == len(formatted)  # no twins: every label is its inline citation
     assert [e.label for e in formatted] == sorted(e.label for e in formatted)  # sorted by author
-    config = (ROOT / "_config.yml").read_text()
-    assert "extra_extensions: [dopatut.course.bib_labels]" in config
-    assert f"bibtex_default_style: {STYLE}" in config and "bibtex_reference_style: author_year" in config
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert "dopatut.course.bib_labels" in config["sphinx"]["extra_extensions"]
+    assert config["sphinx"]["config"]["bibtex_default_style"] == STYLE
+    assert config["sphinx"]["config"]["bibtex_reference_style"] == "author_year"

@@ -1,7 +1,9 @@
 """Every "chapter N" in the prose links to chapter N (dopatut.course.chapter_links)."""
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 pytest.importorskip("docutils")
 from docutils import nodes  # noqa: E402
@@ -42,3 +44,12 @@ def test_prose_mentions_link_and_code_titles_self_mentions_and_unknown_chapters_
     assert paragraph.astext() == "As chapter 5's table and chapters 1 and 7 show; not chapter 5 nor chapter 9."
     assert "chapter 5" in next(iter(doc.findall(nodes.title))).astext() and not list(
         next(iter(doc.findall(nodes.title))).findall(nodes.reference))
+
+
+def test_the_book_loads_the_extension_and_numbers_its_chapters():
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    assert "dopatut.course.chapter_links" in config["sphinx"]["extra_extensions"]
+    toc = yaml.safe_load((root / "book" / "_toc.yml").read_text())
+    numbered = [c["file"] for part in toc["parts"] if part.get("numbered") for c in part["chapters"]]
+    assert sorted(chapter_docs(numbered)) == list(range(1, 11))  # "chapter 5" is the fifth numbered page
