@@ -64,3 +64,14 @@ def test_source_of_whole_modules_keeps_the_code():
         for _, obj in inspect.getmembers(module, lambda x: inspect.isfunction(x) or inspect.isclass(x)):
             if obj.__module__ == module.__name__:
                 assert _tree(source(obj)) == _tree(inspect.getsource(obj)), obj.__qualname__
+
+
+def test_glue_stores_numpy_and_torch_scalars_as_python_numbers():
+    import numpy as np
+    import torch
+
+    from dopatut.course.notebook import plain
+
+    for scalar, number in [(np.float64(94.2), 94.2), (np.int64(3), 3), (torch.tensor(0.5), 0.5)]:
+        assert type(plain(scalar)) is type(number) and plain(scalar) == number
+    assert plain(torch.tensor([0.5])).shape == (1,) and plain("words") == "words" and plain(2.5) == 2.5

@@ -18,8 +18,14 @@ def glue(name: str, value, display: bool = False):
         from myst_nb import glue as myst_glue
     except ImportError:
         return value
-    myst_glue(name, value, display=display)
+    myst_glue(name, plain(value), display=display)
     return value
+
+
+def plain(value):
+    """A NumPy or torch scalar as the Python number it holds (others as they are): glued as is, np.float64(94.2)
+    is stored by its repr, 'np.float64(94.2)', which a format such as `:.1f` in the prose cannot read."""
+    return value.item() if getattr(value, "shape", None) == () and hasattr(value, "item") else value
 
 
 def setup_line() -> str:
