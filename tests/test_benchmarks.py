@@ -360,3 +360,14 @@ def test_saved_shapes_counts_what_backward_keeps_and_nothing_when_all_is_frozen(
     for p in model.parameters():
         p.requires_grad_(False)
     assert saved_shapes(model, x, y) == {}
+
+
+def test_whole_book_words_sets_the_trained_book_against_the_chapters_that_read_the_bundle():
+    from dopatut.study.perf import whole_book_words
+
+    results = {"goals": [{"name": "whole book execution, empty cache", "value": 533.51,
+                          "note": "measured 2026-12-01 14:52 UTC; cache empty"}]}
+    cold = {"after": {"01_modes": 10.0, "05_seeds": 30.4}, "meta": {"after": {"date": "2026-12-07 08:00 UTC"}}}
+    words = whole_book_words(results, cold)
+    assert "(534 s, measured 2026-12-01)" in words and "less (40 s, measured 2026-12-07)" in words, words
+    assert whole_book_words(results, {}) == "" and whole_book_words({"goals": []}, cold) == ""

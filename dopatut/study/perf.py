@@ -427,3 +427,20 @@ def comparison_source(kinds, methods) -> str | None:
             if read(compare_name(method, kind, chosen, device=device)) is None:
                 return None
     return "bundle" if "bundle" in sources else "cache"
+
+
+def whole_book_words(results: dict, cold: dict) -> str:
+    """Why the goals table's whole-book row (bench.py's goal: every chapter with an empty cache and nothing read
+    from the shipped bundle, so chapter 5's ten-seed comparison trains) and the sum of the cold-chapter table of
+    section 5 (each chapter alone, reading the shipped results) measure different things: one sentence, with when
+    and where each was measured, and the sum of the chapters' wall clocks."""
+    goal = next((g for g in results.get("goals", []) if g["name"].startswith("whole book")), None)
+    after, meta = cold.get("after", {}), cold.get("meta", {}).get("after", {})
+    if goal is None or not after:
+        return ""
+    when = re.match(r"measured ([\d-]+)", goal.get("note", ""))
+    book = f"{goal['value']:,.0f} s" + (f", measured {when.group(1)}" if when else "")
+    chapters = f"{sum(after.values()):,.0f} s" + (f", measured {meta['date'][:10]}" if meta.get("date") else "")
+    return (f"The whole-book row trains everything the chapters read, chapter 5's ten-seed comparison included "
+            f"({book}); the chapters of section 5 read the shipped results instead, so their wall clocks sum to "
+            f"less ({chapters}).")
