@@ -291,20 +291,30 @@ def test_the_measures_tables_split_by_topic_and_read_every_ratio_one_way():
             {"name": "full recipe, |fit_many - fit| accuracy at 45 deg", "dopatut": "0.1"},
             {"name": "full recipe, |fit_many - fit| (points): foundation, Dopamine", "dopatut": "0.20, 0.09"}]
     tables = measures_tables({"rows": rows})
-    assert list(tables) == ["Training the MLP", "Transformer", "Inference on 10,000 images", "Whole runs"]
+    stacked_title = "Stacked against one at a time: test accuracy at 45°"
+    assert list(tables) == ["Training the MLP", stacked_title, "Transformer",
+                            "Inference on 10,000 images", "Whole runs"]
     training = tables["Training the MLP"].markdown()
-    assert "45°" in training and "fit_many" not in training and "9.00×" in training, training
+    assert "9.00×" in training and "full recipe" not in training, training
+    assert "fit_many" not in tables["Stacked against one at a time: test accuracy at 45°"].markdown()
     transformer = tables["Transformer"]
     assert transformer.header[1:3] == ("Dopamine", "LoRA on attention (r=4)")
     assert transformer.rows == (("MB kept for backward", "2", "1", "0.50×"),  # the headers say who is compared
                                 ("MiB kept for backward per batch", "16.1", "11.0", "0.68×"))  # as printed
     inference = tables["Inference on 10,000 images"]
     assert inference.rows == (("LoRA merged", "1", "2", "2.00×"),)
-    assert all(t.header[-1] == RATIO_HEADER for k, t in tables.items() if k != "Whole runs")
+    assert all(t.header[-1] == RATIO_HEADER for k, t in tables.items() if k not in ("Whole runs", stacked_title))
     assert len(RATIO_HEADER) <= 24  # a header of a few words: it must not wrap into four lines
-    # a row with two values becomes two rows
-    assert [r[1] for r in tables["Training the MLP"].rows][-2:] == ["0.20", "0.09"]
-    assert tables["Training the MLP"].rows[-1][0].endswith("(points): Dopamine"), tables["Training the MLP"].rows
+    # the stacks' accuracy differences have no reference and no ratio: a table of their own, one value a row,
+    # and a row with two values becomes two rows
+    stacked = tables["Stacked against one at a time: test accuracy at 45°"]
+    assert stacked.header == ("measure", "difference (points)"), stacked.header
+    assert [r[1] for r in stacked.rows][-2:] == ["0.20", "0.09"]
+    assert [r[0] for r in stacked.rows][-2:] == ["foundation", "Dopamine"], stacked.rows
+    # a fraction of the matmul peak is no rival's ratio: with the whole runs' "this run" against "at the peak"
+    peak = measures_tables({"rows": [{"name": "training GFLOP/s vs float32 matmul peak", "dopatut": "41.8",
+                                      "reference": "141.9", "ratio": 0.29}]})
+    assert list(peak) == ["Whole runs"] and peak["Whole runs"].rows[0][1:] == ("41.8", "141.9")  # no ratio
     assert len(tables["Whole runs"].header) == 3  # no ratio there, so no ratio column
     # the long labels wrap, so a table fits the text width (the stylesheet keeps other first columns whole)
     assert all('<td style="text-align:left;white-space:normal">' in t.html() for t in tables.values())
@@ -371,3 +381,17 @@ def test_whole_book_words_sets_the_trained_book_against_the_chapters_that_read_t
     words = whole_book_words(results, cold)
     assert "(534 s, measured 2026-12-01)" in words and "less (40 s, measured 2026-12-07)" in words, words
     assert whole_book_words(results, {}) == "" and whole_book_words({"goals": []}, cold) == ""
+
+
+def test_stack_cost_words_names_the_extremes_and_the_roughness_of_single_timings():
+    from dopatut.study.perf import stack_cost_words
+
+    names = {"mixture": "mixture foundation", "upright": "upright foundation", "lora": "LoRA (r = 4)",
+             "head": "head-only", "full": "full fine-tuning"}
+    seconds = {"mixture": {"lora": 36.6, "head": 8.4, "full": 30.0},
+               "upright": {"lora": 20.8, "head": 8.0, "full": 29.0}}
+    words = stack_cost_words(seconds, "Here", names)
+    assert words.startswith("Here, on the mixture foundation, the cheapest stack was head-only (8.4 s) and the "
+                            "dearest LoRA (r = 4) (36.6 s).")
+    assert "LoRA (r = 4)'s two stacks, the same arithmetic, took 36.6 s and 20.8 s" in words
+    assert "Each stack" not in stack_cost_words({"mixture": seconds["mixture"]}, "Here", names)
