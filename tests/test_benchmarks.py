@@ -155,7 +155,6 @@ def test_parse_durations_sums_phases_per_notebook(bench):
     assert bench.parse_durations(out) == {"02_foundation.ipynb": 13.0, "01_modes.ipynb": 3.0}
 
 
-
 def test_book_time_is_recorded_from_a_ci_log(bench, tmp_path):
     names = sorted(p.name for p in (ROOT / "book").glob("*.ipynb"))
     log = tmp_path / "ci.log"

@@ -16,9 +16,6 @@ from ..analysis.stats import PairedDifference, verdict
 from ..foundations.tables import Table
 
 
-
-
-
 def _in_prose(method: str) -> str:
     return f"the {display(method)}" if method == "frozen" else display(method)
 

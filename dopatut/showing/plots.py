@@ -116,9 +116,9 @@ def layer_histograms(values: dict[str, torch.Tensor], xlabel: str, title: str, b
             names = [(v.mean(), "mean", "k", left)]
             if start is not None:
                 names.append((start, f"start ({start:g})".replace("-", "−"), START_COLOUR, not left))
-            for x, text, colour, on_left in names:
+            for x, text, shade, on_left in names:
                 ax.text(x, 0.97, f"{text} " if on_left else f" {text}", transform=ax.get_xaxis_transform(),
-                        ha="right" if on_left else "left", va="top", fontsize=9, color=colour,
+                        ha="right" if on_left else "left", va="top", fontsize=9, color=shade,
                         bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.5})
         ax.set_title(f"{name} (mean {v.mean():.2f})".replace("-", "−"), fontsize=10)
         ax.set(xlabel=xlabel, ylabel=ylabel)

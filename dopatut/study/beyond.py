@@ -570,7 +570,6 @@ def peft_words(check: dict) -> str:
             f"{100 * abs(ours - theirs):.2f} points apart")
 
 
-
 def train_images(study: VitStudy = STUDY) -> int:
     """How many 45° training images each arm trains on: study.adapt_images, or the whole split's size."""
     from ..foundations.data import load_mnist
@@ -743,8 +742,6 @@ def peft_cross_check(base, lr: float, targets=("qkv", "proj"), rank: int = 4, se
     out["trainable"] = {label: sum(p.numel() for p in m.parameters() if p.requires_grad)
                         for label, m in (("dopatut", ours), ("peft", theirs))}
     return out
-
-
 
 
 def plot_arms(runs_by_kind: dict[str, dict[str, list[Result]]], angle: str = "45", study: VitStudy = STUDY):

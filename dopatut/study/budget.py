@@ -166,7 +166,6 @@ def verdict_changes(study: dict[str, BudgetRun], runs: dict[str, list[Result]], 
     return [Change(m, d_short[m], d_long[m], (move(against), move(m))) for m in rivals]
 
 
-
 def _name(method: str) -> str:
     """A method's name for a possessive in prose: 'LoRA', not 'LoRA (r = 4)' (the tables keep the rank)."""
     from ..methods.names import display

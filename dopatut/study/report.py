@@ -95,8 +95,6 @@ class Summary(list):
         return self.html()
 
 
-
-
 def summarise(runs: dict[str, list[Result]], angles=("45", "0")) -> Summary:
     """Mean +- sample std over seeds of every method's accuracy at each angle."""
     if not runs:
@@ -179,7 +177,6 @@ def _fmt(value) -> str:
     if isinstance(value, tuple):
         return " → ".join(_fmt(v) for v in value)
     return np.format_float_positional(value, trim="-") if isinstance(value, float) else f"{value:g}"
-
 
 
 def said(a: str, b: str, d: PairedDifference, angle: str = "45") -> str:
